@@ -1,0 +1,288 @@
+//! Configuration files (TOML) for the server and the client, with validation that names
+//! the offending field.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+use crate::net::tls::TlsFiles;
+use crate::protocol::{DpParams, RoundPlan};
+
+/// Default maximum frame size: 64 MiB (a ConvNet-S payload is about 1 MiB).
+pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
+
+/// Hyper-parameters the server hands out each round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanConfig {
+    /// Local epochs per round.
+    pub local_epochs: u32,
+    /// Pairs per mini-batch.
+    pub batch_size: u32,
+    /// Local learning rate (Adam).
+    pub learning_rate: f64,
+    /// NT-Xent temperature.
+    pub temperature: f64,
+    /// L2 clip bound `C` of a client's update.
+    pub clip_norm: f64,
+    /// Noise multiplier `z` (noise standard deviation `z·C`).
+    pub noise_multiplier: f64,
+    /// Seed of the run.
+    pub seed: u64,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self {
+            local_epochs: 1,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            temperature: 0.2,
+            clip_norm: 1.0,
+            noise_multiplier: 0.01,
+            seed: 1,
+        }
+    }
+}
+
+impl PlanConfig {
+    /// The plan of round `round`.
+    pub fn plan(&self, round: u64) -> RoundPlan {
+        RoundPlan {
+            local_epochs: self.local_epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            temperature: self.temperature,
+            dp: DpParams {
+                clip_norm: self.clip_norm,
+                noise_multiplier: self.noise_multiplier,
+            },
+            seed: self
+                .seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(round),
+        }
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.local_epochs == 0 || self.local_epochs > 1000 {
+            bail!("plan.local_epochs must be in 1..=1000, got {}", self.local_epochs);
+        }
+        if self.batch_size < 2 || self.batch_size > 65_536 {
+            bail!("plan.batch_size must be in 2..=65536 (contrastive learning needs pairs), got {}", self.batch_size);
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 10.0) {
+            bail!("plan.learning_rate must be in (0, 10), got {}", self.learning_rate);
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            bail!("plan.temperature must be positive, got {}", self.temperature);
+        }
+        if !(self.clip_norm.is_finite() && self.clip_norm > 0.0) {
+            bail!("plan.clip_norm must be positive, got {}", self.clip_norm);
+        }
+        if !(self.noise_multiplier.is_finite() && self.noise_multiplier > 0.0) {
+            bail!("plan.noise_multiplier must be positive (zero noise is no DP), got {}", self.noise_multiplier);
+        }
+        Ok(())
+    }
+}
+
+/// The server's configuration (`fedssl server --config server.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Run directory: database, models, metrics.
+    pub run_dir: PathBuf,
+    /// CA, server certificate and key.
+    pub tls: TlsFiles,
+    /// Rounds to run.
+    #[serde(default = "d_rounds")]
+    pub rounds: u64,
+    /// Clients that must be connected before a round starts.
+    #[serde(default = "d_min_clients")]
+    pub min_clients: usize,
+    /// Fraction of connected clients sampled per round (at least `min_clients`).
+    #[serde(default = "d_fraction")]
+    pub sample_fraction: f64,
+    /// Seconds a round waits for updates before closing with what arrived.
+    #[serde(default = "d_deadline")]
+    pub round_deadline_secs: f64,
+    /// Seconds to wait for `min_clients` before giving up.
+    #[serde(default = "d_wait")]
+    pub wait_for_clients_secs: f64,
+    /// Seconds of silence after which a connection is dead.
+    #[serde(default = "d_idle")]
+    pub idle_timeout_secs: f64,
+    /// Largest accepted frame in bytes.
+    #[serde(default = "d_frame")]
+    pub max_frame_bytes: usize,
+    /// Largest number of simultaneous connections.
+    #[serde(default = "d_conns")]
+    pub max_connections: usize,
+    /// Round hyper-parameters.
+    #[serde(default)]
+    pub plan: PlanConfig,
+    /// δ at which clients report ε (for the summary).
+    #[serde(default = "d_delta")]
+    pub delta: f64,
+}
+
+fn d_rounds() -> u64 {
+    5
+}
+fn d_min_clients() -> usize {
+    2
+}
+fn d_fraction() -> f64 {
+    1.0
+}
+fn d_deadline() -> f64 {
+    300.0
+}
+fn d_wait() -> f64 {
+    600.0
+}
+fn d_idle() -> f64 {
+    30.0
+}
+fn d_frame() -> usize {
+    DEFAULT_MAX_FRAME
+}
+fn d_conns() -> usize {
+    1024
+}
+fn d_delta() -> f64 {
+    1e-5
+}
+
+impl ServerConfig {
+    /// Checks ranges, naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.rounds == 0 {
+            bail!("rounds must be at least 1");
+        }
+        if self.min_clients == 0 {
+            bail!("min_clients must be at least 1");
+        }
+        if !(self.sample_fraction > 0.0 && self.sample_fraction <= 1.0) {
+            bail!("sample_fraction must be in (0, 1], got {}", self.sample_fraction);
+        }
+        if !(self.round_deadline_secs.is_finite() && self.round_deadline_secs > 0.0) {
+            bail!("round_deadline_secs must be positive");
+        }
+        if !(self.idle_timeout_secs.is_finite() && self.idle_timeout_secs >= 1.0) {
+            bail!("idle_timeout_secs must be at least 1");
+        }
+        if self.max_frame_bytes < 1024 {
+            bail!("max_frame_bytes must be at least 1024");
+        }
+        if !(self.delta > 0.0 && self.delta < 1.0) {
+            bail!("delta must be in (0, 1), got {}", self.delta);
+        }
+        self.plan.validate()
+    }
+}
+
+/// Where a client's training data comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientData {
+    /// MNIST-style IDX folder; absent = the generated default dataset.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Use shard `index` of `count` of the training split (for demos that share one
+    /// dataset); absent = all of it.
+    #[serde(default)]
+    pub shard: Option<Shard>,
+    /// How the shards are drawn: `iid` or `dirichlet:ALPHA`.
+    #[serde(default = "d_partition")]
+    pub partition: String,
+    /// Seed of the dataset generator and the partition.
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+}
+
+fn d_partition() -> String {
+    "iid".into()
+}
+fn d_seed() -> u64 {
+    1
+}
+
+/// One shard out of many.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    /// 0-based shard index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+/// A client's configuration (`fedssl client --config client.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Server UDP address.
+    pub server_addr: SocketAddr,
+    /// Name in the server's certificate (e.g. its DNS name).
+    pub server_name: String,
+    /// CA, client certificate and key.
+    pub tls: TlsFiles,
+    /// Folder for the privacy ledger and local state.
+    pub state_dir: PathBuf,
+    /// Training data.
+    pub data: ClientData,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "d_device")]
+    pub device: String,
+    /// Largest total ε this data owner accepts.
+    pub epsilon_budget: f64,
+    /// δ at which ε is computed.
+    #[serde(default = "d_delta")]
+    pub delta: f64,
+    /// Largest accepted frame in bytes.
+    #[serde(default = "d_frame")]
+    pub max_frame_bytes: usize,
+    /// Seconds of silence after which the connection is dead.
+    #[serde(default = "d_idle")]
+    pub idle_timeout_secs: f64,
+    /// Give up after this many failed connection attempts in a row (0 = never).
+    #[serde(default = "d_attempts")]
+    pub max_reconnect_attempts: u32,
+}
+
+fn d_device() -> String {
+    "cpu".into()
+}
+fn d_attempts() -> u32 {
+    20
+}
+
+impl ClientConfig {
+    /// Checks ranges, naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.epsilon_budget.is_finite() && self.epsilon_budget > 0.0) {
+            bail!("epsilon_budget must be a positive number, got {}", self.epsilon_budget);
+        }
+        if !(self.delta > 0.0 && self.delta < 1.0) {
+            bail!("delta must be in (0, 1), got {}", self.delta);
+        }
+        if let Some(s) = self.data.shard {
+            if s.count == 0 || s.index >= s.count {
+                bail!("data.shard.index must be below data.shard.count ({} of {})", s.index, s.count);
+            }
+        }
+        self.data.partition.parse::<crate::data::Partition>()?;
+        self.device.parse::<crate::device::ComputeDevice>()?;
+        if self.max_frame_bytes < 1024 {
+            bail!("max_frame_bytes must be at least 1024");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! `fedssl-common`: everything the server and the clients must agree on.
+//!
+//! - [`protocol`]: wire messages, length-prefixed framing, named-tensor payloads.
+//! - [`model`]: the ConvNet-S encoder, the projector, and conversion to/from [`model::Weights`].
+//! - [`ssl`]: augmentations and the SimCLR (NT-Xent) objective.
+//! - [`dp`]: L2 clipping, opendp's exact Gaussian mechanism, zCDP accounting.
+//! - [`aggregate`]: streaming FedAvg.
+//! - [`data`]: the generated default dataset, the IDX reader, partitioning.
+//! - [`net`]: certificates, rustls/quinn configuration, framed stream I/O.
+//! - [`eval`]: feature extraction and the linear probe.
+//! - [`config`]: configuration types shared by the command line, server and client.
+//! - [`device`]: compute device selection with a CUDA driver probe.
+
+pub mod aggregate;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod dp;
+pub mod eval;
+pub mod model;
+pub mod net;
+pub mod protocol;
+pub mod ssl;
+
+/// Version of the wire protocol; peers with a different value refuse each other.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of this software, sent in the handshake for diagnostics.
+pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename,
+/// then fsync of the folder, so a crash leaves either the old or the new file, never a mix.
+pub fn atomic_write(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Messages exchanged between clients and the server.
+
+use serde::{Deserialize, Serialize};
+
+use super::tensors::ModelPayload;
+
+/// A request from a client. Each request opens its own bidirectional stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// First message of every connection.
+    Hello(Hello),
+    /// Long poll: "give me work for a round after `after_round`".
+    NextTask {
+        /// The last round this client finished (0 if none).
+        after_round: u64,
+    },
+    /// A clipped and noised model update for a round.
+    Upload(Box<Upload>),
+    /// The client will not take part in a round (e.g. its privacy budget would be exceeded).
+    Decline {
+        /// Round declined.
+        round: u64,
+        /// Nonce of the task declined.
+        nonce: u64,
+        /// Human-readable reason, recorded by the server.
+        reason: String,
+    },
+    /// Ask for the latest global model.
+    FetchModel,
+}
+
+/// The handshake a client opens every connection with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Must equal [`crate::PROTOCOL_VERSION`] on both sides.
+    pub protocol_version: u32,
+    /// The client's software version (diagnostics only).
+    pub software_version: String,
+    /// Capabilities, e.g. `"simclr"`, `"dp-gaussian"`, `"cuda"`.
+    pub capabilities: Vec<String>,
+    /// The name the client says it has. Only informational: the server uses the name in
+    /// the client certificate and refuses a claim that differs from it.
+    pub claimed_name: String,
+    /// Number of local training samples (used as the FedAvg weight).
+    pub num_samples: u64,
+}
+
+/// A client's update for one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Round the update belongs to.
+    pub round: u64,
+    /// Nonce of the task it answers (guards against replays of older uploads).
+    pub nonce: u64,
+    /// Hash of the global model the update was computed from.
+    pub base_model_hash: String,
+    /// Number of samples trained on.
+    pub num_samples: u64,
+    /// Mean SSL loss over the local epochs.
+    pub mean_loss: f32,
+    /// The client's total ε after this round (from its own ledger).
+    pub epsilon: f64,
+    /// Local wall-clock seconds for training and privatization.
+    pub train_seconds: f64,
+    /// The update (local − global), clipped and noised.
+    pub update: ModelPayload,
+}
+
+/// A response from the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// Answer to [`ClientMsg::Hello`].
+    Welcome(Welcome),
+    /// Work for one round.
+    Task(Box<Task>),
+    /// Nothing to do yet; ask again.
+    Wait {
+        /// Suggested delay before the next poll.
+        retry_after_ms: u64,
+    },
+    /// Training is over.
+    Finished {
+        /// Last round committed.
+        last_round: u64,
+        /// Hash of the final global model.
+        model_hash: String,
+    },
+    /// The update is stored (durably) and will be aggregated.
+    UploadAccepted {
+        /// Round of the update.
+        round: u64,
+        /// True if this exact update had been accepted before (an idempotent resend).
+        duplicate: bool,
+    },
+    /// A decline was recorded.
+    DeclineNoted {
+        /// Round declined.
+        round: u64,
+    },
+    /// The latest global model.
+    Model {
+        /// Round that produced it (0 = initial model).
+        version: u64,
+        /// The weights.
+        model: ModelPayload,
+    },
+    /// The request was refused.
+    Error(ProtocolError),
+}
+
+/// The server's answer to a valid handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Server protocol version.
+    pub protocol_version: u32,
+    /// Server software version.
+    pub software_version: String,
+    /// The client's identity, as read from its certificate.
+    pub client_name: String,
+    /// Last committed round.
+    pub committed_round: u64,
+    /// Total rounds of the run.
+    pub total_rounds: u64,
+}
+
+/// One round's work for one client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Round id (1-based).
+    pub round: u64,
+    /// Random nonce the upload must echo.
+    pub nonce: u64,
+    /// Hyper-parameters of the round.
+    pub plan: RoundPlan,
+    /// The current global encoder.
+    pub model: ModelPayload,
+}
+
+/// Hyper-parameters of a round, chosen by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundPlan {
+    /// Local passes over the client's data.
+    pub local_epochs: u32,
+    /// Mini-batch size (pairs of views).
+    pub batch_size: u32,
+    /// Learning rate of the local optimizer.
+    pub learning_rate: f64,
+    /// NT-Xent temperature.
+    pub temperature: f64,
+    /// Client-level DP parameters.
+    pub dp: DpParams,
+    /// Seed for the round's augmentations and shuffling (mixed with the client name).
+    pub seed: u64,
+}
+
+/// Parameters of the client-level Gaussian mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DpParams {
+    /// L2 clipping bound `C` of the whole update.
+    pub clip_norm: f64,
+    /// Noise multiplier `z`: the noise standard deviation is `z·C`.
+    pub noise_multiplier: f64,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtocolError {
+    /// Machine-readable category.
+    pub code: ErrorCode,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+/// Categories of refusal.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    VersionMismatch,
+    HelloRequired,
+    NameMismatch,
+    Malformed,
+    Oversized,
+    StaleRound,
+    UnknownNonce,
+    NotSelected,
+    WrongBaseModel,
+    ShapeMismatch,
+    HashMismatch,
+    NonFinite,
+    NormTooLarge,
+    Internal,
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl ServerMsg {
+    /// Shorthand for an error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMsg::Error(ProtocolError {
+            code,
+            message: message.into(),
+        })
+    }
+}
