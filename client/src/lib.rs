@@ -1,1 +1,16 @@
-//! placeholder
+//! `fedssl-client`: what runs at a data owner's site.
+//!
+//! - [`trainer`]: local SimCLR training of the global encoder on private data (CPU or CUDA).
+//! - [`ledger`]: the site's own privacy ledger on disk; the budget holds even if the server
+//!   misbehaves, because the client refuses to train past it.
+//! - [`state`]: local state that survives restarts (projector, pending upload).
+//! - [`session`]: the QUIC + mTLS session with the server, reconnecting with backoff.
+//! - [`data`]: loading the site's data from its configuration.
+
+pub mod data;
+pub mod ledger;
+pub mod session;
+pub mod state;
+pub mod trainer;
+
+pub use session::{run_client, ClientReport};

@@ -1,1 +1,26 @@
-fn main() {}
+//! `fedssl-client`: the standalone edge binary (no server code inside).
+
+use clap::Parser;
+
+/// Runs a fedssl client from a TOML configuration.
+#[derive(Parser)]
+#[command(name = "fedssl-client", version, about = "fedssl client: local SSL training with client-level DP")]
+struct Args {
+    /// Client configuration file (TOML).
+    #[arg(long)]
+    config: std::path::PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    let report = rt.block_on(fedssl_client::session::run_from_file(&args.config))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

@@ -1,1 +1,18 @@
-//! placeholder
+//! `fedssl-server`: the aggregation server.
+//!
+//! - [`engine`]: the sans-IO round state machine (selection, validation, streaming FedAvg),
+//!   tested without sockets.
+//! - [`validate`]: the checks every upload must pass.
+//! - [`store`]: SQLite state and atomically written model files.
+//! - [`metrics`]: counters and the per-round `metrics.jsonl`.
+//! - [`endpoint`]: the thin async shell: QUIC + mTLS connections, long polls, rounds.
+//! - [`evaluate`]: linear-probe evaluation of an encoder.
+
+pub mod endpoint;
+pub mod engine;
+pub mod evaluate;
+pub mod metrics;
+pub mod store;
+pub mod validate;
+
+pub use endpoint::{run_server, ServerOptions, ServerReport};

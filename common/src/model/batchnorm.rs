@@ -59,8 +59,8 @@ impl<B: Backend> BatchNorm2d<B> {
         let beta = self.beta.val().reshape([1, c, 1]);
         let out = match mode {
             BnMode::Eval => {
-                let rm = self.running_mean.value().reshape([1, c, 1]);
-                let rv = self.running_var.value().reshape([1, c, 1]);
+                let rm = self.running_mean.value_sync().reshape([1, c, 1]);
+                let rv = self.running_var.value_sync().reshape([1, c, 1]);
                 let scale = gamma.div(rv.add_scalar(self.epsilon).sqrt());
                 let shift = beta.sub(rm.mul(scale.clone()));
                 xr.mul(scale.repeat_dim(0, n)).add(shift.repeat_dim(0, n))
@@ -112,7 +112,7 @@ mod tests {
         // channel 1 values: 10,10,20,40 -> mean 20, var (100+100+0+400)/4 = 150
         let e = (10.0f32 - 20.0) / (150.0f32 + 1e-5).sqrt();
         assert!((y[2] - e).abs() < 1e-5);
-        let rm: Vec<f32> = bn.running_mean.value().into_data().to_vec().unwrap();
+        let rm: Vec<f32> = bn.running_mean.value_sync().into_data().to_vec().unwrap();
         assert!((rm[0] - 0.4).abs() < 1e-6 && (rm[1] - 2.0).abs() < 1e-6);
     }
 }

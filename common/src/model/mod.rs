@@ -17,3 +17,17 @@ pub use weights::{Weights, WeightsSpec};
 pub const IMAGE_SIDE: usize = 28;
 /// Pixels per image.
 pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
+
+/// The global weights of a freshly initialized ConvNet-S (deterministic for `seed`).
+pub fn initial_encoder_weights(seed: u64) -> Weights {
+    use burn::prelude::Backend;
+    let dev = Default::default();
+    <burn::backend::Flex as Backend>::seed(&dev, seed);
+    let enc = ConvNetSConfig::default().init::<burn::backend::Flex>(&dev);
+    Weights::global_from_module(&enc)
+}
+
+/// Names and shapes of ConvNet-S's global weights.
+pub fn encoder_spec() -> WeightsSpec {
+    initial_encoder_weights(0).spec()
+}

@@ -101,3 +101,18 @@ pub fn peer_name(conn: &quinn::Connection) -> anyhow::Result<String> {
     super::certs::validate_client_name(cn)?;
     Ok(cn.to_string())
 }
+
+/// The common name of the first certificate in a PEM file (what a client claims to be).
+pub fn cert_common_name(path: &Path) -> anyhow::Result<String> {
+    let certs = load_certs(path)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs[0].as_ref())
+        .map_err(|e| anyhow::anyhow!("cannot parse {}: {e}", path.display()))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .with_context(|| format!("{} has no common name", path.display()))?
+        .as_str()
+        .map_err(|e| anyhow::anyhow!("{}: common name is not text: {e}", path.display()))?;
+    Ok(cn.to_string())
+}

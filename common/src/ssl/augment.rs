@@ -13,6 +13,8 @@ use crate::model::IMAGE_SIDE;
 pub struct AugmentConfig {
     /// Smallest fraction of the image area a crop keeps.
     pub crop_min_area: f32,
+    /// Largest aspect-ratio change of a crop (log-uniform in `[1/a, a]`).
+    pub max_aspect: f32,
     /// Largest rotation in degrees (either direction).
     pub max_rotation_deg: f32,
     /// Largest translation in pixels (either direction, each axis).
@@ -29,6 +31,7 @@ impl Default for AugmentConfig {
     fn default() -> Self {
         Self {
             crop_min_area: 0.35,
+            max_aspect: 4.0 / 3.0,
             max_rotation_deg: 15.0,
             max_translate_px: 3.0,
             brightness: 0.3,
@@ -63,7 +66,8 @@ impl Augmenter {
         let c = &self.cfg;
         // Random resized crop: area fraction s, aspect ratio r (log-uniform in [3/4, 4/3]).
         let s: f32 = rng.gen_range(c.crop_min_area.clamp(0.05, 1.0)..=1.0);
-        let log_r: f32 = rng.gen_range((0.75f32).ln()..=(4.0f32 / 3.0).ln());
+        let a = c.max_aspect.max(1.0).ln();
+        let log_r: f32 = rng.gen_range(-a..=a);
         let r = log_r.exp();
         let cw = ((s * r).sqrt() * n).min(n);
         let ch = ((s / r).sqrt() * n).min(n);
@@ -144,6 +148,7 @@ mod tests {
         let src: Vec<f32> = (0..784).map(|i| ((i * 37) % 100) as f32 / 100.0).collect();
         let aug = Augmenter::new(AugmentConfig {
             crop_min_area: 1.0,
+            max_aspect: 1.0,
             max_rotation_deg: 0.0,
             max_translate_px: 0.0,
             brightness: 0.0,

@@ -1,0 +1,26 @@
+//! Loading a site's training data from its configuration.
+
+use fedssl_common::config::ClientData;
+use fedssl_common::data::{load_splits, partition::partition, Dataset, Partition};
+
+/// The site's unlabeled training data.
+pub fn load(cfg: &ClientData) -> anyhow::Result<Dataset> {
+    let splits = load_splits(cfg.dir.as_deref(), cfg.seed)?;
+    let train = splits.train;
+    let data = match cfg.shard {
+        None => train,
+        Some(s) => {
+            let scheme: Partition = cfg.partition.parse()?;
+            let parts = partition(
+                train.len(),
+                train.labels.as_deref(),
+                s.count,
+                scheme,
+                cfg.seed,
+                2,
+            )?;
+            train.subset(&parts[s.index])
+        }
+    };
+    Ok(data.unlabeled())
+}

@@ -1,0 +1,373 @@
+//! The client's session with the server: handshake, long-poll for tasks, train, privatize,
+//! upload; reconnect with exponential backoff when the server is gone, resuming where it was.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tracing::{info, warn};
+
+use fedssl_common::config::ClientConfig;
+use fedssl_common::data::Dataset;
+use fedssl_common::device::{self, ComputeDevice};
+use fedssl_common::dp::{GaussianMechanism, Mechanism};
+use fedssl_common::model::WeightsSpec;
+use fedssl_common::net::{endpoint, io, tls};
+use fedssl_common::protocol::{
+    ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, Task, Upload,
+};
+
+use crate::ledger::LedgerStore;
+use crate::state::SiteState;
+use crate::trainer::{self, TrainJob};
+
+/// What a client did over its whole session.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClientReport {
+    /// Name from the certificate, as the server confirmed it.
+    pub name: String,
+    /// Rounds this client uploaded an update for.
+    pub rounds_trained: Vec<u64>,
+    /// Rounds declined (e.g. budget).
+    pub rounds_declined: Vec<u64>,
+    /// ε spent in total at the configured δ.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+    /// Hash of the final global model received.
+    pub final_model_hash: Option<String>,
+    /// Connections made (1 + reconnects).
+    pub connections: u32,
+}
+
+/// Errors after which retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Fatal(String);
+
+enum Outcome {
+    Finished,
+}
+
+struct Session {
+    cfg: ClientConfig,
+    data: Dataset,
+    device: ComputeDevice,
+    spec: WeightsSpec,
+    state: SiteState,
+    ledger: LedgerStore,
+    report: ClientReport,
+    last_round: u64,
+    progress: Option<MultiProgress>,
+}
+
+/// Runs a client until the server says training is finished.
+pub async fn run_client(
+    cfg: ClientConfig,
+    data: Dataset,
+    progress: Option<MultiProgress>,
+) -> anyhow::Result<ClientReport> {
+    cfg.validate()?;
+    let requested: ComputeDevice = cfg.device.parse()?;
+    let device = device::resolve(requested);
+    let state = SiteState::open(&cfg.state_dir)?;
+    let ledger = LedgerStore::open(&cfg.state_dir, cfg.epsilon_budget, cfg.delta)?;
+    let spec = fedssl_common::model::encoder_spec();
+    let crypto = tls::client_crypto(&cfg.tls)?;
+    let settings = endpoint::TransportSettings {
+        idle_timeout: Duration::from_secs_f64(cfg.idle_timeout_secs),
+        ..Default::default()
+    };
+    let ep = endpoint::client(cfg.server_addr, crypto, settings)?;
+    let mut s = Session {
+        report: ClientReport {
+            name: String::new(),
+            rounds_trained: vec![],
+            rounds_declined: vec![],
+            epsilon: ledger.ledger.epsilon().unwrap_or(f64::NAN),
+            delta: cfg.delta,
+            final_model_hash: None,
+            connections: 0,
+        },
+        cfg,
+        data,
+        device,
+        spec,
+        state,
+        ledger,
+        last_round: 0,
+        progress,
+    };
+    let mut failures = 0u32;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match s.connect_and_serve(&ep).await {
+            Ok(Outcome::Finished) => break,
+            Err(e) if e.downcast_ref::<Fatal>().is_some() => {
+                ep.close(0u32.into(), b"fatal");
+                return Err(e);
+            }
+            Err(e) => {
+                failures += 1;
+                if s.cfg.max_reconnect_attempts > 0 && failures > s.cfg.max_reconnect_attempts {
+                    ep.close(0u32.into(), b"giving up");
+                    return Err(e.context(format!(
+                        "giving up after {} failed attempts to reach the server at {}",
+                        failures - 1,
+                        s.cfg.server_addr
+                    )));
+                }
+                warn!(error = %format!("{e:#}"), retry_in = ?backoff, "connection to the server lost; reconnecting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        if s.report.connections > 0 && failures == 0 {
+            backoff = Duration::from_millis(250);
+        }
+    }
+    ep.close(0u32.into(), b"done");
+    ep.wait_idle().await;
+    s.report.epsilon = s.ledger.ledger.epsilon().unwrap_or(f64::NAN);
+    Ok(s.report)
+}
+
+impl Session {
+    fn max(&self) -> usize {
+        self.cfg.max_frame_bytes
+    }
+
+    async fn connect_and_serve(&mut self, ep: &quinn::Endpoint) -> anyhow::Result<Outcome> {
+        let addr: SocketAddr = self.cfg.server_addr;
+        let conn = ep
+            .connect(addr, &self.cfg.server_name)
+            .context("invalid server address or name")?
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        self.report.connections += 1;
+        let hello = ClientMsg::Hello(Hello {
+            protocol_version: fedssl_common::PROTOCOL_VERSION,
+            software_version: fedssl_common::SOFTWARE_VERSION.into(),
+            capabilities: vec!["simclr".into(), "dp-gaussian".into(), self.device.to_string()],
+            claimed_name: self.claimed_name(),
+            num_samples: self.data.len() as u64,
+        });
+        let (resp, _) = io::request(&conn, &hello, self.max(), Duration::from_secs(30))
+            .await
+            .map_err(|e| {
+                // The server refuses bad certificates after `connect` returned Ok; it shows
+                // here, on the first stream.
+                anyhow::Error::new(e).context("handshake with the server failed (a refused certificate shows up here)")
+            })?;
+        match resp {
+            ServerMsg::Welcome(w) => {
+                info!(name = %w.client_name, server_version = %w.software_version, committed_round = w.committed_round, "connected");
+                self.report.name = w.client_name;
+                self.last_round = self.last_round.max(self.ledger_last_round());
+            }
+            ServerMsg::Error(e) => {
+                return Err(Fatal(format!("the server refused the handshake: {e}")).into())
+            }
+            other => bail!("unexpected answer to Hello: {other:?}"),
+        }
+        loop {
+            let req = ClientMsg::NextTask {
+                after_round: self.last_round,
+            };
+            let (resp, _) = io::request(&conn, &req, self.max(), Duration::from_secs(120)).await?;
+            match resp {
+                ServerMsg::Task(task) => self.handle_task(&conn, *task).await?,
+                ServerMsg::Wait { retry_after_ms } => {
+                    tokio::time::sleep(Duration::from_millis(retry_after_ms.min(10_000))).await
+                }
+                ServerMsg::Finished {
+                    last_round,
+                    model_hash,
+                } => {
+                    let (resp, _) =
+                        io::request(&conn, &ClientMsg::FetchModel, self.max(), Duration::from_secs(60))
+                            .await?;
+                    if let ServerMsg::Model { model, .. } = resp {
+                        let w = model
+                            .decode(&self.spec)
+                            .context("the final model from the server is invalid")?;
+                        if w.hash() != model_hash {
+                            warn!("final model hash differs from the announced one (a newer version?)");
+                        }
+                        let path = self.state.save_global(&w)?;
+                        info!(round = last_round, path = %path.display(), "training finished; final global encoder saved");
+                        self.report.final_model_hash = Some(w.hash());
+                    }
+                    conn.close(0u32.into(), b"bye");
+                    return Ok(Outcome::Finished);
+                }
+                ServerMsg::Error(e) if e.code == ErrorCode::VersionMismatch => {
+                    return Err(Fatal(e.to_string()).into())
+                }
+                ServerMsg::Error(e) => bail!("server refused the request: {e}"),
+                other => bail!("unexpected answer to NextTask: {other:?}"),
+            }
+        }
+    }
+
+    fn claimed_name(&self) -> String {
+        tls::cert_common_name(&self.cfg.tls.cert).unwrap_or_default()
+    }
+
+    fn ledger_last_round(&self) -> u64 {
+        self.ledger
+            .ledger
+            .entries
+            .iter()
+            .map(|e| e.round)
+            .max()
+            .unwrap_or(0)
+    }
+
+    async fn handle_task(&mut self, conn: &quinn::Connection, task: Task) -> anyhow::Result<()> {
+        let round = task.round;
+        let msg = match self.prepare(task).await? {
+            Ok(upload) => ClientMsg::Upload(Box::new(upload)),
+            Err(decline) => decline,
+        };
+        let (resp, _) = io::request(conn, &msg, self.max(), Duration::from_secs(120)).await?;
+        match resp {
+            ServerMsg::UploadAccepted { duplicate, .. } => {
+                info!(round, duplicate, "update accepted by the server");
+                self.state.clear_pending();
+                self.report.rounds_trained.push(round);
+                self.last_round = round;
+            }
+            ServerMsg::DeclineNoted { .. } => {
+                self.report.rounds_declined.push(round);
+                self.last_round = round;
+            }
+            ServerMsg::Error(e) => {
+                warn!(round, error = %e, "the server refused the update");
+                if matches!(e.code, ErrorCode::StaleRound | ErrorCode::UnknownNonce | ErrorCode::NotSelected) {
+                    self.state.clear_pending();
+                    self.last_round = self.last_round.max(round);
+                }
+            }
+            other => bail!("unexpected answer to an upload: {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// Trains and privatizes (or reuses a pending update for the same round and base model).
+    async fn prepare(&mut self, task: Task) -> anyhow::Result<Result<Upload, ClientMsg>> {
+        let global = task
+            .model
+            .decode(&self.spec)
+            .context("the global model from the server is invalid")?;
+        anyhow::ensure!(global.is_finite(), "the global model from the server has NaN values");
+        let base_hash = task.model.hash.clone();
+        if let Some(mut p) = self.state.pending() {
+            if p.round == task.round && p.base_model_hash == base_hash {
+                info!(round = task.round, "resending the update privatized before the disconnect (no extra privacy cost)");
+                p.nonce = task.nonce;
+                return Ok(Ok(p));
+            }
+        }
+        let mech = GaussianMechanism::new(
+            task.plan.dp.clip_norm,
+            task.plan.dp.noise_multiplier,
+            self.spec.num_params(),
+        )?;
+        let rho = mech.rho()?;
+        if let Err(e) = self.ledger.ledger.check(rho) {
+            warn!(round = task.round, "{e}");
+            return Ok(Err(ClientMsg::Decline {
+                round: task.round,
+                nonce: task.nonce,
+                reason: e.to_string(),
+            }));
+        }
+        let steps = trainer::steps_per_round(self.data.len(), &task.plan);
+        let bar = self.progress.as_ref().map(|mp| {
+            let b = mp.add(ProgressBar::new(steps as u64));
+            b.set_style(
+                ProgressStyle::with_template("{prefix:>10} round {msg:<12} [{bar:30}] {pos}/{len} steps {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(self.report.name.clone());
+            b
+        });
+        let started = Instant::now();
+        let data = self.data.clone();
+        let projector = self.state.projector();
+        let plan = task.plan.clone();
+        let device = self.device;
+        let site_seed = hash_name(&self.report.name);
+        let bar2 = bar.clone();
+        let global2 = global.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            trainer::train(
+                device,
+                TrainJob {
+                    global: &global2,
+                    projector: projector.as_ref(),
+                    data: &data,
+                    plan: &plan,
+                    site_seed,
+                    progress: bar2,
+                },
+            )
+        })
+        .await
+        .context("the training task panicked")??;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        self.state.save_projector(&outcome.projector)?;
+        let mut update = outcome.encoder.sub(&global)?;
+        let m2 = mech;
+        let rho = tokio::task::spawn_blocking(move || m2.privatize(&mut update).map(|r| (r, update)))
+            .await
+            .context("the privacy task panicked")??;
+        let (rho, update) = rho;
+        // The spend is durable before the update can leave the site.
+        self.ledger.record(task.round, rho, &base_hash)?;
+        let epsilon = self.ledger.ledger.epsilon()?;
+        let upload = Upload {
+            round: task.round,
+            nonce: task.nonce,
+            base_model_hash: base_hash,
+            num_samples: self.data.len() as u64,
+            mean_loss: outcome.mean_loss,
+            epsilon,
+            train_seconds: started.elapsed().as_secs_f64(),
+            update: ModelPayload::from_weights(&update),
+        };
+        self.state.save_pending(&upload)?;
+        info!(
+            round = task.round,
+            loss = outcome.mean_loss,
+            steps = outcome.steps,
+            epsilon,
+            secs = format!("{:.1}", upload.train_seconds),
+            "local round done"
+        );
+        Ok(Ok(upload))
+    }
+}
+
+fn hash_name(name: &str) -> u64 {
+    name.bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Loads a client configuration file and its data, then runs the client.
+pub async fn run_from_file(path: &std::path::Path) -> anyhow::Result<ClientReport> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read client config {}", path.display()))?;
+    let cfg: ClientConfig = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid client config", path.display()))?;
+    cfg.validate()
+        .with_context(|| format!("invalid client config {}", path.display()))?;
+    let data = crate::data::load(&cfg.data)?;
+    info!(samples = data.len(), "local data loaded");
+    run_client(cfg, data, Some(MultiProgress::new())).await
+}

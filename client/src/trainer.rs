@@ -1,0 +1,241 @@
+//! Local self-supervised training: SimCLR on two augmented views per image.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use burn::backend::{Autodiff, Flex};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::ProgressBar;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use fedssl_common::data::Dataset;
+use fedssl_common::device::ComputeDevice;
+use fedssl_common::model::{
+    BnMode, ConvNetS, ConvNetSConfig, Projector, ProjectorConfig, Weights, IMAGE_PIXELS,
+    IMAGE_SIDE,
+};
+use fedssl_common::protocol::RoundPlan;
+use fedssl_common::ssl::{nt_xent, AugmentConfig, Augmenter};
+
+/// Encoder and projector trained together.
+#[derive(Module, Debug)]
+pub struct SslModel<B: Backend> {
+    /// Global encoder.
+    pub encoder: ConvNetS<B>,
+    /// Local projection head.
+    pub projector: Projector<B>,
+}
+
+/// What a round of local training produced.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// Encoder weights after training (global tensors only).
+    pub encoder: Weights,
+    /// Projector weights after training (stay local).
+    pub projector: Weights,
+    /// Mean loss over all steps.
+    pub mean_loss: f32,
+    /// Optimizer steps taken.
+    pub steps: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Inputs of one round of local training.
+pub struct TrainJob<'a> {
+    /// Global encoder to start from.
+    pub global: &'a Weights,
+    /// The site's projector from earlier rounds, if any.
+    pub projector: Option<&'a Weights>,
+    /// Unlabeled local data.
+    pub data: &'a Dataset,
+    /// Round hyper-parameters.
+    pub plan: &'a RoundPlan,
+    /// Mixed into the plan's seed so sites draw different views.
+    pub site_seed: u64,
+    /// Progress bar advanced once per step.
+    pub progress: Option<ProgressBar>,
+}
+
+/// Runs local training on the requested device.
+pub fn train(device: ComputeDevice, job: TrainJob<'_>) -> anyhow::Result<TrainOutcome> {
+    match device {
+        ComputeDevice::Cpu => train_on::<Autodiff<Flex>>(Default::default(), job),
+        ComputeDevice::Cuda(i) => {
+            let dev = burn::backend::cuda::CudaDevice::new(i);
+            train_on::<Autodiff<burn::backend::Cuda>>(dev, job)
+        }
+    }
+}
+
+/// Number of optimizer steps a round takes on `n` samples.
+pub fn steps_per_round(n: usize, plan: &RoundPlan) -> usize {
+    let bs = (plan.batch_size as usize).min(n).max(1);
+    (n / bs).max(1) * plan.local_epochs as usize
+}
+
+fn views<B: Backend>(
+    data: &Dataset,
+    idx: &[usize],
+    aug: &Augmenter,
+    seed: u64,
+    dev: &B::Device,
+) -> Tensor<B, 4> {
+    let b = idx.len();
+    let mut buf = vec![0.0f32; 2 * b * IMAGE_PIXELS];
+    buf.par_chunks_mut(IMAGE_PIXELS)
+        .enumerate()
+        .for_each(|(j, out)| {
+            let (view, k) = (j / b, j % b);
+            let i = idx[k];
+            aug.view(data.image(i), out, seed, ((i as u64) << 1) | view as u64);
+        });
+    Tensor::from_data(
+        TensorData::new(buf, [2 * b, 1, IMAGE_SIDE, IMAGE_SIDE]),
+        dev,
+    )
+}
+
+/// Local training on backend `B`.
+pub fn train_on<B: AutodiffBackend>(
+    dev: B::Device,
+    job: TrainJob<'_>,
+) -> anyhow::Result<TrainOutcome> {
+    let start = Instant::now();
+    let n = job.data.len();
+    if n < 2 {
+        bail!("this site has {n} training samples; contrastive learning needs at least 2");
+    }
+    let plan = job.plan;
+    let seed = plan.seed ^ job.site_seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    B::seed(&dev, seed);
+    let mut encoder = ConvNetSConfig::default().init::<B>(&dev);
+    encoder = job
+        .global
+        .load_into(encoder)
+        .context("the global model does not fit ConvNet-S")?;
+    let mut projector = ProjectorConfig::default().init::<B>(&dev);
+    if let Some(p) = job.projector {
+        projector = p
+            .load_into(projector)
+            .context("the saved projector does not fit")?;
+    }
+    let mut model = SslModel { encoder, projector };
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init::<B, SslModel<B>>();
+    let aug = Augmenter::new(AugmentConfig::default());
+    let bs = (plan.batch_size as usize).min(n);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    let (mut loss_sum, mut steps) = (0.0f64, 0usize);
+    for epoch in 0..plan.local_epochs {
+        order.shuffle(&mut rng);
+        for (b, idx) in order.chunks(bs).enumerate() {
+            if idx.len() < bs.max(2) && b > 0 {
+                continue; // drop a short last batch: too few negatives
+            }
+            let step_seed = seed ^ ((epoch as u64) << 32 | b as u64);
+            let x = views::<B>(job.data, idx, &aug, step_seed, &dev);
+            let h = model.encoder.forward(x, BnMode::Train);
+            let z = model.projector.forward(h);
+            let k = idx.len();
+            let z1 = z.clone().slice([0..k]);
+            let z2 = z.slice([k..2 * k]);
+            let loss = nt_xent(z1, z2, plan.temperature);
+            let value = loss
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .ok()
+                .and_then(|v| v.first().copied())
+                .unwrap_or(f32::NAN);
+            if !value.is_finite() {
+                bail!("local training diverged (loss {value}) in epoch {epoch}, batch {b}; lower the learning rate");
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(plan.learning_rate, model, grads);
+            loss_sum += value as f64;
+            steps += 1;
+            if let Some(p) = &job.progress {
+                p.inc(1);
+                p.set_message(format!("loss {value:.3}"));
+            }
+        }
+    }
+    Ok(TrainOutcome {
+        encoder: Weights::global_from_module(&model.encoder),
+        projector: Weights::from_module(&model.projector),
+        mean_loss: (loss_sum / steps.max(1) as f64) as f32,
+        steps,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedssl_common::protocol::DpParams;
+
+    #[test]
+    fn a_few_steps_lower_the_loss_and_change_the_encoder() {
+        let data = fedssl_common::data::synthetic::generate(64, 3).unwrap_labels();
+        let dev = Default::default();
+        <Flex as Backend>::seed(&dev, 1);
+        let enc = ConvNetSConfig::default().init::<Flex>(&dev);
+        let global = Weights::global_from_module(&enc);
+        let plan = RoundPlan {
+            local_epochs: 6,
+            batch_size: 32,
+            learning_rate: 2e-3,
+            temperature: 0.2,
+            dp: DpParams {
+                clip_norm: 1.0,
+                noise_multiplier: 1.0,
+            },
+            seed: 5,
+        };
+        let first = train(
+            ComputeDevice::Cpu,
+            TrainJob {
+                global: &global,
+                projector: None,
+                data: &data,
+                plan: &RoundPlan { local_epochs: 1, ..plan.clone() },
+                site_seed: 1,
+                progress: None,
+            },
+        )
+        .unwrap();
+        let out = train(
+            ComputeDevice::Cpu,
+            TrainJob {
+                global: &global,
+                projector: None,
+                data: &data,
+                plan: &plan,
+                site_seed: 1,
+                progress: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(out.steps, 12);
+        assert!(out.mean_loss.is_finite());
+        assert!(out.mean_loss < first.mean_loss, "{} !< {}", out.mean_loss, first.mean_loss);
+        assert!(out.encoder.sub(&global).unwrap().l2_norm() > 0.0);
+    }
+
+    trait Unlabel {
+        fn unwrap_labels(self) -> Dataset;
+    }
+    impl Unlabel for Dataset {
+        fn unwrap_labels(self) -> Dataset {
+            self.unlabeled()
+        }
+    }
+}

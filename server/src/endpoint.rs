@@ -1,0 +1,503 @@
+//! The async shell around [`Engine`]: accepts QUIC + mTLS connections, answers requests on
+//! streams, runs the rounds, and persists what the engine decides.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use fedssl_common::config::ServerConfig;
+use fedssl_common::model::Weights;
+use fedssl_common::net::io::{read_msg, write_msg, NetError};
+use fedssl_common::net::{endpoint, tls};
+use fedssl_common::protocol::{ClientMsg, ErrorCode, FrameError, ModelPayload, ServerMsg, Welcome};
+
+use crate::engine::{Engine, Poll};
+use crate::metrics::{append_jsonl, CounterSnapshot, Counters, RoundMetrics};
+use crate::store::{Store, UpdateStatus};
+
+/// How the server process is run.
+pub struct ServerOptions {
+    /// Show a progress bar over rounds.
+    pub progress: bool,
+    /// Receives the bound address once the server listens.
+    pub ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    /// After the last round, how long to wait for clients to fetch the final model.
+    pub final_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            progress: false,
+            ready: None,
+            final_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the run achieved.
+#[derive(Debug, Clone)]
+pub struct ServerReport {
+    /// Rounds committed (in total, across restarts).
+    pub rounds_completed: u64,
+    /// Final global encoder.
+    pub final_model: Weights,
+    /// Its hash.
+    pub final_hash: String,
+    /// Counters of this process.
+    pub counters: CounterSnapshot,
+    /// Metrics of the rounds run by this process.
+    pub rounds: Vec<RoundMetrics>,
+}
+
+struct Shared {
+    cfg: ServerConfig,
+    engine: Mutex<Engine>,
+    store: Mutex<Store>,
+    changed: watch::Sender<u64>,
+    counters: Counters,
+}
+
+impl Shared {
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+    async fn wait_until(&self, pred: impl Fn(&Engine) -> bool, timeout: Duration) -> bool {
+        let mut rx = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            if pred(&self.engine()) {
+                return true;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return false },
+                _ = tokio::time::sleep_until(deadline) => return pred(&self.engine()),
+            }
+        }
+    }
+}
+
+/// Loads the last committed model, or creates and persists a seeded initial one.
+fn initial_state(store: &mut Store, seed: u64) -> anyhow::Result<(u64, Weights)> {
+    if let Some((v, w)) = store.latest_model()? {
+        info!(round = v, hash = %w.hash(), "resuming from the last committed round");
+        return Ok((v, w));
+    }
+    let w = fedssl_common::model::initial_encoder_weights(seed);
+    store.save_initial(&w)?;
+    info!(hash = %w.hash(), params = w.num_params(), "initial global encoder created");
+    Ok((0, w))
+}
+
+/// Runs the server until every round is committed.
+pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Result<ServerReport> {
+    cfg.validate().context("invalid server configuration")?;
+    let mut store = Store::open(&cfg.run_dir)?;
+    let (committed, global) = initial_state(&mut store, cfg.plan.seed)?;
+    let engine = Engine::new(global, committed, cfg.rounds);
+    let crypto = tls::server_crypto(&cfg.tls)?;
+    let settings = endpoint::TransportSettings {
+        idle_timeout: Duration::from_secs_f64(cfg.idle_timeout_secs),
+        max_bidi_streams: 8,
+    };
+    let ep = endpoint::server(cfg.listen, crypto, settings)?;
+    let addr = ep.local_addr()?;
+    info!(%addr, rounds = cfg.rounds, min_clients = cfg.min_clients, "server listening (QUIC, mutual TLS 1.3)");
+    if let Some(tx) = opts.ready {
+        let _ = tx.send(addr);
+    }
+    let (changed, _) = watch::channel(0u64);
+    let sh = Arc::new(Shared {
+        cfg,
+        engine: Mutex::new(engine),
+        store: Mutex::new(store),
+        changed,
+        counters: Counters::default(),
+    });
+    let accept = tokio::spawn(accept_loop(sh.clone(), ep.clone()));
+    let result = run_rounds(&sh, opts.progress).await;
+    // Let clients fetch the final model, then close.
+    sh.notify();
+    sh.wait_until(|e| e.connected() == 0, opts.final_grace).await;
+    ep.close(0u32.into(), b"server done");
+    accept.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+    let rounds = result?;
+    let e = sh.engine();
+    Ok(ServerReport {
+        rounds_completed: e.committed(),
+        final_model: e.global().clone(),
+        final_hash: e.global_hash().to_string(),
+        counters: sh.counters.snapshot(),
+        rounds,
+    })
+}
+
+async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<RoundMetrics>> {
+    let cfg = &sh.cfg;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.plan.seed ^ 0x5E1E_C7ED);
+    let bar = progress.then(|| {
+        let b = ProgressBar::new(cfg.rounds);
+        b.set_style(
+            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} rounds {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("#> "),
+        );
+        b.set_prefix("server");
+        b.set_position(sh.engine().committed());
+        b
+    });
+    let mut out = Vec::new();
+    let metrics_path = cfg.run_dir.join("metrics.jsonl");
+    loop {
+        if sh.engine().is_finished() {
+            break;
+        }
+        let min = cfg.min_clients;
+        if !sh
+            .wait_until(|e| e.connected() >= min, Duration::from_secs_f64(cfg.wait_for_clients_secs))
+            .await
+        {
+            let n = sh.engine().connected();
+            sh.engine().finish();
+            anyhow::bail!(
+                "only {n} of the required {min} clients connected within {} s; check that \
+                 the clients run and can reach the server",
+                cfg.wait_for_clients_secs
+            );
+        }
+        let (round, selected) = {
+            let mut e = sh.engine();
+            let round = e.committed() + 1;
+            let sel = e.start_round(cfg.plan.plan(round), cfg.sample_fraction, min, &mut rng);
+            (round, sel)
+        };
+        sh.store().open_round(round, &selected)?;
+        info!(round, selected = ?selected, "round started");
+        if let Some(b) = &bar {
+            b.set_message(format!("round {round}: training on {} clients", selected.len()));
+        }
+        let before = sh.counters.snapshot();
+        let started = Instant::now();
+        sh.notify();
+        let complete = sh
+            .wait_until(|e| e.round_complete(), Duration::from_secs_f64(cfg.round_deadline_secs))
+            .await;
+        let result = sh
+            .engine()
+            .close_round()
+            .context("internal: the round vanished")?;
+        if !complete {
+            warn!(
+                round,
+                accepted = result.accepted,
+                sampled = result.sampled,
+                "round deadline passed; closing the round with the updates that arrived"
+            );
+        }
+        let after = sh.counters.snapshot();
+        let m = RoundMetrics {
+            round,
+            clients_sampled: result.sampled,
+            clients_accepted: result.accepted,
+            clients_rejected: result.rejected,
+            clients_declined: result.declined,
+            mean_local_loss: result.mean_loss,
+            max_epsilon: result.max_epsilon,
+            bytes_up: after.bytes_up - before.bytes_up,
+            bytes_down: after.bytes_down - before.bytes_down,
+            seconds: started.elapsed().as_secs_f64(),
+            model_hash: result.model.hash(),
+        };
+        sh.store().commit_round(&m, &result.model)?;
+        sh.engine().commit(round, result.model);
+        append_jsonl(&metrics_path, &m)?;
+        info!(
+            round,
+            accepted = m.clients_accepted,
+            rejected = m.clients_rejected,
+            declined = m.clients_declined,
+            loss = m.mean_local_loss.map(|l| format!("{l:.4}")).unwrap_or("-".into()),
+            max_epsilon = m.max_epsilon.map(|e| format!("{e:.2}")).unwrap_or("-".into()),
+            seconds = format!("{:.1}", m.seconds),
+            "round committed"
+        );
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        out.push(m);
+        sh.notify();
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(out)
+}
+
+async fn accept_loop(sh: Arc<Shared>, ep: quinn::Endpoint) {
+    while let Some(incoming) = ep.accept().await {
+        if ep.open_connections() > sh.cfg.max_connections {
+            Counters::inc(&sh.counters.connections_refused);
+            warn!(remote = %incoming.remote_address(), "connection refused: too many open connections");
+            incoming.refuse();
+            continue;
+        }
+        tokio::spawn(handle_connection(sh.clone(), incoming));
+    }
+}
+
+async fn handle_connection(sh: Arc<Shared>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            Counters::inc(&sh.counters.handshake_failures);
+            warn!(%remote, error = %e, "TLS handshake failed (certificate not from the deployment CA, or none)");
+            return;
+        }
+    };
+    let name = match tls::peer_name(&conn) {
+        Ok(n) => n,
+        Err(e) => {
+            Counters::inc(&sh.counters.handshake_failures);
+            warn!(%remote, error = %e, "cannot read the client's identity");
+            conn.close(1u32.into(), b"bad client certificate");
+            return;
+        }
+    };
+    Counters::inc(&sh.counters.connections);
+    debug!(%remote, %name, "connection authenticated");
+    let hello = Arc::new(AtomicBool::new(false));
+    let id = conn.stable_id() as u64;
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(handle_stream(sh.clone(), conn.clone(), name.clone(), hello.clone(), send, recv));
+    }
+    if hello.load(Ordering::SeqCst) {
+        sh.engine().disconnect(&name, id);
+        sh.notify();
+        debug!(%name, reason = ?conn.close_reason(), "client disconnected");
+    }
+}
+
+async fn handle_stream(
+    sh: Arc<Shared>,
+    conn: quinn::Connection,
+    name: String,
+    hello: Arc<AtomicBool>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let max = sh.cfg.max_frame_bytes;
+    let req = tokio::time::timeout(Duration::from_secs(60), read_msg::<ClientMsg>(&mut recv, max)).await;
+    let resp = match req {
+        Err(_) => {
+            debug!(%name, "request not received in time");
+            let _ = recv.stop(0u32.into());
+            return;
+        }
+        Ok(Err(e)) => {
+            let (counter, code) = match &e {
+                NetError::Frame(FrameError::Oversized { .. }) => (&sh.counters.frames_oversized, ErrorCode::Oversized),
+                NetError::Frame(FrameError::Truncated { .. }) => (&sh.counters.frames_truncated, ErrorCode::Malformed),
+                _ => (&sh.counters.frames_malformed, ErrorCode::Malformed),
+            };
+            Counters::inc(counter);
+            warn!(%name, error = %e, "bad frame refused");
+            let _ = recv.stop(0u32.into());
+            ServerMsg::error(code, format!("request refused: {e}"))
+        }
+        Ok(Ok((msg, n))) => {
+            sh.counters.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
+            dispatch(&sh, &conn, &name, &hello, msg).await
+        }
+    };
+    match write_msg(&mut send, &resp, max).await {
+        Ok(n) => {
+            sh.counters.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Err(e) => debug!(%name, error = %e, "could not answer"),
+    }
+}
+
+async fn dispatch(
+    sh: &Arc<Shared>,
+    conn: &quinn::Connection,
+    name: &str,
+    hello: &AtomicBool,
+    msg: ClientMsg,
+) -> ServerMsg {
+    let c = &sh.counters;
+    if !matches!(msg, ClientMsg::Hello(_)) && !hello.load(Ordering::SeqCst) {
+        Counters::inc(&c.requests_without_hello);
+        return ServerMsg::error(ErrorCode::HelloRequired, "send Hello first");
+    }
+    match msg {
+        ClientMsg::Hello(h) => {
+            if h.protocol_version != fedssl_common::PROTOCOL_VERSION {
+                Counters::inc(&c.version_mismatches);
+                warn!(%name, client = h.protocol_version, "protocol version mismatch");
+                return ServerMsg::error(
+                    ErrorCode::VersionMismatch,
+                    format!(
+                        "server speaks protocol {} (fedssl {}), client speaks {} (fedssl {}): \
+                         install the same fedssl version on both sides",
+                        fedssl_common::PROTOCOL_VERSION,
+                        fedssl_common::SOFTWARE_VERSION,
+                        h.protocol_version,
+                        h.software_version
+                    ),
+                );
+            }
+            if h.claimed_name != name {
+                Counters::inc(&c.name_mismatches);
+                warn!(certificate = %name, claimed = %h.claimed_name, "client claims a name that is not in its certificate");
+                return ServerMsg::error(
+                    ErrorCode::NameMismatch,
+                    format!(
+                        "your certificate identifies you as `{name}`, not `{}`",
+                        h.claimed_name
+                    ),
+                );
+            }
+            if let Err(e) = sh.store().touch_client(name, h.num_samples) {
+                return ServerMsg::error(ErrorCode::Internal, format!("database error: {e}"));
+            }
+            let (committed, total) = {
+                let mut e = sh.engine();
+                e.connect(name, h.num_samples, conn.stable_id() as u64);
+                (e.committed(), e.total_rounds())
+            };
+            hello.store(true, Ordering::SeqCst);
+            sh.notify();
+            info!(%name, samples = h.num_samples, "client joined");
+            ServerMsg::Welcome(Welcome {
+                protocol_version: fedssl_common::PROTOCOL_VERSION,
+                software_version: fedssl_common::SOFTWARE_VERSION.into(),
+                client_name: name.to_string(),
+                committed_round: committed,
+                total_rounds: total,
+            })
+        }
+        ClientMsg::NextTask { after_round } => {
+            let mut rx = sh.changed.subscribe();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                rx.borrow_and_update();
+                match sh.engine().poll(name, after_round) {
+                    Poll::Task(t) => return ServerMsg::Task(t),
+                    Poll::Finished {
+                        last_round,
+                        model_hash,
+                    } => {
+                        return ServerMsg::Finished {
+                            last_round,
+                            model_hash,
+                        }
+                    }
+                    Poll::Wait => {}
+                }
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return ServerMsg::Wait { retry_after_ms: 500 } },
+                    _ = tokio::time::sleep_until(deadline) => return ServerMsg::Wait { retry_after_ms: 0 },
+                    _ = conn.closed() => return ServerMsg::Wait { retry_after_ms: 0 },
+                }
+            }
+        }
+        ClientMsg::Upload(u) => {
+            let res = sh.engine().submit(name, &u);
+            let resp = match res {
+                Ok(a) if a.duplicate => ServerMsg::UploadAccepted {
+                    round: u.round,
+                    duplicate: true,
+                },
+                Ok(a) => {
+                    // Durable before the acknowledgement.
+                    if let Err(e) = sh.store().record_update(
+                        u.round,
+                        name,
+                        UpdateStatus::Accepted,
+                        None,
+                        Some(a.norm),
+                        Some(u.num_samples),
+                        Some(u.mean_loss as f64),
+                        Some(u.epsilon),
+                    ) {
+                        warn!(error = %e, "cannot record an accepted update");
+                    }
+                    Counters::inc(&c.updates_accepted);
+                    info!(%name, round = u.round, norm = format!("{:.3}", a.norm), loss = u.mean_loss, epsilon = u.epsilon, "update accepted");
+                    ServerMsg::UploadAccepted {
+                        round: u.round,
+                        duplicate: false,
+                    }
+                }
+                Err(r) => {
+                    Counters::inc(&c.updates_rejected);
+                    if matches!(r.code, ErrorCode::StaleRound | ErrorCode::UnknownNonce) {
+                        Counters::inc(&c.updates_replayed);
+                    }
+                    warn!(%name, round = u.round, code = ?r.code, reason = %r.reason, "update rejected");
+                    let _ = sh.store().record_update(
+                        u.round,
+                        name,
+                        UpdateStatus::Rejected,
+                        Some(&format!("{:?}: {}", r.code, r.reason)),
+                        None,
+                        Some(u.num_samples),
+                        None,
+                        None,
+                    );
+                    ServerMsg::error(r.code, r.reason)
+                }
+            };
+            sh.notify();
+            resp
+        }
+        ClientMsg::Decline {
+            round,
+            nonce,
+            reason,
+        } => {
+            let res = sh.engine().decline(name, round, nonce);
+            sh.notify();
+            match res {
+                Ok(()) => {
+                    info!(%name, round, %reason, "client declined the round");
+                    let _ = sh.store().record_update(
+                        round,
+                        name,
+                        UpdateStatus::Declined,
+                        Some(&reason),
+                        None,
+                        None,
+                        None,
+                        None,
+                    );
+                    ServerMsg::DeclineNoted { round }
+                }
+                Err(r) => ServerMsg::error(r.code, r.reason),
+            }
+        }
+        ClientMsg::FetchModel => {
+            let e = sh.engine();
+            ServerMsg::Model {
+                version: e.committed(),
+                model: ModelPayload::from_weights(e.global()),
+            }
+        }
+    }
+}

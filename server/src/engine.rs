@@ -1,0 +1,474 @@
+//! The round state machine, free of I/O: who is connected, which round is open, who was
+//! selected, what each selected client answered, and the streaming FedAvg accumulator.
+//! The async shell ([`crate::endpoint`]) feeds it events and persists what it decides.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use fedssl_common::aggregate::FedAvg;
+use fedssl_common::model::{Weights, WeightsSpec};
+use fedssl_common::protocol::{ErrorCode, ModelPayload, RoundPlan, Task, Upload};
+
+use crate::validate::{check_update, norm_bound, Rejection};
+
+/// What a client asking for work gets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Poll {
+    /// Work for the open round.
+    Task(Box<Task>),
+    /// Nothing for this client now.
+    Wait,
+    /// Training is over.
+    Finished {
+        /// Last committed round.
+        last_round: u64,
+        /// Final model hash.
+        model_hash: String,
+    },
+}
+
+/// Accepted upload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accepted {
+    /// The same update had already been accepted (idempotent resend).
+    pub duplicate: bool,
+    /// Its L2 norm.
+    pub norm: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    Accepted { update_hash: String },
+    Declined,
+}
+
+#[derive(Debug)]
+struct OpenRound {
+    id: u64,
+    plan: RoundPlan,
+    nonces: HashMap<String, u64>,
+    answers: HashMap<String, Answer>,
+    rejected: usize,
+    acc: FedAvg,
+    losses: Vec<f64>,
+    max_epsilon: Option<f64>,
+    bound: f64,
+    payload: Arc<ModelPayload>,
+}
+
+/// What closing a round produced.
+#[derive(Debug, Clone)]
+pub struct RoundResult {
+    /// Round id.
+    pub round: u64,
+    /// The new global model (unchanged if no update was accepted).
+    pub model: Weights,
+    /// Clients selected.
+    pub sampled: usize,
+    /// Updates accepted.
+    pub accepted: usize,
+    /// Updates rejected.
+    pub rejected: usize,
+    /// Clients that declined.
+    pub declined: usize,
+    /// Mean local loss of accepted updates.
+    pub mean_loss: Option<f64>,
+    /// Largest ε reported by accepted clients.
+    pub max_epsilon: Option<f64>,
+}
+
+/// The server's round logic.
+#[derive(Debug)]
+pub struct Engine {
+    spec: WeightsSpec,
+    global: Weights,
+    global_hash: String,
+    committed: u64,
+    total_rounds: u64,
+    connected: BTreeMap<String, (u64, u64)>,
+    round: Option<OpenRound>,
+    finished: bool,
+}
+
+impl Engine {
+    /// An engine whose last committed round is `committed`, holding `global`.
+    pub fn new(global: Weights, committed: u64, total_rounds: u64) -> Self {
+        Self {
+            spec: global.spec(),
+            global_hash: global.hash(),
+            global,
+            committed,
+            total_rounds,
+            connected: BTreeMap::new(),
+            round: None,
+            finished: committed >= total_rounds,
+        }
+    }
+
+    /// The global model.
+    pub fn global(&self) -> &Weights {
+        &self.global
+    }
+
+    /// Its hash.
+    pub fn global_hash(&self) -> &str {
+        &self.global_hash
+    }
+
+    /// Last committed round.
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// Total rounds of the run.
+    pub fn total_rounds(&self) -> u64 {
+        self.total_rounds
+    }
+
+    /// True once every round is committed.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// A client connected (or reconnected) with `num_samples` samples on connection `conn`.
+    pub fn connect(&mut self, name: &str, num_samples: u64, conn: u64) {
+        self.connected.insert(name.to_string(), (num_samples, conn));
+    }
+
+    /// Connection `conn` of a client closed. Ignored if the client has reconnected since.
+    /// Its slot in an open round stays: it may reconnect before the deadline.
+    pub fn disconnect(&mut self, name: &str, conn: u64) {
+        if self.connected.get(name).is_some_and(|&(_, c)| c == conn) {
+            self.connected.remove(name);
+        }
+    }
+
+    /// Clients connected now.
+    pub fn connected(&self) -> usize {
+        self.connected.len()
+    }
+
+    /// Opens round `committed + 1`, selecting `max(min_clients, ⌈fraction·connected⌉)`
+    /// connected clients at random. Returns the selection.
+    pub fn start_round(
+        &mut self,
+        plan: RoundPlan,
+        fraction: f64,
+        min_clients: usize,
+        rng: &mut impl Rng,
+    ) -> Vec<String> {
+        let id = self.committed + 1;
+        let mut names: Vec<String> = self.connected.keys().cloned().collect();
+        names.shuffle(rng);
+        let want = ((fraction * names.len() as f64).ceil() as usize)
+            .max(min_clients)
+            .min(names.len());
+        names.truncate(want);
+        names.sort();
+        let nonces = names.iter().map(|n| (n.clone(), rng.gen::<u64>())).collect();
+        let bound = norm_bound(&plan, &self.spec);
+        self.round = Some(OpenRound {
+            id,
+            plan,
+            nonces,
+            answers: HashMap::new(),
+            rejected: 0,
+            acc: FedAvg::new(self.spec.clone()),
+            losses: vec![],
+            max_epsilon: None,
+            bound,
+            payload: Arc::new(ModelPayload::from_weights(&self.global)),
+        });
+        names
+    }
+
+    /// The open round's id.
+    pub fn open_round(&self) -> Option<u64> {
+        self.round.as_ref().map(|r| r.id)
+    }
+
+    /// What `name` should do now, given that it finished `after_round`.
+    pub fn poll(&self, name: &str, after_round: u64) -> Poll {
+        if self.finished {
+            return Poll::Finished {
+                last_round: self.committed,
+                model_hash: self.global_hash.clone(),
+            };
+        }
+        let Some(r) = &self.round else {
+            return Poll::Wait;
+        };
+        let Some(&nonce) = r.nonces.get(name) else {
+            return Poll::Wait;
+        };
+        if r.answers.contains_key(name) || after_round >= r.id {
+            return Poll::Wait;
+        }
+        Poll::Task(Box::new(Task {
+            round: r.id,
+            nonce,
+            plan: r.plan.clone(),
+            model: (*r.payload).clone(),
+        }))
+    }
+
+    fn selected_round(&mut self, name: &str, round: u64, nonce: u64) -> Result<&mut OpenRound, Rejection> {
+        let Some(r) = self.round.as_mut() else {
+            return Err(Rejection::new(ErrorCode::StaleRound, format!("round {round} is not open")));
+        };
+        if r.id != round {
+            return Err(Rejection::new(
+                ErrorCode::StaleRound,
+                format!("round {round} is not open (the open round is {})", r.id),
+            ));
+        }
+        match r.nonces.get(name) {
+            None => Err(Rejection::new(
+                ErrorCode::NotSelected,
+                format!("{name} was not selected for round {round}"),
+            )),
+            Some(&n) if n != nonce => Err(Rejection::new(
+                ErrorCode::UnknownNonce,
+                "the upload's nonce does not match the task (replayed or stale upload)",
+            )),
+            Some(_) => Ok(r),
+        }
+    }
+
+    /// Validates an upload and folds it into the round's aggregate.
+    pub fn submit(&mut self, name: &str, upload: &Upload) -> Result<Accepted, Rejection> {
+        let spec = self.spec.clone();
+        let global_hash = self.global_hash.clone();
+        let r = self.selected_round(name, upload.round, upload.nonce)?;
+        match r.answers.get(name) {
+            Some(Answer::Accepted { update_hash }) if *update_hash == upload.update.hash => {
+                return Ok(Accepted {
+                    duplicate: true,
+                    norm: f64::NAN,
+                })
+            }
+            Some(_) => {
+                return Err(Rejection::new(
+                    ErrorCode::StaleRound,
+                    format!("{name} already answered round {}", r.id),
+                ))
+            }
+            None => {}
+        }
+        let checked = check_update(upload, &spec, &global_hash, r.bound)
+            .and_then(|(w, norm)| {
+                if !upload.mean_loss.is_finite() || !upload.epsilon.is_finite() {
+                    return Err(Rejection::new(ErrorCode::NonFinite, "loss or ε is not a finite number"));
+                }
+                Ok((w, norm))
+            });
+        let (w, norm) = match checked {
+            Ok(x) => x,
+            Err(e) => {
+                r.rejected += 1;
+                return Err(e);
+            }
+        };
+        r.acc
+            .fold(&w, upload.num_samples as f64)
+            .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
+        r.losses.push(upload.mean_loss as f64);
+        r.max_epsilon = Some(r.max_epsilon.map_or(upload.epsilon, |m| m.max(upload.epsilon)));
+        r.answers.insert(
+            name.to_string(),
+            Answer::Accepted {
+                update_hash: upload.update.hash.clone(),
+            },
+        );
+        Ok(Accepted {
+            duplicate: false,
+            norm,
+        })
+    }
+
+    /// Records that `name` declined the round.
+    pub fn decline(&mut self, name: &str, round: u64, nonce: u64) -> Result<(), Rejection> {
+        let r = self.selected_round(name, round, nonce)?;
+        r.answers.entry(name.to_string()).or_insert(Answer::Declined);
+        Ok(())
+    }
+
+    /// True when every selected client has answered.
+    pub fn round_complete(&self) -> bool {
+        self.round
+            .as_ref()
+            .is_some_and(|r| r.answers.len() == r.nonces.len())
+    }
+
+    /// Closes the open round: global + weighted mean update. Does not commit.
+    pub fn close_round(&mut self) -> Option<RoundResult> {
+        let r = self.round.take()?;
+        let model = match r.acc.mean() {
+            Some(mean) => self.global.add(&mean).unwrap_or_else(|_| self.global.clone()),
+            None => self.global.clone(),
+        };
+        let declined = r
+            .answers
+            .values()
+            .filter(|a| matches!(a, Answer::Declined))
+            .count();
+        Some(RoundResult {
+            round: r.id,
+            model,
+            sampled: r.nonces.len(),
+            accepted: r.acc.count(),
+            rejected: r.rejected,
+            declined,
+            mean_loss: (!r.losses.is_empty())
+                .then(|| r.losses.iter().sum::<f64>() / r.losses.len() as f64),
+            max_epsilon: r.max_epsilon,
+        })
+    }
+
+    /// Makes `model` the global model of round `round` (after it is durable).
+    pub fn commit(&mut self, round: u64, model: Weights) {
+        self.global_hash = model.hash();
+        self.global = model;
+        self.committed = round;
+        if self.committed >= self.total_rounds {
+            self.finished = true;
+        }
+    }
+
+    /// Ends the run early (e.g. too few clients).
+    pub fn finish(&mut self) {
+        self.round = None;
+        self.finished = true;
+    }
+
+    /// Clients selected for the open round.
+    pub fn selected(&self) -> BTreeSet<String> {
+        self.round
+            .as_ref()
+            .map(|r| r.nonces.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedssl_common::model::weights::WeightTensor;
+    use fedssl_common::protocol::DpParams;
+    use rand::SeedableRng;
+
+    fn weights(v: [f32; 3]) -> Weights {
+        Weights {
+            tensors: vec![WeightTensor {
+                name: "w".into(),
+                shape: vec![3],
+                values: v.to_vec(),
+            }],
+        }
+    }
+
+    fn plan() -> RoundPlan {
+        RoundPlan {
+            local_epochs: 1,
+            batch_size: 8,
+            learning_rate: 0.1,
+            temperature: 0.5,
+            dp: DpParams {
+                clip_norm: 1.0,
+                noise_multiplier: 0.1,
+            },
+            seed: 0,
+        }
+    }
+
+    fn upload(task: &Task, update: [f32; 3], n: u64) -> Upload {
+        Upload {
+            round: task.round,
+            nonce: task.nonce,
+            base_model_hash: task.model.hash.clone(),
+            num_samples: n,
+            mean_loss: 1.0,
+            epsilon: 2.0,
+            train_seconds: 0.0,
+            update: ModelPayload::from_weights(&weights(update)),
+        }
+    }
+
+    fn task(p: Poll) -> Task {
+        match p {
+            Poll::Task(t) => *t,
+            other => panic!("expected a task, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_round_from_selection_to_commit() {
+        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 2);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        e.connect("a", 10, 1);
+        e.connect("b", 30, 2);
+        e.connect("c", 5, 3);
+        let sel = e.start_round(plan(), 0.5, 2, &mut rng);
+        assert_eq!(sel.len(), 2);
+        let names: Vec<String> = sel.clone();
+        let ta = task(e.poll(&names[0], 0));
+        let tb = task(e.poll(&names[1], 0));
+        let outsider = ["a", "b", "c"].into_iter().find(|n| !sel.iter().any(|s| s == n)).unwrap();
+        assert_eq!(e.poll(outsider, 0), Poll::Wait);
+
+        // Replayed nonce, wrong round, NaN and too large norms are refused.
+        let mut bad = upload(&ta, [0.1, 0.0, 0.0], 10);
+        bad.nonce ^= 1;
+        assert_eq!(e.submit(&names[0], &bad).unwrap_err().code, ErrorCode::UnknownNonce);
+        let mut bad = upload(&ta, [0.1, 0.0, 0.0], 10);
+        bad.round = 7;
+        assert_eq!(e.submit(&names[0], &bad).unwrap_err().code, ErrorCode::StaleRound);
+        let bad = upload(&ta, [f32::NAN, 0.0, 0.0], 10);
+        assert_eq!(e.submit(&names[0], &bad).unwrap_err().code, ErrorCode::NonFinite);
+        let bad = upload(&ta, [100.0, 0.0, 0.0], 10);
+        assert_eq!(e.submit(&names[0], &bad).unwrap_err().code, ErrorCode::NormTooLarge);
+        assert_eq!(
+            e.submit(outsider, &upload(&ta, [0.1, 0.0, 0.0], 10)).unwrap_err().code,
+            ErrorCode::NotSelected
+        );
+
+        let ua = upload(&ta, [0.4, 0.0, -0.4], 10);
+        assert!(!e.submit(&names[0], &ua).unwrap().duplicate);
+        assert!(e.submit(&names[0], &ua).unwrap().duplicate, "idempotent resend");
+        assert!(!e.round_complete());
+        e.submit(&names[1], &upload(&tb, [0.0, 0.8, 0.0], 30)).unwrap();
+        assert!(e.round_complete());
+        let r = e.close_round().unwrap();
+        assert_eq!((r.sampled, r.accepted, r.rejected), (2, 2, 4));
+        // (10·(0.4,0,−0.4) + 30·(0,0.8,0)) / 40 = (0.1, 0.6, −0.1)
+        let v = &r.model.tensors[0].values;
+        assert!((v[0] - 1.1).abs() < 1e-6 && (v[1] - 1.6).abs() < 1e-6 && (v[2] - 0.9).abs() < 1e-6);
+        e.commit(r.round, r.model);
+        assert_eq!(e.committed(), 1);
+        assert!(!e.is_finished());
+        // Old task's upload is now stale.
+        assert_eq!(e.submit(&names[0], &ua).unwrap_err().code, ErrorCode::StaleRound);
+    }
+
+    #[test]
+    fn empty_round_keeps_the_model_and_finish_is_announced() {
+        let mut e = Engine::new(weights([1.0, 2.0, 3.0]), 0, 1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        e.connect("a", 10, 1);
+        e.connect("a", 10, 2);
+        e.disconnect("a", 1);
+        assert_eq!(e.connected(), 1, "a stale connection's close does not evict the new one");
+        e.start_round(plan(), 1.0, 1, &mut rng);
+        let t = task(e.poll("a", 0));
+        e.decline("a", t.round, t.nonce).unwrap();
+        assert!(e.round_complete());
+        let r = e.close_round().unwrap();
+        assert_eq!((r.accepted, r.declined), (0, 1));
+        assert_eq!(r.model, weights([1.0, 2.0, 3.0]));
+        e.commit(1, r.model);
+        assert!(matches!(e.poll("a", 1), Poll::Finished { last_round: 1, .. }));
+    }
+}

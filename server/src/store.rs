@@ -1,0 +1,222 @@
+//! Durable server state: SQLite (rounds, clients, updates, model versions) and model files
+//! written atomically. A round is committed in one transaction after its model file is
+//! on disk, so a restarted server resumes from the last committed round with the same hash.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use fedssl_common::model::Weights;
+
+/// The server's database and model folder.
+pub struct Store {
+    db: Connection,
+    models_dir: PathBuf,
+}
+
+/// Outcome of one update, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateStatus {
+    /// Validated and folded into the aggregate.
+    Accepted,
+    /// Refused by validation.
+    Rejected,
+    /// The client declined the round.
+    Declined,
+}
+
+impl UpdateStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::Declined => "declined",
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating) the store in `run_dir`.
+    pub fn open(run_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+        let models_dir = run_dir.join("checkpoints");
+        std::fs::create_dir_all(&models_dir)?;
+        let db = Connection::open(run_dir.join("fedssl.db"))
+            .with_context(|| format!("cannot open {}", run_dir.join("fedssl.db").display()))?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS models (
+                version INTEGER PRIMARY KEY, hash TEXT NOT NULL, path TEXT NOT NULL,
+                created_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS rounds (
+                round INTEGER PRIMARY KEY, status TEXT NOT NULL, selected TEXT NOT NULL,
+                started_at INTEGER NOT NULL, committed_at INTEGER, model_hash TEXT,
+                accepted INTEGER, rejected INTEGER, declined INTEGER, mean_loss REAL,
+                max_epsilon REAL, seconds REAL);
+             CREATE TABLE IF NOT EXISTS clients (
+                name TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+                num_samples INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS updates (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, round INTEGER NOT NULL,
+                client TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, norm REAL,
+                num_samples INTEGER, loss REAL, epsilon REAL, at INTEGER NOT NULL);",
+        )?;
+        Ok(Self { db, models_dir })
+    }
+
+    /// The latest committed model: `(version, weights)`. Its file's hash is checked.
+    pub fn latest_model(&self) -> anyhow::Result<Option<(u64, Weights)>> {
+        let row: Option<(i64, String, String)> = self
+            .db
+            .query_row(
+                "SELECT version, hash, path FROM models ORDER BY version DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((version, hash, path)) = row else {
+            return Ok(None);
+        };
+        let w = Weights::load(Path::new(&path))?;
+        if w.hash() != hash {
+            bail!(
+                "model file {path} has hash {} but the database recorded {hash}: the file was \
+                 modified or corrupted",
+                w.hash()
+            );
+        }
+        Ok(Some((version as u64, w)))
+    }
+
+    /// Saves the initial model as version 0.
+    pub fn save_initial(&mut self, w: &Weights) -> anyhow::Result<()> {
+        let path = self.model_path(0);
+        w.save(&path)?;
+        self.db.execute(
+            "INSERT OR REPLACE INTO models (version, hash, path, created_at) VALUES (0, ?1, ?2, ?3)",
+            params![w.hash(), path.display().to_string(), now()],
+        )?;
+        Ok(())
+    }
+
+    fn model_path(&self, version: u64) -> PathBuf {
+        self.models_dir
+            .join(format!("global-{version:06}.safetensors"))
+    }
+
+    /// Records that a client connected.
+    pub fn touch_client(&self, name: &str, num_samples: u64) -> anyhow::Result<()> {
+        self.db.execute(
+            "INSERT INTO clients (name, first_seen, last_seen, num_samples) VALUES (?1, ?2, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET last_seen = ?2, num_samples = ?3",
+            params![name, now(), num_samples as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Records a round as open with its selection (replacing an earlier open attempt).
+    pub fn open_round(&self, round: u64, selected: &[String]) -> anyhow::Result<()> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO rounds (round, status, selected, started_at) VALUES (?1, 'open', ?2, ?3)",
+            params![round as i64, serde_json::to_string(selected)?, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records one update's outcome (durably, before the client is answered).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_update(
+        &self,
+        round: u64,
+        client: &str,
+        status: UpdateStatus,
+        reason: Option<&str>,
+        norm: Option<f64>,
+        num_samples: Option<u64>,
+        loss: Option<f64>,
+        epsilon: Option<f64>,
+    ) -> anyhow::Result<()> {
+        self.db.execute(
+            "INSERT INTO updates (round, client, status, reason, norm, num_samples, loss, epsilon, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                round as i64,
+                client,
+                status.as_str(),
+                reason,
+                norm,
+                num_samples.map(|n| n as i64),
+                loss,
+                epsilon,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Writes the round's model file, then commits the round and the model version in one
+    /// transaction.
+    pub fn commit_round(
+        &mut self,
+        m: &crate::metrics::RoundMetrics,
+        model: &Weights,
+    ) -> anyhow::Result<()> {
+        let path = self.model_path(m.round);
+        model.save(&path)?;
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO models (version, hash, path, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![m.round as i64, m.model_hash, path.display().to_string(), now()],
+        )?;
+        tx.execute(
+            "UPDATE rounds SET status = 'committed', committed_at = ?2, model_hash = ?3,
+               accepted = ?4, rejected = ?5, declined = ?6, mean_loss = ?7, max_epsilon = ?8,
+               seconds = ?9 WHERE round = ?1",
+            params![
+                m.round as i64,
+                now(),
+                m.model_hash,
+                m.clients_accepted as i64,
+                m.clients_rejected as i64,
+                m.clients_declined as i64,
+                m.mean_local_loss,
+                m.max_epsilon,
+                m.seconds
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Number of committed rounds.
+    pub fn committed_rounds(&self) -> anyhow::Result<u64> {
+        Ok(self.db.query_row(
+            "SELECT COUNT(*) FROM rounds WHERE status = 'committed'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// `(round, client, status, reason)` of every recorded update, oldest first.
+    pub fn updates(&self) -> anyhow::Result<Vec<(u64, String, String, Option<String>)>> {
+        let mut st = self
+            .db
+            .prepare("SELECT round, client, status, reason FROM updates ORDER BY id")?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
