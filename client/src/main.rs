@@ -4,7 +4,11 @@ use clap::Parser;
 
 /// Runs a fedssl client from a TOML configuration.
 #[derive(Parser)]
-#[command(name = "fedssl-client", version, about = "fedssl client: local SSL training with client-level DP")]
+#[command(
+    name = "fedssl-client",
+    version,
+    about = "fedssl client: local SSL training with client-level DP"
+)]
 struct Args {
     /// Client configuration file (TOML).
     #[arg(long)]

@@ -14,9 +14,7 @@ use fedssl_common::device::{self, ComputeDevice};
 use fedssl_common::dp::{GaussianMechanism, Mechanism};
 use fedssl_common::model::WeightsSpec;
 use fedssl_common::net::{endpoint, io, tls};
-use fedssl_common::protocol::{
-    ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, Task, Upload,
-};
+use fedssl_common::protocol::{ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, Task, Upload};
 
 use crate::ledger::LedgerStore;
 use crate::state::SiteState;
@@ -149,7 +147,11 @@ impl Session {
         let hello = ClientMsg::Hello(Hello {
             protocol_version: fedssl_common::PROTOCOL_VERSION,
             software_version: fedssl_common::SOFTWARE_VERSION.into(),
-            capabilities: vec!["simclr".into(), "dp-gaussian".into(), self.device.to_string()],
+            capabilities: vec![
+                "simclr".into(),
+                "dp-gaussian".into(),
+                self.device.to_string(),
+            ],
             claimed_name: self.claimed_name(),
             num_samples: self.data.len() as u64,
         });
@@ -158,7 +160,9 @@ impl Session {
             .map_err(|e| {
                 // The server refuses bad certificates after `connect` returned Ok; it shows
                 // here, on the first stream.
-                anyhow::Error::new(e).context("handshake with the server failed (a refused certificate shows up here)")
+                anyhow::Error::new(e).context(
+                    "handshake with the server failed (a refused certificate shows up here)",
+                )
             })?;
         match resp {
             ServerMsg::Welcome(w) => {
@@ -185,9 +189,13 @@ impl Session {
                     last_round,
                     model_hash,
                 } => {
-                    let (resp, _) =
-                        io::request(&conn, &ClientMsg::FetchModel, self.max(), Duration::from_secs(60))
-                            .await?;
+                    let (resp, _) = io::request(
+                        &conn,
+                        &ClientMsg::FetchModel,
+                        self.max(),
+                        Duration::from_secs(60),
+                    )
+                    .await?;
                     if let ServerMsg::Model { model, .. } = resp {
                         let w = model
                             .decode(&self.spec)
@@ -245,7 +253,10 @@ impl Session {
             }
             ServerMsg::Error(e) => {
                 warn!(round, error = %e, "the server refused the update");
-                if matches!(e.code, ErrorCode::StaleRound | ErrorCode::UnknownNonce | ErrorCode::NotSelected) {
+                if matches!(
+                    e.code,
+                    ErrorCode::StaleRound | ErrorCode::UnknownNonce | ErrorCode::NotSelected
+                ) {
                     self.state.clear_pending();
                     self.last_round = self.last_round.max(round);
                 }
@@ -261,11 +272,17 @@ impl Session {
             .model
             .decode(&self.spec)
             .context("the global model from the server is invalid")?;
-        anyhow::ensure!(global.is_finite(), "the global model from the server has NaN values");
+        anyhow::ensure!(
+            global.is_finite(),
+            "the global model from the server has NaN values"
+        );
         let base_hash = task.model.hash.clone();
         if let Some(mut p) = self.state.pending() {
             if p.round == task.round && p.base_model_hash == base_hash {
-                info!(round = task.round, "resending the update privatized before the disconnect (no extra privacy cost)");
+                info!(
+                    round = task.round,
+                    "resending the update privatized before the disconnect (no extra privacy cost)"
+                );
                 p.nonce = task.nonce;
                 return Ok(Ok(p));
             }
@@ -288,9 +305,11 @@ impl Session {
         let bar = self.progress.as_ref().map(|mp| {
             let b = mp.add(ProgressBar::new(steps as u64));
             b.set_style(
-                ProgressStyle::with_template("{prefix:>10} round {msg:<12} [{bar:30}] {pos}/{len} steps {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>10} round {msg:<12} [{bar:30}] {pos}/{len} steps {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             b.set_prefix(self.report.name.clone());
             b
@@ -324,9 +343,10 @@ impl Session {
         self.state.save_projector(&outcome.projector)?;
         let mut update = outcome.encoder.sub(&global)?;
         let m2 = mech;
-        let rho = tokio::task::spawn_blocking(move || m2.privatize(&mut update).map(|r| (r, update)))
-            .await
-            .context("the privacy task panicked")??;
+        let rho =
+            tokio::task::spawn_blocking(move || m2.privatize(&mut update).map(|r| (r, update)))
+                .await
+                .context("the privacy task panicked")??;
         let (rho, update) = rho;
         // The spend is durable before the update can leave the site.
         self.ledger.record(task.round, rho, &base_hash)?;
@@ -355,8 +375,9 @@ impl Session {
 }
 
 fn hash_name(name: &str) -> u64 {
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Loads a client configuration file and its data, then runs the client.

@@ -17,8 +17,7 @@ use rayon::prelude::*;
 use fedssl_common::data::Dataset;
 use fedssl_common::device::ComputeDevice;
 use fedssl_common::model::{
-    BnMode, ConvNetS, ConvNetSConfig, Projector, ProjectorConfig, Weights, IMAGE_PIXELS,
-    IMAGE_SIDE,
+    BnMode, ConvNetS, ConvNetSConfig, Projector, ProjectorConfig, Weights, IMAGE_PIXELS, IMAGE_SIDE,
 };
 use fedssl_common::protocol::RoundPlan;
 use fedssl_common::ssl::{nt_xent, AugmentConfig, Augmenter};
@@ -127,7 +126,9 @@ pub fn train_on<B: AutodiffBackend>(
             .context("the saved projector does not fit")?;
     }
     let mut model = SslModel { encoder, projector };
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init::<B, SslModel<B>>();
+    let mut optim = AdamConfig::new()
+        .with_epsilon(1e-8)
+        .init::<B, SslModel<B>>();
     let aug = Augmenter::new(AugmentConfig::default());
     let bs = (plan.batch_size as usize).min(n);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -144,8 +145,8 @@ pub fn train_on<B: AutodiffBackend>(
             let h = model.encoder.forward(x, BnMode::Train);
             let z = model.projector.forward(h);
             let k = idx.len();
-            let z1 = z.clone().slice([0..k]);
-            let z2 = z.slice([k..2 * k]);
+            let z1 = z.clone().slice(0..k);
+            let z2 = z.slice(k..2 * k);
             let loss = nt_xent(z1, z2, plan.temperature);
             let value = loss
                 .clone()
@@ -206,7 +207,10 @@ mod tests {
                 global: &global,
                 projector: None,
                 data: &data,
-                plan: &RoundPlan { local_epochs: 1, ..plan.clone() },
+                plan: &RoundPlan {
+                    local_epochs: 1,
+                    ..plan.clone()
+                },
                 site_seed: 1,
                 progress: None,
             },
@@ -226,7 +230,12 @@ mod tests {
         .unwrap();
         assert_eq!(out.steps, 12);
         assert!(out.mean_loss.is_finite());
-        assert!(out.mean_loss < first.mean_loss, "{} !< {}", out.mean_loss, first.mean_loss);
+        assert!(
+            out.mean_loss < first.mean_loss,
+            "{} !< {}",
+            out.mean_loss,
+            first.mean_loss
+        );
         assert!(out.encoder.sub(&global).unwrap().l2_norm() > 0.0);
     }
 

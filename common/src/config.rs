@@ -69,22 +69,40 @@ impl PlanConfig {
     /// Checks ranges.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.local_epochs == 0 || self.local_epochs > 1000 {
-            bail!("plan.local_epochs must be in 1..=1000, got {}", self.local_epochs);
+            bail!(
+                "plan.local_epochs must be in 1..=1000, got {}",
+                self.local_epochs
+            );
         }
         if self.batch_size < 2 || self.batch_size > 65_536 {
-            bail!("plan.batch_size must be in 2..=65536 (contrastive learning needs pairs), got {}", self.batch_size);
+            bail!(
+                "plan.batch_size must be in 2..=65536 (contrastive learning needs pairs), got {}",
+                self.batch_size
+            );
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 10.0) {
-            bail!("plan.learning_rate must be in (0, 10), got {}", self.learning_rate);
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate < 10.0)
+        {
+            bail!(
+                "plan.learning_rate must be in (0, 10), got {}",
+                self.learning_rate
+            );
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            bail!("plan.temperature must be positive, got {}", self.temperature);
+            bail!(
+                "plan.temperature must be positive, got {}",
+                self.temperature
+            );
         }
         if !(self.clip_norm.is_finite() && self.clip_norm > 0.0) {
             bail!("plan.clip_norm must be positive, got {}", self.clip_norm);
         }
         if !(self.noise_multiplier.is_finite() && self.noise_multiplier > 0.0) {
-            bail!("plan.noise_multiplier must be positive (zero noise is no DP), got {}", self.noise_multiplier);
+            bail!(
+                "plan.noise_multiplier must be positive (zero noise is no DP), got {}",
+                self.noise_multiplier
+            );
         }
         Ok(())
     }
@@ -170,7 +188,10 @@ impl ServerConfig {
             bail!("min_clients must be at least 1");
         }
         if !(self.sample_fraction > 0.0 && self.sample_fraction <= 1.0) {
-            bail!("sample_fraction must be in (0, 1], got {}", self.sample_fraction);
+            bail!(
+                "sample_fraction must be in (0, 1], got {}",
+                self.sample_fraction
+            );
         }
         if !(self.round_deadline_secs.is_finite() && self.round_deadline_secs > 0.0) {
             bail!("round_deadline_secs must be positive");
@@ -268,14 +289,21 @@ impl ClientConfig {
     /// Checks ranges, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.epsilon_budget.is_finite() && self.epsilon_budget > 0.0) {
-            bail!("epsilon_budget must be a positive number, got {}", self.epsilon_budget);
+            bail!(
+                "epsilon_budget must be a positive number, got {}",
+                self.epsilon_budget
+            );
         }
         if !(self.delta > 0.0 && self.delta < 1.0) {
             bail!("delta must be in (0, 1), got {}", self.delta);
         }
         if let Some(s) = self.data.shard {
             if s.count == 0 || s.index >= s.count {
-                bail!("data.shard.index must be below data.shard.count ({} of {})", s.index, s.count);
+                bail!(
+                    "data.shard.index must be below data.shard.count ({} of {})",
+                    s.index,
+                    s.count
+                );
             }
         }
         self.data.partition.parse::<crate::data::Partition>()?;

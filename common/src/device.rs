@@ -39,10 +39,12 @@ impl std::fmt::Display for ComputeDevice {
 
 /// True when the NVIDIA driver library can be loaded.
 pub fn cuda_driver_present() -> bool {
-    ["libcuda.so.1", "libcuda.so", "nvcuda.dll"].iter().any(|name| {
-        // SAFETY: loading the driver library runs its initializers, as cudarc itself would.
-        unsafe { libloading::Library::new(name) }.is_ok()
-    })
+    ["libcuda.so.1", "libcuda.so", "nvcuda.dll"]
+        .iter()
+        .any(|name| {
+            // SAFETY: loading the driver library runs its initializers, as cudarc itself would.
+            unsafe { libloading::Library::new(name) }.is_ok()
+        })
 }
 
 /// Resolves a requested device: CUDA without a driver falls back to the CPU with a warning.
@@ -70,7 +72,10 @@ mod tests {
     #[test]
     fn parse_and_fallback() {
         assert_eq!("cpu".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cpu);
-        assert_eq!("cuda:2".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cuda(2));
+        assert_eq!(
+            "cuda:2".parse::<ComputeDevice>().unwrap(),
+            ComputeDevice::Cuda(2)
+        );
         assert!("tpu".parse::<ComputeDevice>().is_err());
         assert!("cuda:x".parse::<ComputeDevice>().is_err());
         if !cuda_driver_present() {

@@ -132,7 +132,8 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     let result = run_rounds(&sh, opts.progress).await;
     // Let clients fetch the final model, then close.
     sh.notify();
-    sh.wait_until(|e| e.connected() == 0, opts.final_grace).await;
+    sh.wait_until(|e| e.connected() == 0, opts.final_grace)
+        .await;
     ep.close(0u32.into(), b"server done");
     accept.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
@@ -169,7 +170,10 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
         }
         let min = cfg.min_clients;
         if !sh
-            .wait_until(|e| e.connected() >= min, Duration::from_secs_f64(cfg.wait_for_clients_secs))
+            .wait_until(
+                |e| e.connected() >= min,
+                Duration::from_secs_f64(cfg.wait_for_clients_secs),
+            )
             .await
         {
             let n = sh.engine().connected();
@@ -189,13 +193,19 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
         sh.store().open_round(round, &selected)?;
         info!(round, selected = ?selected, "round started");
         if let Some(b) = &bar {
-            b.set_message(format!("round {round}: training on {} clients", selected.len()));
+            b.set_message(format!(
+                "round {round}: training on {} clients",
+                selected.len()
+            ));
         }
         let before = sh.counters.snapshot();
         let started = Instant::now();
         sh.notify();
         let complete = sh
-            .wait_until(|e| e.round_complete(), Duration::from_secs_f64(cfg.round_deadline_secs))
+            .wait_until(
+                |e| e.round_complete(),
+                Duration::from_secs_f64(cfg.round_deadline_secs),
+            )
             .await;
         let result = sh
             .engine()
@@ -231,8 +241,14 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             accepted = m.clients_accepted,
             rejected = m.clients_rejected,
             declined = m.clients_declined,
-            loss = m.mean_local_loss.map(|l| format!("{l:.4}")).unwrap_or("-".into()),
-            max_epsilon = m.max_epsilon.map(|e| format!("{e:.2}")).unwrap_or("-".into()),
+            loss = m
+                .mean_local_loss
+                .map(|l| format!("{l:.4}"))
+                .unwrap_or("-".into()),
+            max_epsilon = m
+                .max_epsilon
+                .map(|e| format!("{e:.2}"))
+                .unwrap_or("-".into()),
             seconds = format!("{:.1}", m.seconds),
             "round committed"
         );
@@ -284,7 +300,14 @@ async fn handle_connection(sh: Arc<Shared>, incoming: quinn::Incoming) {
     let hello = Arc::new(AtomicBool::new(false));
     let id = conn.stable_id() as u64;
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(handle_stream(sh.clone(), conn.clone(), name.clone(), hello.clone(), send, recv));
+        tokio::spawn(handle_stream(
+            sh.clone(),
+            conn.clone(),
+            name.clone(),
+            hello.clone(),
+            send,
+            recv,
+        ));
     }
     if hello.load(Ordering::SeqCst) {
         sh.engine().disconnect(&name, id);
@@ -302,7 +325,11 @@ async fn handle_stream(
     mut recv: quinn::RecvStream,
 ) {
     let max = sh.cfg.max_frame_bytes;
-    let req = tokio::time::timeout(Duration::from_secs(60), read_msg::<ClientMsg>(&mut recv, max)).await;
+    let req = tokio::time::timeout(
+        Duration::from_secs(60),
+        read_msg::<ClientMsg>(&mut recv, max),
+    )
+    .await;
     let resp = match req {
         Err(_) => {
             debug!(%name, "request not received in time");
@@ -311,8 +338,12 @@ async fn handle_stream(
         }
         Ok(Err(e)) => {
             let (counter, code) = match &e {
-                NetError::Frame(FrameError::Oversized { .. }) => (&sh.counters.frames_oversized, ErrorCode::Oversized),
-                NetError::Frame(FrameError::Truncated { .. }) => (&sh.counters.frames_truncated, ErrorCode::Malformed),
+                NetError::Frame(FrameError::Oversized { .. }) => {
+                    (&sh.counters.frames_oversized, ErrorCode::Oversized)
+                }
+                NetError::Frame(FrameError::Truncated { .. }) => {
+                    (&sh.counters.frames_truncated, ErrorCode::Malformed)
+                }
                 _ => (&sh.counters.frames_malformed, ErrorCode::Malformed),
             };
             Counters::inc(counter);
@@ -327,7 +358,9 @@ async fn handle_stream(
     };
     match write_msg(&mut send, &resp, max).await {
         Ok(n) => {
-            sh.counters.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+            sh.counters
+                .bytes_down
+                .fetch_add(n as u64, Ordering::Relaxed);
         }
         Err(e) => debug!(%name, error = %e, "could not answer"),
     }

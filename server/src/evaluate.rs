@@ -23,7 +23,12 @@ pub struct EvalReport {
 }
 
 /// Probes `encoder` (and the baselines) with `train` (labeled) and `test`.
-pub fn evaluate(encoder: &Weights, train: &Dataset, test: &Dataset, seed: u64) -> anyhow::Result<EvalReport> {
+pub fn evaluate(
+    encoder: &Weights,
+    train: &Dataset,
+    test: &Dataset,
+    seed: u64,
+) -> anyhow::Result<EvalReport> {
     let (ytr, yte) = match (&train.labels, &test.labels) {
         (Some(a), Some(b)) => (a, b),
         _ => anyhow::bail!("evaluation needs labeled train and test splits"),

@@ -15,6 +15,9 @@ pub struct Store {
     models_dir: PathBuf,
 }
 
+/// `(round, client, status, reason)` of one recorded update.
+pub type UpdateRow = (u64, String, String, Option<String>);
+
 /// Outcome of one update, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateStatus {
@@ -208,7 +211,7 @@ impl Store {
     }
 
     /// `(round, client, status, reason)` of every recorded update, oldest first.
-    pub fn updates(&self) -> anyhow::Result<Vec<(u64, String, String, Option<String>)>> {
+    pub fn updates(&self) -> anyhow::Result<Vec<UpdateRow>> {
         let mut st = self
             .db
             .prepare("SELECT round, client, status, reason FROM updates ORDER BY id")?;

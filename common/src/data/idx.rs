@@ -32,7 +32,10 @@ pub fn parse(bytes: &[u8]) -> anyhow::Result<IdxArray> {
         bail!("bad IDX magic: first two bytes must be zero");
     }
     if bytes[2] != 0x08 {
-        bail!("unsupported IDX element type 0x{:02x} (only unsigned bytes, 0x08)", bytes[2]);
+        bail!(
+            "unsupported IDX element type 0x{:02x} (only unsigned bytes, 0x08)",
+            bytes[2]
+        );
     }
     let nd = bytes[3] as usize;
     if nd == 0 || nd > 4 {
@@ -168,7 +171,10 @@ mod tests {
         assert!(parse(&huge).is_err(), "overflowing dims");
         let mut wrong = header(&[1, 10, 10]);
         wrong.extend(std::iter::repeat_n(0u8, 100));
-        assert!(to_dataset(parse(&wrong).unwrap(), None).is_err(), "not 28x28");
+        assert!(
+            to_dataset(parse(&wrong).unwrap(), None).is_err(),
+            "not 28x28"
+        );
     }
 
     #[test]

@@ -80,8 +80,7 @@ pub fn partition(
                 let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(attempt));
                 let mut out = vec![Vec::new(); clients];
                 for c in 0..num_classes {
-                    let mut idx: Vec<usize> =
-                        (0..n).filter(|&i| labels[i] as usize == c).collect();
+                    let mut idx: Vec<usize> = (0..n).filter(|&i| labels[i] as usize == c).collect();
                     idx.shuffle(&mut rng);
                     let w: Vec<f64> = (0..clients).map(|_| gamma.sample(&mut rng)).collect();
                     let total: f64 = w.iter().sum();
@@ -127,7 +126,10 @@ mod tests {
     fn dirichlet_is_skewed_seeded_and_complete() {
         let labels: Vec<u8> = (0..2000).map(|i| (i % 10) as u8).collect();
         let p = partition(2000, Some(&labels), 5, Partition::Dirichlet(0.1), 7, 10).unwrap();
-        assert_eq!(p, partition(2000, Some(&labels), 5, Partition::Dirichlet(0.1), 7, 10).unwrap());
+        assert_eq!(
+            p,
+            partition(2000, Some(&labels), 5, Partition::Dirichlet(0.1), 7, 10).unwrap()
+        );
         let mut all: Vec<usize> = p.concat();
         all.sort();
         assert_eq!(all, (0..2000).collect::<Vec<_>>());

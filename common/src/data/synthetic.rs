@@ -64,7 +64,10 @@ fn inside(class: u8, x: f32, y: f32, t: f32) -> bool {
         }
         5 => (x.abs() < t && y.abs() < 1.0) || (y.abs() < t && x.abs() < 1.0),
         6 => {
-            let (u, v) = ((x + y) * 0.7071, (x - y) * 0.7071);
+            let (u, v) = (
+                (x + y) * std::f32::consts::FRAC_1_SQRT_2,
+                (x - y) * std::f32::consts::FRAC_1_SQRT_2,
+            );
             (u.abs() < t && v.abs() < 1.0) || (v.abs() < t && u.abs() < 1.0)
         }
         7 => box_d < 0.9 && (y * 2.6).rem_euclid(2.0) < 1.0,

@@ -116,7 +116,10 @@ mod tests {
         for &(rho, delta) in &[(0.5, 1e-5), (2.0, 1e-6), (10.0, 1e-5)] {
             let eps = epsilon_from_rho(rho, delta).unwrap();
             let upper = rho + 2.0 * (rho * (1.0f64 / delta).ln()).sqrt();
-            assert!(eps <= upper + 1e-9 && eps > rho, "ρ={rho}: ε={eps}, bound {upper}");
+            assert!(
+                eps <= upper + 1e-9 && eps > rho,
+                "ρ={rho}: ε={eps}, bound {upper}"
+            );
         }
     }
 

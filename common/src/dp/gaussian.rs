@@ -11,6 +11,14 @@ use super::clip::clip_l2;
 use super::Mechanism;
 use crate::model::Weights;
 
+/// opendp's Gaussian measurement on a sized f32 vector under L2 distance, in zCDP.
+type VectorGaussian = opendp::core::Measurement<
+    VectorDomain<AtomDomain<f32>>,
+    L2Distance<f32>,
+    ZeroConcentratedDivergence,
+    Vec<f32>,
+>;
+
 /// Coordinates per parallel sampling chunk.
 const CHUNK: usize = 16_384;
 
@@ -55,17 +63,7 @@ impl GaussianMechanism {
         self.noise_multiplier * self.clip_norm
     }
 
-    fn measurement(
-        &self,
-        size: usize,
-    ) -> anyhow::Result<
-        opendp::core::Measurement<
-            VectorDomain<AtomDomain<f32>>,
-            L2Distance<f32>,
-            ZeroConcentratedDivergence,
-            Vec<f32>,
-        >,
-    > {
+    fn measurement(&self, size: usize) -> anyhow::Result<VectorGaussian> {
         make_gaussian::<_, _, ZeroConcentratedDivergence>(
             VectorDomain::new(AtomDomain::<f32>::new_non_nan()).with_size(size),
             L2Distance::<f32>::default(),
@@ -105,7 +103,9 @@ impl Mechanism for GaussianMechanism {
         let mut it = flat.into_iter();
         for t in &mut update.tensors {
             for v in &mut t.values {
-                *v = it.next().context("internal: noise vector shorter than update")?;
+                *v = it
+                    .next()
+                    .context("internal: noise vector shorter than update")?;
             }
         }
         self.rho()

@@ -6,7 +6,12 @@ use burn::prelude::*;
 use crate::data::Dataset;
 use crate::model::{BnMode, ConvNetS, ConvNetSConfig, Weights, IMAGE_PIXELS, IMAGE_SIDE};
 
-fn batch_tensor<B: Backend>(data: &Dataset, start: usize, end: usize, dev: &B::Device) -> Tensor<B, 4> {
+fn batch_tensor<B: Backend>(
+    data: &Dataset,
+    start: usize,
+    end: usize,
+    dev: &B::Device,
+) -> Tensor<B, 4> {
     let v = data.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS].to_vec();
     Tensor::from_data(
         TensorData::new(v, [end - start, 1, IMAGE_SIDE, IMAGE_SIDE]),
@@ -24,7 +29,10 @@ pub fn calibrate_bn<B: Backend>(enc: &ConvNetS<B>, data: &Dataset, batch: usize,
         let end = (start + batch).min(n);
         if end - start >= 2 {
             let m = 1.0 / (t as f64 + 1.0);
-            let _ = enc.forward(batch_tensor::<B>(data, start, end, dev), BnMode::Calibrate(m));
+            let _ = enc.forward(
+                batch_tensor::<B>(data, start, end, dev),
+                BnMode::Calibrate(m),
+            );
             t += 1;
         }
         start = end;

@@ -78,7 +78,10 @@ fn accuracy(w: &[f32], b: &[f32], x: &[f32], y: &[u8], dim: usize, k: usize) -> 
             let arg = z
                 .iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |a, (i, &v)| if v > a.1 { (i, v) } else { a })
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |a, (i, &v)| if v > a.1 { (i, v) } else { a },
+                )
                 .0;
             arg == label as usize
         })

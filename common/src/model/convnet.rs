@@ -9,8 +9,8 @@ use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-pub use super::batchnorm::BnMode;
 use super::batchnorm::BatchNorm2d;
+pub use super::batchnorm::BnMode;
 use super::IMAGE_SIDE;
 
 /// Hyper-parameters of [`ConvNetS`].

@@ -228,7 +228,12 @@ impl Weights {
                 .map(|(a, b)| WeightTensor {
                     name: a.name.clone(),
                     shape: a.shape.clone(),
-                    values: a.values.iter().zip(&b.values).map(|(x, y)| f(*x, *y)).collect(),
+                    values: a
+                        .values
+                        .iter()
+                        .zip(&b.values)
+                        .map(|(x, y)| f(*x, *y))
+                        .collect(),
                 })
                 .collect(),
         })
@@ -314,14 +319,11 @@ impl Weights {
         let (_, meta) =
             safetensors::SafeTensors::read_metadata(&data).map_err(|e| fmt(e.to_string()))?;
         let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| fmt(e.to_string()))?;
-        let mut names: Vec<String> = match meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("fedssl.order"))
-        {
-            Some(o) if !o.is_empty() => o.split(',').map(str::to_string).collect(),
-            _ => st.names().into_iter().map(|s| s.to_string()).collect(),
-        };
+        let mut names: Vec<String> =
+            match meta.metadata().as_ref().and_then(|m| m.get("fedssl.order")) {
+                Some(o) if !o.is_empty() => o.split(',').map(str::to_string).collect(),
+                _ => st.names().into_iter().map(|s| s.to_string()).collect(),
+            };
         if names.len() != st.len() {
             names = st.names().into_iter().map(|s| s.to_string()).collect();
             names.sort();
@@ -363,7 +365,11 @@ mod tests {
         let b = wa.load_into(b).unwrap();
         assert_eq!(wa, Weights::global_from_module(&b));
         let x = Tensor::<Flex, 4>::ones([2, 1, 28, 28], &dev);
-        let ya: Vec<f32> = a.forward(x.clone(), BnMode::Train).into_data().to_vec().unwrap();
+        let ya: Vec<f32> = a
+            .forward(x.clone(), BnMode::Train)
+            .into_data()
+            .to_vec()
+            .unwrap();
         let yb: Vec<f32> = b.forward(x, BnMode::Train).into_data().to_vec().unwrap();
         assert_eq!(ya, yb);
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// File names inside a certificate folder.
@@ -69,10 +69,11 @@ fn write_public(path: &Path, pem: &str) -> anyhow::Result<()> {
 fn leaf_params(cn: &str, sans: Vec<String>) -> anyhow::Result<CertificateParams> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     for s in sans {
-        p.subject_alt_names.push(match s.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(s.try_into().context("invalid DNS name")?),
-        });
+        p.subject_alt_names
+            .push(match s.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(s.try_into().context("invalid DNS name")?),
+            });
     }
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);

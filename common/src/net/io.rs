@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::protocol::frame::{check_length, decode_message, encode_message, FrameError, HEADER_LEN};
+use crate::protocol::frame::{
+    check_length, decode_message, encode_message, FrameError, HEADER_LEN,
+};
 use crate::protocol::{ClientMsg, ServerMsg};
 
 /// Transport or framing failure on one exchange.
@@ -54,7 +56,11 @@ pub async fn read_msg<T: DeserializeOwned>(
     Ok((decode_message(&body)?, HEADER_LEN + len))
 }
 
-async fn read_exact(recv: &mut quinn::RecvStream, buf: &mut [u8], expected: u64) -> Result<(), NetError> {
+async fn read_exact(
+    recv: &mut quinn::RecvStream,
+    buf: &mut [u8],
+    expected: u64,
+) -> Result<(), NetError> {
     recv.read_exact(buf).await.map_err(|e| match e {
         quinn::ReadExactError::FinishedEarly(got) => NetError::Frame(FrameError::Truncated {
             expected,

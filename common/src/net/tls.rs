@@ -55,9 +55,10 @@ fn roots(ca: &Path) -> anyhow::Result<rustls::RootCertStore> {
 /// Server side: requires a client certificate chained to the CA.
 pub fn server_crypto(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     let p = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), p.clone())
-        .build()
-        .context("cannot build the client-certificate verifier")?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), p.clone())
+            .build()
+            .context("cannot build the client-certificate verifier")?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(p)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)

@@ -189,9 +189,6 @@ mod tests {
         let mut wrong = w.clone();
         wrong.tensors[1].shape = vec![1, 3];
         let p2 = ModelPayload::from_weights(&wrong);
-        assert!(matches!(
-            p2.decode(&w.spec()),
-            Err(PayloadError::Shape(_))
-        ));
+        assert!(matches!(p2.decode(&w.spec()), Err(PayloadError::Shape(_))));
     }
 }

@@ -24,8 +24,8 @@ pub fn nt_xent<B: Backend>(z1: Tensor<B, 2>, z2: Tensor<B, 2>, tau: f64) -> Tens
         .log()
         .add(max)
         .reshape([2 * n]);
-    let za = z.clone().slice([0..n]);
-    let zb = z.slice([n..2 * n]);
+    let za = z.clone().slice(0..n);
+    let zb = z.slice(n..2 * n);
     let pos = za.mul(zb).sum_dim(1).reshape([n]).div_scalar(tau);
     let pos = Tensor::cat(vec![pos.clone(), pos], 0);
     lse.sub(pos).mean()
@@ -83,14 +83,25 @@ mod tests {
     #[test]
     fn matches_reference_on_random_input() {
         let z1: Vec<Vec<f64>> = (0..5)
-            .map(|i| (0..4).map(|j| ((i * 7 + j * 3) % 11) as f64 - 5.0 + 0.1).collect())
+            .map(|i| {
+                (0..4)
+                    .map(|j| ((i * 7 + j * 3) % 11) as f64 - 5.0 + 0.1)
+                    .collect()
+            })
             .collect();
         let z2: Vec<Vec<f64>> = (0..5)
-            .map(|i| (0..4).map(|j| ((i * 5 + j * 2) % 9) as f64 - 4.0 + 0.2).collect())
+            .map(|i| {
+                (0..4)
+                    .map(|j| ((i * 5 + j * 2) % 9) as f64 - 4.0 + 0.2)
+                    .collect()
+            })
             .collect();
         let flat = |z: &Vec<Vec<f64>>| z.iter().flatten().map(|&x| x as f32).collect();
         let got = scalar(nt_xent(t(flat(&z1), 5, 4), t(flat(&z2), 5, 4), 0.2)) as f64;
         let want = reference(&z1, &z2, 0.2);
-        assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-4 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
     }
 }

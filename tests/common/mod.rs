@@ -1,0 +1,117 @@
+//! Helpers shared by the integration tests: certificates, configs, tiny data.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fedssl_common::config::{ClientConfig, ClientData, PlanConfig, ServerConfig};
+use fedssl_common::data::{synthetic, Dataset};
+use fedssl_common::net::certs;
+use fedssl_common::net::tls::TlsFiles;
+
+pub fn tiny_plan() -> PlanConfig {
+    PlanConfig {
+        local_epochs: 1,
+        batch_size: 16,
+        learning_rate: 1e-3,
+        temperature: 0.5,
+        clip_norm: 1.0,
+        noise_multiplier: 0.01,
+        seed: 3,
+    }
+}
+
+pub fn make_certs(dir: &Path, clients: &[&str]) -> PathBuf {
+    let d = dir.join("certs");
+    let names: Vec<String> = clients.iter().map(|s| s.to_string()).collect();
+    certs::init(&d, &["localhost".into()], &names).unwrap();
+    d
+}
+
+pub fn server_config(
+    run: &Path,
+    certs_dir: &Path,
+    rounds: u64,
+    min_clients: usize,
+) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        run_dir: run.join("server"),
+        tls: TlsFiles {
+            ca: certs_dir.join(certs::CA_CERT),
+            cert: certs_dir.join(certs::SERVER_CERT),
+            key: certs_dir.join(certs::SERVER_KEY),
+        },
+        rounds,
+        min_clients,
+        sample_fraction: 1.0,
+        round_deadline_secs: 120.0,
+        wait_for_clients_secs: 120.0,
+        idle_timeout_secs: 5.0,
+        max_frame_bytes: fedssl_common::config::DEFAULT_MAX_FRAME,
+        max_connections: 64,
+        plan: tiny_plan(),
+        delta: 1e-5,
+    }
+}
+
+pub fn client_config(run: &Path, certs_dir: &Path, name: &str, addr: SocketAddr) -> ClientConfig {
+    let (cert, key) = certs::client_files(certs_dir, name);
+    ClientConfig {
+        server_addr: addr,
+        server_name: "localhost".into(),
+        tls: TlsFiles {
+            ca: certs_dir.join(certs::CA_CERT),
+            cert,
+            key,
+        },
+        state_dir: run.join("clients").join(name),
+        data: ClientData {
+            dir: None,
+            shard: None,
+            partition: "iid".into(),
+            seed: 1,
+        },
+        device: "cpu".into(),
+        epsilon_budget: 1e9,
+        delta: 1e-5,
+        max_frame_bytes: fedssl_common::config::DEFAULT_MAX_FRAME,
+        idle_timeout_secs: 5.0,
+        max_reconnect_attempts: 5,
+    }
+}
+
+pub fn tiny_data(seed: u64) -> Dataset {
+    synthetic::generate(32, seed).unlabeled()
+}
+
+/// Starts a server; returns its address and task.
+pub async fn start_server(
+    cfg: ServerConfig,
+) -> (
+    SocketAddr,
+    tokio::task::JoinHandle<anyhow::Result<fedssl_server::ServerReport>>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let h = tokio::spawn(fedssl_server::run_server(
+        cfg,
+        fedssl_server::ServerOptions {
+            progress: false,
+            ready: Some(tx),
+            final_grace: Duration::from_secs(5),
+        },
+    ));
+    (rx.await.unwrap(), h)
+}
+
+/// A raw QUIC connection with the given client certificate files.
+pub async fn raw_connect(
+    addr: SocketAddr,
+    files: &TlsFiles,
+) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
+    let crypto = fedssl_common::net::tls::client_crypto(files)?;
+    let ep = fedssl_common::net::endpoint::client(addr, crypto, Default::default())?;
+    let conn = ep.connect(addr, "localhost")?.await?;
+    Ok((ep, conn))
+}

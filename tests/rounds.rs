@@ -1,0 +1,151 @@
+//! Round robustness: silent clients, server restarts, privacy budgets.
+
+mod common;
+
+use std::time::Duration;
+
+use fedssl_common::net::certs;
+use fedssl_common::net::io;
+use fedssl_common::net::tls::TlsFiles;
+use fedssl_common::protocol::{ClientMsg, Hello, ServerMsg};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_vanishes_mid_round_does_not_block_past_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = common::make_certs(dir.path(), &["good", "ghost"]);
+    let mut cfg = common::server_config(dir.path(), &certs_dir, 1, 2);
+    cfg.round_deadline_secs = 8.0;
+    let (addr, server) = common::start_server(cfg).await;
+
+    // The ghost joins, takes its task, and disappears without answering.
+    let (gc, gk) = certs::client_files(&certs_dir, "ghost");
+    let files = TlsFiles {
+        ca: certs_dir.join(certs::CA_CERT),
+        cert: gc,
+        key: gk,
+    };
+    let ghost = tokio::spawn(async move {
+        let (ep, conn) = common::raw_connect(addr, &files).await.unwrap();
+        let hello = ClientMsg::Hello(Hello {
+            protocol_version: fedssl_common::PROTOCOL_VERSION,
+            software_version: "ghost".into(),
+            capabilities: vec![],
+            claimed_name: "ghost".into(),
+            num_samples: 10,
+        });
+        io::request(&conn, &hello, 1 << 26, Duration::from_secs(10))
+            .await
+            .unwrap();
+        loop {
+            let (resp, _) = io::request(
+                &conn,
+                &ClientMsg::NextTask { after_round: 0 },
+                1 << 26,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+            if matches!(resp, ServerMsg::Task(_)) {
+                break;
+            }
+        }
+        conn.close(0u32.into(), b"gone");
+        ep.close(0u32.into(), b"gone");
+    });
+    let cfg = common::client_config(dir.path(), &certs_dir, "good", addr);
+    let client = tokio::spawn(fedssl_client::run_client(cfg, common::tiny_data(1), None));
+    ghost.await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(120), server)
+        .await
+        .expect("the server must close the round at its deadline")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.rounds_completed, 1);
+    assert_eq!(report.rounds[0].clients_sampled, 2);
+    assert_eq!(report.rounds[0].clients_accepted, 1);
+    let c = client.await.unwrap().unwrap();
+    assert_eq!(c.rounds_trained, vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_server_restarts_at_the_next_round_with_the_committed_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = common::make_certs(dir.path(), &["a"]);
+    let cfg = common::server_config(dir.path(), &certs_dir, 3, 1);
+    let metrics = cfg.run_dir.join("metrics.jsonl");
+    let (addr, server) = common::start_server(cfg.clone()).await;
+    let ccfg = common::client_config(dir.path(), &certs_dir, "a", addr);
+    let client = tokio::spawn(fedssl_client::run_client(ccfg, common::tiny_data(1), None));
+    // Kill the server as soon as round 1 is committed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(&metrics)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "round 1 never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.abort();
+    let _ = server.await;
+    client.abort();
+    let _ = client.await;
+    let line = std::fs::read_to_string(&metrics).unwrap();
+    let r1: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    let r1_hash = r1["model_hash"].as_str().unwrap().to_string();
+
+    // Restart on the same run directory: it resumes from round 1's model.
+    let store = fedssl_server::store::Store::open(&cfg.run_dir).unwrap();
+    let (version, w) = store.latest_model().unwrap().unwrap();
+    drop(store);
+    assert!(version >= 1);
+    if version == 1 {
+        assert_eq!(w.hash(), r1_hash);
+    }
+    let (addr, server) = common::start_server(cfg.clone()).await;
+    let ccfg = common::client_config(dir.path(), &certs_dir, "a", addr);
+    let client = tokio::spawn(fedssl_client::run_client(ccfg, common::tiny_data(1), None));
+    let report = server.await.unwrap().unwrap();
+    assert_eq!(report.rounds_completed, 3);
+    assert_eq!(
+        report.rounds.first().map(|m| m.round),
+        Some(version + 1),
+        "resumed at the next round"
+    );
+    client.await.unwrap().unwrap();
+    let store = fedssl_server::store::Store::open(&cfg.run_dir).unwrap();
+    assert_eq!(store.committed_rounds().unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_at_its_budget_refuses_to_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = common::make_certs(dir.path(), &["a"]);
+    let (addr, server) =
+        common::start_server(common::server_config(dir.path(), &certs_dir, 1, 1)).await;
+    let mut ccfg = common::client_config(dir.path(), &certs_dir, "a", addr);
+    // One round at z = 0.01 costs ε ≈ 5000: far above this budget.
+    ccfg.epsilon_budget = 10.0;
+    let state = ccfg.state_dir.clone();
+    let report = fedssl_client::run_client(ccfg, common::tiny_data(1), None)
+        .await
+        .unwrap();
+    assert_eq!(report.rounds_declined, vec![1]);
+    assert!(report.rounds_trained.is_empty());
+    assert_eq!(report.epsilon, 0.0);
+    let s = server.await.unwrap().unwrap();
+    assert_eq!(s.rounds[0].clients_declined, 1);
+    assert_eq!(s.rounds[0].clients_accepted, 0);
+    let ledger: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("privacy-ledger.json"))
+            .unwrap_or_else(|_| "{\"entries\":[]}".into()),
+    )
+    .unwrap();
+    assert_eq!(
+        ledger["entries"].as_array().map(|a| a.len()).unwrap_or(0),
+        0
+    );
+}
