@@ -184,6 +184,9 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
                 cfg.wait_for_clients_secs
             );
         }
+        // Snapshot before the round opens: tasks may be sent as soon as it is open.
+        let before = sh.counters.snapshot();
+        let started = Instant::now();
         let (round, selected) = {
             let mut e = sh.engine();
             let round = e.committed() + 1;
@@ -198,8 +201,6 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
                 selected.len()
             ));
         }
-        let before = sh.counters.snapshot();
-        let started = Instant::now();
         sh.notify();
         let complete = sh
             .wait_until(
