@@ -342,12 +342,10 @@ impl Session {
         }
         self.state.save_projector(&outcome.projector)?;
         let mut update = outcome.encoder.sub(&global)?;
-        let m2 = mech;
-        let rho =
-            tokio::task::spawn_blocking(move || m2.privatize(&mut update).map(|r| (r, update)))
+        let (rho, update) =
+            tokio::task::spawn_blocking(move || mech.privatize(&mut update).map(|r| (r, update)))
                 .await
                 .context("the privacy task panicked")??;
-        let (rho, update) = rho;
         // The spend is durable before the update can leave the site.
         self.ledger.record(task.round, rho, &base_hash)?;
         let epsilon = self.ledger.ledger.epsilon()?;

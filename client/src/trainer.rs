@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn a_few_steps_lower_the_loss_and_change_the_encoder() {
-        let data = fedssl_common::data::synthetic::generate(64, 3).unwrap_labels();
+        let data = fedssl_common::data::synthetic::generate(64, 3).unlabeled();
         let dev = Default::default();
         <Flex as Backend>::seed(&dev, 1);
         let enc = ConvNetSConfig::default().init::<Flex>(&dev);
@@ -237,14 +237,5 @@ mod tests {
             first.mean_loss
         );
         assert!(out.encoder.sub(&global).unwrap().l2_norm() > 0.0);
-    }
-
-    trait Unlabel {
-        fn unwrap_labels(self) -> Dataset;
-    }
-    impl Unlabel for Dataset {
-        fn unwrap_labels(self) -> Dataset {
-            self.unlabeled()
-        }
     }
 }

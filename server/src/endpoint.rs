@@ -232,10 +232,10 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             bytes_up: after.bytes_up - before.bytes_up,
             bytes_down: after.bytes_down - before.bytes_down,
             seconds: started.elapsed().as_secs_f64(),
-            model_hash: result.model.hash(),
+            model_hash: result.model_hash.clone(),
         };
         sh.store().commit_round(&m, &result.model)?;
-        sh.engine().commit(round, result.model);
+        sh.engine().commit(result);
         append_jsonl(&metrics_path, &m)?;
         info!(
             round,

@@ -66,6 +66,8 @@ pub struct RoundResult {
     pub round: u64,
     /// The new global model (unchanged if no update was accepted).
     pub model: Weights,
+    /// Its content hash.
+    pub model_hash: String,
     /// Clients selected.
     pub sampled: usize,
     /// Updates accepted.
@@ -338,6 +340,7 @@ impl Engine {
             .count();
         Some(RoundResult {
             round: r.id,
+            model_hash: model.hash(),
             model,
             sampled: r.nonces.len(),
             accepted: r.acc.count(),
@@ -349,10 +352,11 @@ impl Engine {
         })
     }
 
-    /// Makes `model` the global model of round `round` (after it is durable).
-    pub fn commit(&mut self, round: u64, model: Weights) {
-        self.global_hash = model.hash();
-        self.global = model;
+    /// Makes the closed round's model global (after it is durable).
+    pub fn commit(&mut self, result: RoundResult) {
+        self.global_hash = result.model_hash;
+        self.global = result.model;
+        let round = result.round;
         self.committed = round;
         if self.committed >= self.total_rounds {
             self.finished = true;
@@ -492,7 +496,7 @@ mod tests {
         assert!(
             (v[0] - 1.1).abs() < 1e-6 && (v[1] - 1.6).abs() < 1e-6 && (v[2] - 0.9).abs() < 1e-6
         );
-        e.commit(r.round, r.model);
+        e.commit(r);
         assert_eq!(e.committed(), 1);
         assert!(!e.is_finished());
         // Old task's upload is now stale.
@@ -521,7 +525,7 @@ mod tests {
         let r = e.close_round().unwrap();
         assert_eq!((r.accepted, r.declined), (0, 1));
         assert_eq!(r.model, weights([1.0, 2.0, 3.0]));
-        e.commit(1, r.model);
+        e.commit(r);
         assert!(matches!(
             e.poll("a", 1),
             Poll::Finished { last_round: 1, .. }
