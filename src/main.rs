@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use fedssl::simulate::{render_report, simulate, SimulateArgs};
 use fedssl_common::config::{PlanConfig, ServerConfig};
 use fedssl_common::data::Partition;
+use fedssl_common::eval::FinetuneConfig;
+use fedssl_server::evaluate::EvalOptions;
 
 #[derive(Parser)]
 #[command(
@@ -41,7 +43,8 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Linear-probe a saved encoder on labeled data.
+    /// Evaluate a saved encoder on labeled data: linear probe, kNN, collapse monitors,
+    /// baselines and label efficiency (1%, 10%, 100% of the labels).
     Probe {
         /// Encoder file (safetensors, e.g. a server checkpoint).
         #[arg(long)]
@@ -55,6 +58,12 @@ enum Cmd {
         /// Test samples.
         #[arg(long, default_value_t = 2000)]
         probe_test: usize,
+        /// Fine-tuning steps for the label-efficiency table (0 = probe only).
+        #[arg(long, default_value_t = 0)]
+        finetune_steps: usize,
+        /// Seed of initializations, subsets and BatchNorm calibration.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -139,9 +148,37 @@ struct SimArgs {
     /// Seconds after which a round closes with the updates that arrived.
     #[arg(long, default_value_t = 600.0)]
     round_deadline: f64,
+    /// The server probes the global model every this many rounds (0 = only at the end;
+    /// collapse monitors run every round).
+    #[arg(long, default_value_t = 2)]
+    eval_every: u64,
+    /// Labeled samples each site keeps for federated evaluation (0 = none).
+    #[arg(long, default_value_t = 100)]
+    site_labels: usize,
+    /// Federated evaluation every this many rounds (0 = never).
+    #[arg(long, default_value_t = 4)]
+    federated_eval_every: u64,
+    /// Fine-tuning steps for the label-efficiency table (0 = probe only; fine-tuning and the
+    /// supervised baseline train ConvNet-S once per label fraction).
+    #[arg(long, default_value_t = 0)]
+    finetune_steps: usize,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+/// The final evaluation of `simulate` and `probe`: probe, kNN, baselines, and label
+/// efficiency at 1%, 10% and 100% of the labels (fine-tuned too when `finetune_steps > 0`).
+fn eval_options(finetune_steps: usize, seed: u64) -> EvalOptions {
+    EvalOptions {
+        label_fractions: vec![0.01, 0.1, 1.0],
+        finetune: (finetune_steps > 0).then(|| FinetuneConfig {
+            steps: finetune_steps,
+            ..FinetuneConfig::default()
+        }),
+        seed,
+        ..EvalOptions::default()
+    }
 }
 
 fn init_logging() {
@@ -191,6 +228,10 @@ fn main() -> anyhow::Result<()> {
                 probe_train: a.probe_train,
                 probe_test: a.probe_test,
                 round_deadline_secs: a.round_deadline,
+                eval_every: a.eval_every,
+                site_labels: a.site_labels,
+                federated_eval_every: a.federated_eval_every,
+                eval: eval_options(a.finetune_steps, a.seed),
                 progress: true,
             };
             let summary = rt.block_on(simulate(args))?;
@@ -247,21 +288,18 @@ fn main() -> anyhow::Result<()> {
             data,
             probe_train,
             probe_test,
+            finetune_steps,
+            seed,
         } => {
             let w = fedssl_common::model::Weights::load(&model)?;
-            let splits = fedssl_common::data::load_splits(data.as_deref(), 1)?;
+            let splits = fedssl_common::data::load_splits(data.as_deref(), seed)?;
             let r = fedssl_server::evaluate::evaluate(
                 &w,
                 &splits.train.take(probe_train),
                 &splits.test.take(probe_test),
-                1,
+                &eval_options(finetune_steps, seed),
             )?;
-            println!(
-                "linear probe: encoder {:.2}%, random-init {:.2}%, raw pixels {:.2}%",
-                100.0 * r.linear_probe_accuracy,
-                100.0 * r.random_init_linear_probe_accuracy,
-                100.0 * r.raw_pixel_linear_probe_accuracy
-            );
+            println!("{}", fedssl_server::evaluate::render_eval(&r));
         }
     }
     Ok(())

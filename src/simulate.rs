@@ -10,12 +10,13 @@ use serde::Serialize;
 use tracing::info;
 
 use fedssl_client::ClientReport;
+use fedssl_common::config::ServerEvalConfig;
 use fedssl_common::config::{ClientConfig, ClientData, PlanConfig, ServerConfig};
 use fedssl_common::data::partition::partition;
 use fedssl_common::data::{load_splits, Dataset, Partition};
 use fedssl_common::net::certs;
 use fedssl_common::net::tls::TlsFiles;
-use fedssl_server::evaluate::{evaluate, EvalReport};
+use fedssl_server::evaluate::{evaluate, render_eval, EvalOptions, EvalReport};
 use fedssl_server::metrics::{CounterSnapshot, RoundMetrics};
 use fedssl_server::{run_server, ServerOptions};
 
@@ -48,6 +49,15 @@ pub struct SimulateArgs {
     pub probe_test: usize,
     /// Seconds before a round closes with what arrived.
     pub round_deadline_secs: f64,
+    /// Server-side probe of the global model every this many rounds (0 = only the final
+    /// evaluation; collapse monitors still run every round).
+    pub eval_every: u64,
+    /// Labeled samples each site keeps for federated evaluation (0 = none).
+    pub site_labels: usize,
+    /// Federated evaluation every this many rounds (0 = never).
+    pub federated_eval_every: u64,
+    /// The final evaluation.
+    pub eval: EvalOptions,
     /// Show progress bars.
     pub progress: bool,
 }
@@ -61,10 +71,14 @@ pub struct Summary {
     pub clients: usize,
     /// Linear-probe accuracy of the final global encoder.
     pub linear_probe_accuracy: f64,
+    /// Weighted-kNN accuracy of the final global encoder.
+    pub knn_accuracy: f64,
     /// Same probe on a random-init encoder.
-    pub random_init_linear_probe_accuracy: f64,
+    pub random_init_linear_probe_accuracy: Option<f64>,
     /// Same probe on raw pixels.
-    pub raw_pixel_linear_probe_accuracy: f64,
+    pub raw_pixel_linear_probe_accuracy: Option<f64>,
+    /// Bytes on the wire over all rounds (both directions, frames).
+    pub bytes_on_wire: u64,
     /// Largest ε any client spent.
     pub epsilon: f64,
     /// δ.
@@ -145,6 +159,21 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         max_connections: 1024,
         plan: args.plan.clone(),
         delta: args.delta,
+        eval: Some(ServerEvalConfig {
+            data: args.data.clone(),
+            train_samples: args.probe_train.clamp(10, 2000),
+            test_samples: args.probe_test.clamp(10, 1000),
+            every: if args.eval_every == 0 {
+                u64::MAX
+            } else {
+                args.eval_every
+            },
+        }),
+        federated_eval_every: if args.site_labels > 0 {
+            args.federated_eval_every
+        } else {
+            0
+        },
     };
     write_effective_config(run, &args, &server_cfg)?;
 
@@ -184,8 +213,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
             max_frame_bytes: fedssl_common::config::DEFAULT_MAX_FRAME,
             idle_timeout_secs: 30.0,
             max_reconnect_attempts: 20,
+            local_eval_labels: args.site_labels,
         };
-        let data: Dataset = pool.subset(&parts[i]).unlabeled();
+        // Labels stay with the site: the client uses them only for federated evaluation.
+        let data: Dataset = pool.subset(&parts[i]);
         clients.push(tokio::spawn(fedssl_client::run_client(
             cfg,
             data,
@@ -198,13 +229,12 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         client_reports.push(c.await.context("a client task panicked")??);
     }
 
-    info!("evaluating the final global encoder with a linear probe");
-    let eval = evaluate(
-        &report.final_model,
-        &probe_train,
-        &probe_test,
-        args.plan.seed,
-    )?;
+    info!("evaluating the final global encoder (linear probe, kNN, baselines)");
+    let opts = EvalOptions {
+        seed: args.plan.seed,
+        ..args.eval.clone()
+    };
+    let eval = evaluate(&report.final_model, &probe_train, &probe_test, &opts)?;
     let epsilon = client_reports
         .iter()
         .map(|r| r.epsilon)
@@ -213,8 +243,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         rounds_completed: report.rounds_completed,
         clients: args.clients,
         linear_probe_accuracy: eval.linear_probe_accuracy,
+        knn_accuracy: eval.knn_accuracy,
         random_init_linear_probe_accuracy: eval.random_init_linear_probe_accuracy,
         raw_pixel_linear_probe_accuracy: eval.raw_pixel_linear_probe_accuracy,
+        bytes_on_wire: report.counters.bytes_up + report.counters.bytes_down,
         epsilon,
         delta: args.delta,
         seconds: started.elapsed().as_secs_f64(),
@@ -262,10 +294,15 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
         s.seconds,
         &s.final_model_hash[..12.min(s.final_model_hash.len())]
     ));
-    out.push_str("round  accepted  mean loss  max eps   up MB  down MB  seconds\n");
+    out.push_str("round  accepted  mean loss  max eps   up MB  down MB  seconds   probe     kNN  std·√d   rank  site probe\n");
+    let pct = |v: Option<f64>| {
+        v.map(|a| format!("{:>6.2}%", 100.0 * a))
+            .unwrap_or_else(|| "      -".into())
+    };
     for r in &s.rounds {
+        let ev = r.server_eval;
         out.push_str(&format!(
-            "{:>5}  {:>3}/{:<4}  {:>9}  {:>7}  {:>6.2}  {:>7.2}  {:>7.1}\n",
+            "{:>5}  {:>3}/{:<4}  {:>9}  {:>7}  {:>6.2}  {:>7.2}  {:>7.1}  {} {}  {:>6}  {:>5}  {}\n",
             r.round,
             r.clients_accepted,
             r.clients_sampled,
@@ -277,17 +314,25 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
                 .unwrap_or("-".into()),
             r.bytes_up as f64 / 1e6,
             r.bytes_down as f64 / 1e6,
-            r.seconds
+            r.seconds,
+            pct(ev.and_then(|e| e.linear_probe_accuracy)),
+            pct(ev.and_then(|e| e.knn_accuracy)),
+            ev.map(|e| format!("{:.3}", e.collapse.std_ratio))
+                .unwrap_or("-".into()),
+            ev.map(|e| format!("{:.1}", e.collapse.effective_rank))
+                .unwrap_or("-".into()),
+            r.federated_eval
+                .map(|f| format!(
+                    "{:.2}% (model v{}, {} sites)",
+                    100.0 * f.probe_accuracy,
+                    f.model_version,
+                    f.sites
+                ))
+                .unwrap_or("-".into()),
         ));
     }
-    out.push_str(&format!(
-        "\nlinear probe ({} labeled train / {} test):\n  global encoder      {:>6.2}%\n  random-init encoder {:>6.2}%\n  raw pixels          {:>6.2}%\n",
-        s.eval.probe_train_samples,
-        s.eval.probe_test_samples,
-        100.0 * s.linear_probe_accuracy,
-        100.0 * s.random_init_linear_probe_accuracy,
-        100.0 * s.raw_pixel_linear_probe_accuracy
-    ));
+    out.push_str("\nfinal global encoder, ");
+    out.push_str(&render_eval(&s.eval));
     out.push_str(&format!(
         "\nprivacy: client-level (ε = {:.2}, δ = {:e}) per site, noise multiplier {}, clip norm {}\n",
         s.epsilon, s.delta, s.noise_multiplier, s.clip_norm

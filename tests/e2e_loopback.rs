@@ -4,6 +4,8 @@ mod common;
 
 use fedssl::simulate::{simulate, SimulateArgs};
 use fedssl_common::data::Partition;
+use fedssl_server::evaluate::EvalOptions;
+use fedssl_server::metrics::RoundMetrics;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_clients_two_rounds_learn_and_persist() {
@@ -23,6 +25,13 @@ async fn three_clients_two_rounds_learn_and_persist() {
         probe_train: 100,
         probe_test: 100,
         round_deadline_secs: 120.0,
+        eval_every: 1,
+        site_labels: 16,
+        federated_eval_every: 1,
+        eval: EvalOptions {
+            label_fractions: vec![0.1, 1.0],
+            ..EvalOptions::default()
+        },
         progress: false,
     })
     .await
@@ -73,6 +82,27 @@ async fn three_clients_two_rounds_learn_and_persist() {
     assert_eq!(last.hash(), s.final_model_hash);
     let metrics = std::fs::read_to_string(run.join("server/metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2);
+    // Every round: the server's own evaluation, the sites' collapse monitors and their
+    // federated evaluation of the round's starting model.
+    for (i, line) in metrics.lines().enumerate() {
+        let m: RoundMetrics = serde_json::from_str(line).unwrap();
+        let ev = m.server_eval.expect("server evaluation recorded");
+        let probe = ev.linear_probe_accuracy.expect("probe every round");
+        assert!((0.0..=1.0).contains(&probe));
+        assert!(ev.knn_accuracy.is_some());
+        assert!(ev.collapse.effective_rank >= 1.0 && ev.collapse.std_ratio > 0.0);
+        assert!(m.client_std_ratio.unwrap() > 0.0);
+        assert!(m.client_effective_rank.unwrap() >= 1.0);
+        let f = m.federated_eval.expect("federated evaluation recorded");
+        assert_eq!(
+            (f.sites, f.model_version, f.test_samples),
+            (3, i as u64, 3 * 8)
+        );
+        assert!((0.0..=1.0).contains(&f.probe_accuracy));
+    }
+    assert_eq!(s.eval.label_efficiency.len(), 2);
+    assert_eq!(s.eval.label_efficiency[1].labeled, 100);
+    assert!(s.knn_accuracy > 0.1, "kNN on 10 shape classes beats chance");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     for k in [
@@ -80,6 +110,8 @@ async fn three_clients_two_rounds_learn_and_persist() {
         "clients",
         "linear_probe_accuracy",
         "random_init_linear_probe_accuracy",
+        "knn_accuracy",
+        "bytes_on_wire",
         "epsilon",
         "delta",
         "seconds",

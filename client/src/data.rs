@@ -3,7 +3,8 @@
 use fedssl_common::config::ClientData;
 use fedssl_common::data::{load_splits, partition::partition, Dataset, Partition};
 
-/// The site's unlabeled training data.
+/// The site's training data (labels, where the source has them, are used only for
+/// federated evaluation when `local_eval_labels` asks for it).
 pub fn load(cfg: &ClientData) -> anyhow::Result<Dataset> {
     let splits = load_splits(cfg.dir.as_deref(), cfg.seed)?;
     let train = splits.train;
@@ -22,5 +23,5 @@ pub fn load(cfg: &ClientData) -> anyhow::Result<Dataset> {
             train.subset(&parts[s.index])
         }
     };
-    Ok(data.unlabeled())
+    Ok(data)
 }

@@ -8,6 +8,7 @@
 //! - [`data`]: loading the site's data from its configuration.
 
 pub mod data;
+pub mod evaluate;
 pub mod ledger;
 pub mod session;
 pub mod state;

@@ -16,6 +16,7 @@ use fedssl_common::model::WeightsSpec;
 use fedssl_common::net::{endpoint, io, tls};
 use fedssl_common::protocol::{ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, Task, Upload};
 
+use crate::evaluate::{local_metrics, LocalLabels};
 use crate::ledger::LedgerStore;
 use crate::state::SiteState;
 use crate::trainer::{self, TrainJob};
@@ -51,6 +52,7 @@ enum Outcome {
 struct Session {
     cfg: ClientConfig,
     data: Dataset,
+    local_labels: Option<LocalLabels>,
     device: ComputeDevice,
     spec: WeightsSpec,
     state: SiteState,
@@ -78,6 +80,16 @@ pub async fn run_client(
         ..Default::default()
     };
     let ep = endpoint::client(cfg.server_addr, crypto, settings)?;
+    let local_labels = if cfg.local_eval_labels > 0 {
+        let l = LocalLabels::from_data(&data, cfg.local_eval_labels);
+        if l.is_none() {
+            warn!("local_eval_labels is set but this site's data has no labels (or fewer than 4 samples); it will not take part in federated evaluation");
+        }
+        l
+    } else {
+        None
+    };
+    let data = data.unlabeled();
     let mut s = Session {
         report: ClientReport {
             name: String::new(),
@@ -90,6 +102,7 @@ pub async fn run_client(
         },
         cfg,
         data,
+        local_labels,
         device,
         spec,
         state,
@@ -315,11 +328,35 @@ impl Session {
             b
         });
         let started = Instant::now();
+        let site_seed = hash_name(&self.report.name);
+        let site_eval = match (&self.local_labels, task.plan.evaluate) {
+            (Some(l), true) => {
+                let (l, g, d, seed) = (l.clone(), global.clone(), self.data.clone(), site_seed);
+                match tokio::task::spawn_blocking(move || l.evaluate(&g, &d, seed))
+                    .await
+                    .context("the evaluation task panicked")?
+                {
+                    Ok(e) => {
+                        info!(
+                            round = task.round,
+                            probe = e.probe_accuracy,
+                            knn = e.knn_accuracy,
+                            "evaluated the global model on local labels"
+                        );
+                        Some(e)
+                    }
+                    Err(e) => {
+                        warn!(error = %format!("{e:#}"), "local evaluation failed; reporting none");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let data = self.data.clone();
         let projector = self.state.projector();
         let plan = task.plan.clone();
         let device = self.device;
-        let site_seed = hash_name(&self.report.name);
         let bar2 = bar.clone();
         let global2 = global.clone();
         let outcome = tokio::task::spawn_blocking(move || {
@@ -341,6 +378,18 @@ impl Session {
             b.finish_and_clear();
         }
         self.state.save_projector(&outcome.projector)?;
+        let (enc, d) = (outcome.encoder.clone(), self.data.clone());
+        let metrics =
+            tokio::task::spawn_blocking(move || local_metrics(&enc, &d, site_seed, site_eval))
+                .await
+                .context("the monitoring task panicked")??;
+        if metrics.std_ratio < fedssl_common::eval::collapse::STD_WARN as f32 {
+            warn!(
+                round = task.round,
+                std_ratio = metrics.std_ratio,
+                "the local encoder's embeddings are collapsing"
+            );
+        }
         let mut update = outcome.encoder.sub(&global)?;
         let (rho, update) =
             tokio::task::spawn_blocking(move || mech.privatize(&mut update).map(|r| (r, update)))
@@ -357,6 +406,7 @@ impl Session {
             mean_loss: outcome.mean_loss,
             epsilon,
             train_seconds: started.elapsed().as_secs_f64(),
+            metrics,
             update: ModelPayload::from_weights(&update),
         };
         self.state.save_pending(&upload)?;

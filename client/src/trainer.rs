@@ -200,6 +200,7 @@ mod tests {
                 noise_multiplier: 1.0,
             },
             seed: 5,
+            evaluate: false,
         };
         let first = train(
             ComputeDevice::Cpu,

@@ -63,6 +63,7 @@ impl PlanConfig {
                 .seed
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
                 .wrapping_add(round),
+            evaluate: false,
         }
     }
 
@@ -148,6 +149,44 @@ pub struct ServerConfig {
     /// δ at which clients report ε (for the summary).
     #[serde(default = "d_delta")]
     pub delta: f64,
+    /// Evaluation of the global encoder on a labeled set the server holds (optional).
+    #[serde(default)]
+    pub eval: Option<ServerEvalConfig>,
+    /// Ask sites holding labels to evaluate the global model every this many rounds
+    /// (federated evaluation; 0 = never).
+    #[serde(default)]
+    pub federated_eval_every: u64,
+}
+
+/// A labeled evaluation set on the server, and how often to use it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEvalConfig {
+    /// IDX folder; absent = the generated default dataset.
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// Labeled samples (from the dataset's training split) that fit the probe and form
+    /// the kNN memory bank.
+    #[serde(default = "d_eval_train")]
+    pub train_samples: usize,
+    /// Samples (from the test split) the probe and kNN are scored on; collapse monitors
+    /// use them too.
+    #[serde(default = "d_eval_test")]
+    pub test_samples: usize,
+    /// Probe and kNN every this many rounds (and after the last); collapse monitors run
+    /// every round.
+    #[serde(default = "d_eval_every")]
+    pub every: u64,
+}
+
+fn d_eval_train() -> usize {
+    2000
+}
+fn d_eval_test() -> usize {
+    1000
+}
+fn d_eval_every() -> u64 {
+    1
 }
 
 fn d_rounds() -> u64 {
@@ -204,6 +243,14 @@ impl ServerConfig {
         }
         if !(self.delta > 0.0 && self.delta < 1.0) {
             bail!("delta must be in (0, 1), got {}", self.delta);
+        }
+        if let Some(e) = &self.eval {
+            if e.train_samples < 10 || e.test_samples < 10 {
+                bail!("eval.train_samples and eval.test_samples must be at least 10");
+            }
+            if e.every == 0 {
+                bail!("eval.every must be at least 1");
+            }
         }
         self.plan.validate()
     }
@@ -276,6 +323,10 @@ pub struct ClientConfig {
     /// Give up after this many failed connection attempts in a row (0 = never).
     #[serde(default = "d_attempts")]
     pub max_reconnect_attempts: u32,
+    /// Keep the labels of this many local samples for federated evaluation (half fit the
+    /// probe, half test it; only the accuracies leave the site). 0 = take no part.
+    #[serde(default)]
+    pub local_eval_labels: usize,
 }
 
 fn d_device() -> String {

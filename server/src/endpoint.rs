@@ -20,6 +20,7 @@ use fedssl_common::protocol::{ClientMsg, ErrorCode, FrameError, ModelPayload, Se
 
 use crate::engine::{Engine, Poll};
 use crate::metrics::{append_jsonl, CounterSnapshot, Counters, RoundMetrics};
+use crate::round_eval::EvalSet;
 use crate::store::{Store, UpdateStatus};
 
 /// How the server process is run.
@@ -150,6 +151,18 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
 
 async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<RoundMetrics>> {
     let cfg = &sh.cfg;
+    let eval_set = match &cfg.eval {
+        Some(e) => {
+            let (e, seed) = (e.clone(), cfg.plan.seed);
+            Some(Arc::new(
+                tokio::task::spawn_blocking(move || EvalSet::load(&e, seed))
+                    .await
+                    .context("the evaluation-set task panicked")?
+                    .context("cannot load the server's evaluation set")?,
+            ))
+        }
+        None => None,
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.plan.seed ^ 0x5E1E_C7ED);
     let bar = progress.then(|| {
         let b = ProgressBar::new(cfg.rounds);
@@ -190,7 +203,10 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
         let (round, selected) = {
             let mut e = sh.engine();
             let round = e.committed() + 1;
-            let sel = e.start_round(cfg.plan.plan(round), cfg.sample_fraction, min, &mut rng);
+            let mut plan = cfg.plan.plan(round);
+            plan.evaluate = cfg.federated_eval_every > 0
+                && (round - 1).is_multiple_of(cfg.federated_eval_every);
+            let sel = e.start_round(plan, cfg.sample_fraction, min, &mut rng);
             (round, sel)
         };
         sh.store().open_round(round, &selected)?;
@@ -221,7 +237,7 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             );
         }
         let after = sh.counters.snapshot();
-        let m = RoundMetrics {
+        let mut m = RoundMetrics {
             round,
             clients_sampled: result.sampled,
             clients_accepted: result.accepted,
@@ -233,9 +249,24 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             bytes_down: after.bytes_down - before.bytes_down,
             seconds: started.elapsed().as_secs_f64(),
             model_hash: result.model_hash.clone(),
+            client_std_ratio: result.client_std_ratio,
+            client_effective_rank: result.client_effective_rank,
+            federated_eval: result.federated_eval,
+            server_eval: None,
         };
+        let model = result.model.clone();
         sh.store().commit_round(&m, &result.model)?;
         sh.engine().commit(result);
+        // Clients may start the next round while the server evaluates this one.
+        sh.notify();
+        if let Some(set) = &eval_set {
+            let (set, last) = (set.clone(), round >= cfg.rounds);
+            match tokio::task::spawn_blocking(move || set.evaluate(&model, round, last)).await {
+                Ok(Ok(ev)) => m.server_eval = Some(ev),
+                Ok(Err(e)) => warn!(round, error = %format!("{e:#}"), "server evaluation failed"),
+                Err(e) => warn!(round, error = %e, "server evaluation panicked"),
+            }
+        }
         append_jsonl(&metrics_path, &m)?;
         info!(
             round,
@@ -251,6 +282,15 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
                 .map(|e| format!("{e:.2}"))
                 .unwrap_or("-".into()),
             seconds = format!("{:.1}", m.seconds),
+            probe = m
+                .server_eval
+                .and_then(|e| e.linear_probe_accuracy)
+                .map(|a| format!("{:.2}%", 100.0 * a))
+                .unwrap_or("-".into()),
+            client_std_ratio = m
+                .client_std_ratio
+                .map(|s| format!("{s:.3}"))
+                .unwrap_or("-".into()),
             "round committed"
         );
         if let Some(b) = &bar {

@@ -10,7 +10,8 @@ use rand::Rng;
 
 use fedssl_common::aggregate::FedAvg;
 use fedssl_common::model::{Weights, WeightsSpec};
-use fedssl_common::protocol::{ErrorCode, ModelPayload, RoundPlan, Task, Upload};
+use fedssl_common::protocol::{ErrorCode, ModelPayload, RoundPlan, SiteEval, Task, Upload};
+use serde::{Deserialize, Serialize};
 
 use crate::validate::{check_update, norm_bound, Rejection};
 
@@ -55,8 +56,26 @@ struct OpenRound {
     acc: FedAvg,
     losses: Vec<f64>,
     max_epsilon: Option<f64>,
+    /// (std ratio, effective rank) per accepted client.
+    collapse: Vec<(f64, f64)>,
+    site_evals: Vec<SiteEval>,
     bound: f64,
     payload: Arc<ModelPayload>,
+}
+
+/// Mean of the figures sites reported for one global model (federated evaluation).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FederatedEval {
+    /// Version of the global model the sites evaluated (the round's starting model).
+    pub model_version: u64,
+    /// Sites that reported.
+    pub sites: usize,
+    /// Linear-probe accuracy, weighted by each site's test samples.
+    pub probe_accuracy: f64,
+    /// kNN accuracy, weighted the same way.
+    pub knn_accuracy: f64,
+    /// Labeled test samples over all reporting sites.
+    pub test_samples: u64,
 }
 
 /// What closing a round produced.
@@ -80,6 +99,12 @@ pub struct RoundResult {
     pub mean_loss: Option<f64>,
     /// Largest ε reported by accepted clients.
     pub max_epsilon: Option<f64>,
+    /// Mean over accepted clients of `std · √d` of their local embeddings.
+    pub client_std_ratio: Option<f64>,
+    /// Mean over accepted clients of the effective rank of their local embeddings.
+    pub client_effective_rank: Option<f64>,
+    /// Federated evaluation of the round's starting model, when sites reported one.
+    pub federated_eval: Option<FederatedEval>,
 }
 
 /// The server's round logic.
@@ -184,6 +209,8 @@ impl Engine {
             acc: FedAvg::new(self.spec.clone()),
             losses: vec![],
             max_epsilon: None,
+            collapse: vec![],
+            site_evals: vec![],
             bound,
             payload: Arc::new(ModelPayload::from_weights(&self.global)),
         });
@@ -278,6 +305,7 @@ impl Engine {
                     "loss or ε is not a finite number",
                 ));
             }
+            check_metrics(&upload.metrics)?;
             Ok((w, norm))
         });
         let (w, norm) = match checked {
@@ -291,6 +319,13 @@ impl Engine {
             .fold(&w, upload.num_samples as f64)
             .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
         r.losses.push(upload.mean_loss as f64);
+        r.collapse.push((
+            upload.metrics.std_ratio as f64,
+            upload.metrics.effective_rank as f64,
+        ));
+        if let Some(s) = upload.metrics.site_eval {
+            r.site_evals.push(s);
+        }
         r.max_epsilon = Some(
             r.max_epsilon
                 .map_or(upload.epsilon, |m| m.max(upload.epsilon)),
@@ -338,7 +373,30 @@ impl Engine {
             .values()
             .filter(|a| matches!(a, Answer::Declined))
             .count();
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let stds: Vec<f64> = r.collapse.iter().map(|c| c.0).collect();
+        let ranks: Vec<f64> = r.collapse.iter().map(|c| c.1).collect();
+        let test_samples: u64 = r.site_evals.iter().map(|s| s.test_samples as u64).sum();
+        let federated_eval = (test_samples > 0).then(|| {
+            let w = |f: fn(&SiteEval) -> f32| {
+                r.site_evals
+                    .iter()
+                    .map(|s| f(s) as f64 * s.test_samples as f64)
+                    .sum::<f64>()
+                    / test_samples as f64
+            };
+            FederatedEval {
+                model_version: r.id - 1,
+                sites: r.site_evals.len(),
+                probe_accuracy: w(|s| s.probe_accuracy),
+                knn_accuracy: w(|s| s.knn_accuracy),
+                test_samples,
+            }
+        });
         Some(RoundResult {
+            client_std_ratio: mean(&stds),
+            client_effective_rank: mean(&ranks),
+            federated_eval,
             round: r.id,
             model_hash: model.hash(),
             model,
@@ -378,6 +436,33 @@ impl Engine {
     }
 }
 
+/// Refuses reported figures outside their possible ranges (they are plain numbers from the
+/// network: hostile until checked).
+fn check_metrics(m: &fedssl_common::protocol::LocalMetrics) -> Result<(), Rejection> {
+    let bad = |what: &str| {
+        Err(Rejection::new(
+            ErrorCode::Malformed,
+            format!("{what} is out of range"),
+        ))
+    };
+    if !(m.std_ratio.is_finite() && (0.0..=64.0).contains(&m.std_ratio)) {
+        return bad("the embedding std ratio");
+    }
+    if !(m.effective_rank.is_finite() && (0.0..=65_536.0).contains(&m.effective_rank)) {
+        return bad("the effective rank");
+    }
+    if let Some(s) = m.site_eval {
+        let acc = |a: f32| a.is_finite() && (0.0..=1.0).contains(&a);
+        if !acc(s.probe_accuracy) || !acc(s.knn_accuracy) {
+            return bad("a site-evaluation accuracy");
+        }
+        if s.test_samples == 0 || s.test_samples > 10_000_000 || s.train_samples > 10_000_000 {
+            return bad("a site-evaluation sample count");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +491,7 @@ mod tests {
                 noise_multiplier: 0.1,
             },
             seed: 0,
+            evaluate: false,
         }
     }
 
@@ -418,6 +504,11 @@ mod tests {
             mean_loss: 1.0,
             epsilon: 2.0,
             train_seconds: 0.0,
+            metrics: fedssl_common::protocol::LocalMetrics {
+                std_ratio: 0.5,
+                effective_rank: 10.0,
+                site_eval: None,
+            },
             update: ModelPayload::from_weights(&weights(update)),
         }
     }

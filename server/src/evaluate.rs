@@ -1,51 +1,222 @@
-//! Evaluation of an encoder on a labeled set the evaluator holds: linear probe on frozen
-//! features, next to the same probe on a random-init encoder and on raw pixels.
+//! Evaluation of an encoder on a labeled set the evaluator holds: linear probe and weighted
+//! kNN on frozen features, collapse monitors, optional baselines (random-init encoder, raw
+//! pixels) and optional label-efficiency rows (probe / fine-tune / supervised from scratch
+//! on class-balanced fractions of the labels).
+
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use fedssl_common::data::Dataset;
-use fedssl_common::eval::{encode_with_weights, linear_probe, ProbeConfig};
+use fedssl_common::eval::{
+    balanced_subset, collapse_metrics, encode_with_weights, finetune, knn_accuracy, linear_probe,
+    CollapseMetrics, FinetuneConfig, KnnConfig, ProbeConfig,
+};
 use fedssl_common::model::{Weights, IMAGE_PIXELS};
 
-/// Probe accuracies.
+/// What to evaluate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalOptions {
+    /// Linear probe settings.
+    pub probe: ProbeConfig,
+    /// kNN settings.
+    pub knn: KnnConfig,
+    /// Also probe a random-init encoder and raw pixels.
+    pub baselines: bool,
+    /// Label fractions for label-efficiency rows (e.g. 0.01, 0.1, 1.0); empty = none.
+    pub label_fractions: Vec<f64>,
+    /// Fine-tune and train from scratch on each fraction (`None` = probe only).
+    pub finetune: Option<FinetuneConfig>,
+    /// Seed of initializations and subsets.
+    pub seed: u64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            probe: ProbeConfig::default(),
+            knn: KnnConfig::default(),
+            baselines: true,
+            label_fractions: Vec::new(),
+            finetune: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Figures for one label fraction.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LabelEfficiency {
+    /// Fraction of the labeled pool used.
+    pub fraction: f64,
+    /// Labeled samples in the subset.
+    pub labeled: usize,
+    /// Linear probe on the frozen encoder.
+    pub probe_accuracy: f64,
+    /// Encoder + head fine-tuned end to end.
+    pub finetune_accuracy: Option<f64>,
+    /// Same architecture trained from scratch on the same subset.
+    pub supervised_accuracy: Option<f64>,
+}
+
+/// An evaluation of one encoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     /// Linear probe on the trained encoder.
     pub linear_probe_accuracy: f64,
+    /// L2 penalty the probe chose on its validation split.
+    pub probe_weight_decay: f32,
+    /// Weighted kNN on the trained encoder.
+    pub knn_accuracy: f64,
+    /// Collapse monitors on the test features.
+    pub collapse: CollapseMetrics,
     /// Linear probe on a random-init encoder of the same architecture.
-    pub random_init_linear_probe_accuracy: f64,
+    pub random_init_linear_probe_accuracy: Option<f64>,
+    /// kNN on a random-init encoder.
+    pub random_init_knn_accuracy: Option<f64>,
     /// Logistic regression on raw pixels.
-    pub raw_pixel_linear_probe_accuracy: f64,
+    pub raw_pixel_linear_probe_accuracy: Option<f64>,
+    /// Label-efficiency rows.
+    pub label_efficiency: Vec<LabelEfficiency>,
     /// Labeled training samples used by the probe.
     pub probe_train_samples: usize,
     /// Test samples.
     pub probe_test_samples: usize,
+    /// Wall-clock seconds of the evaluation.
+    pub seconds: f64,
 }
 
-/// Probes `encoder` (and the baselines) with `train` (labeled) and `test`.
+fn labels(d: &Dataset, what: &str) -> anyhow::Result<Vec<u8>> {
+    d.labels
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("evaluation needs a labeled {what} set"))
+}
+
+/// Evaluates `encoder` with the labeled `train` set (probe fitting, kNN memory bank,
+/// BatchNorm calibration) and the `test` set.
 pub fn evaluate(
     encoder: &Weights,
     train: &Dataset,
     test: &Dataset,
-    seed: u64,
+    opts: &EvalOptions,
 ) -> anyhow::Result<EvalReport> {
-    let (ytr, yte) = match (&train.labels, &test.labels) {
-        (Some(a), Some(b)) => (a, b),
-        _ => anyhow::bail!("evaluation needs labeled train and test splits"),
-    };
+    let started = Instant::now();
+    let (ytr, yte) = (labels(train, "training")?, labels(test, "test")?);
     let classes = train.num_classes.max(test.num_classes);
-    let cfg = ProbeConfig::default();
-    let probe = |tr: &[f32], te: &[f32], dim: usize| {
-        linear_probe(tr, ytr, te, yte, dim, classes, cfg).test_accuracy
+    let probe_cfg = ProbeConfig {
+        seed: opts.seed,
+        ..opts.probe.clone()
     };
-    let trained = encode_with_weights(Some(encoder), seed, train, &[train, test])?;
-    let random = encode_with_weights(None, seed ^ 0xA5A5, train, &[train, test])?;
-    let dim = trained[0].len() / train.len().max(1);
+    let feats = encode_with_weights(Some(encoder), opts.seed, train, &[train, test])?;
+    let dim = feats[0].len() / train.len().max(1);
+    let probe = linear_probe(&feats[0], &ytr, &feats[1], &yte, dim, classes, &probe_cfg);
+    let knn = knn_accuracy(&feats[0], &ytr, &feats[1], &yte, dim, classes, opts.knn);
+    let collapse = collapse_metrics(&feats[1], dim);
+
+    let (mut random_probe, mut random_knn, mut raw) = (None, None, None);
+    if opts.baselines {
+        let r = encode_with_weights(None, opts.seed ^ 0xA5A5, train, &[train, test])?;
+        random_probe =
+            Some(linear_probe(&r[0], &ytr, &r[1], &yte, dim, classes, &probe_cfg).test_accuracy);
+        random_knn = Some(knn_accuracy(
+            &r[0], &ytr, &r[1], &yte, dim, classes, opts.knn,
+        ));
+        raw = Some(
+            linear_probe(
+                &train.images,
+                &ytr,
+                &test.images,
+                &yte,
+                IMAGE_PIXELS,
+                classes,
+                &probe_cfg,
+            )
+            .test_accuracy,
+        );
+    }
+
+    let mut label_efficiency = Vec::new();
+    for &fraction in &opts.label_fractions {
+        let idx = balanced_subset(&ytr, fraction, opts.seed);
+        let sub = train.subset(&idx);
+        let sub_x: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| feats[0][i * dim..(i + 1) * dim].iter().copied())
+            .collect();
+        let sub_y = labels(&sub, "training")?;
+        let probe_accuracy =
+            linear_probe(&sub_x, &sub_y, &feats[1], &yte, dim, classes, &probe_cfg).test_accuracy;
+        let (mut finetune_accuracy, mut supervised_accuracy) = (None, None);
+        if let Some(ft) = &opts.finetune {
+            let ft = FinetuneConfig {
+                seed: opts.seed,
+                ..*ft
+            };
+            finetune_accuracy = Some(finetune(Some(encoder), &sub, test, &ft)?.test_accuracy);
+            supervised_accuracy = Some(finetune(None, &sub, test, &ft)?.test_accuracy);
+        }
+        label_efficiency.push(LabelEfficiency {
+            fraction,
+            labeled: idx.len(),
+            probe_accuracy,
+            finetune_accuracy,
+            supervised_accuracy,
+        });
+    }
+
     Ok(EvalReport {
-        linear_probe_accuracy: probe(&trained[0], &trained[1], dim),
-        random_init_linear_probe_accuracy: probe(&random[0], &random[1], dim),
-        raw_pixel_linear_probe_accuracy: probe(&train.images, &test.images, IMAGE_PIXELS),
+        linear_probe_accuracy: probe.test_accuracy,
+        probe_weight_decay: probe.weight_decay,
+        knn_accuracy: knn,
+        collapse,
+        random_init_linear_probe_accuracy: random_probe,
+        random_init_knn_accuracy: random_knn,
+        raw_pixel_linear_probe_accuracy: raw,
+        label_efficiency,
         probe_train_samples: train.len(),
         probe_test_samples: test.len(),
+        seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A readable table of a report.
+pub fn render_eval(r: &EvalReport) -> String {
+    let pct = |v: f64| format!("{:>6.2}%", 100.0 * v);
+    let opt = |v: Option<f64>| v.map(pct).unwrap_or_else(|| "     -".into());
+    let mut out = format!(
+        "representation ({} labeled train / {} test):\n                      linear probe      kNN\n  trained encoder        {}   {}\n",
+        r.probe_train_samples,
+        r.probe_test_samples,
+        pct(r.linear_probe_accuracy),
+        pct(r.knn_accuracy)
+    );
+    if r.random_init_linear_probe_accuracy.is_some() {
+        out.push_str(&format!(
+            "  random-init encoder    {}   {}\n  raw pixels             {}        -\n",
+            opt(r.random_init_linear_probe_accuracy),
+            opt(r.random_init_knn_accuracy),
+            opt(r.raw_pixel_linear_probe_accuracy)
+        ));
+    }
+    out.push_str(&format!(
+        "  collapse: std of normalized embeddings {:.4} ({:.2}/√d), effective rank {:.1} of {}\n",
+        r.collapse.embedding_std, r.collapse.std_ratio, r.collapse.effective_rank, r.collapse.dim
+    ));
+    for w in r.collapse.warnings() {
+        out.push_str(&format!("  WARNING: {w}\n"));
+    }
+    if !r.label_efficiency.is_empty() {
+        out.push_str("label efficiency:\n  labels          probe  fine-tune  supervised\n");
+        for l in &r.label_efficiency {
+            out.push_str(&format!(
+                "  {:>5.1}% {:>6}  {}    {}     {}\n",
+                100.0 * l.fraction,
+                l.labeled,
+                pct(l.probe_accuracy),
+                opt(l.finetune_accuracy),
+                opt(l.supervised_accuracy)
+            ));
+        }
+    }
+    out
 }

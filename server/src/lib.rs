@@ -6,12 +6,14 @@
 //! - [`store`]: SQLite state and atomically written model files.
 //! - [`metrics`]: counters and the per-round `metrics.jsonl`.
 //! - [`endpoint`]: the thin async shell: QUIC + mTLS connections, long polls, rounds.
-//! - [`evaluate`]: linear-probe evaluation of an encoder.
+//! - [`evaluate`]: full evaluation of an encoder (probe, kNN, baselines, label efficiency).
+//! - [`round_eval`]: the per-round evaluation on a labeled set the server holds.
 
 pub mod endpoint;
 pub mod engine;
 pub mod evaluate;
 pub mod metrics;
+pub mod round_eval;
 pub mod store;
 pub mod validate;
 

@@ -112,6 +112,31 @@ pub struct RoundMetrics {
     pub seconds: f64,
     /// Hash of the global model after the round.
     pub model_hash: String,
+    /// Mean over accepted clients of `std · √d` of their locally trained embeddings.
+    #[serde(default)]
+    pub client_std_ratio: Option<f64>,
+    /// Mean over accepted clients of the effective rank of those embeddings.
+    #[serde(default)]
+    pub client_effective_rank: Option<f64>,
+    /// Sites' own evaluation of the round's starting model (federated evaluation).
+    #[serde(default)]
+    pub federated_eval: Option<crate::engine::FederatedEval>,
+    /// The server's evaluation of the model after the round on its labeled set.
+    #[serde(default)]
+    pub server_eval: Option<ServerEval>,
+}
+
+/// The server's per-round evaluation on a labeled set it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct ServerEval {
+    /// Collapse monitors of the global encoder on the evaluation set (every round).
+    pub collapse: fedssl_common::eval::CollapseMetrics,
+    /// Linear-probe accuracy (every `eval.every` rounds and after the last).
+    pub linear_probe_accuracy: Option<f64>,
+    /// Weighted-kNN accuracy (same rounds).
+    pub knn_accuracy: Option<f64>,
+    /// Seconds the evaluation took.
+    pub seconds: f64,
 }
 
 /// Appends one JSON line to `path` and syncs it.

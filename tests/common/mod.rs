@@ -53,6 +53,8 @@ pub fn server_config(
         max_connections: 64,
         plan: tiny_plan(),
         delta: 1e-5,
+        eval: None,
+        federated_eval_every: 0,
     }
 }
 
@@ -79,6 +81,7 @@ pub fn client_config(run: &Path, certs_dir: &Path, name: &str, addr: SocketAddr)
         max_frame_bytes: fedssl_common::config::DEFAULT_MAX_FRAME,
         idle_timeout_secs: 5.0,
         max_reconnect_attempts: 5,
+        local_eval_labels: 0,
     }
 }
 

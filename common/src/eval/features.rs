@@ -6,7 +6,8 @@ use burn::prelude::*;
 use crate::data::Dataset;
 use crate::model::{BnMode, ConvNetS, ConvNetSConfig, Weights, IMAGE_PIXELS, IMAGE_SIDE};
 
-fn batch_tensor<B: Backend>(
+/// Images `start..end` of `data` as a `[N, 1, 28, 28]` tensor.
+pub fn batch_tensor<B: Backend>(
     data: &Dataset,
     start: usize,
     end: usize,

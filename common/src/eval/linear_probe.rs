@@ -1,17 +1,29 @@
-//! Linear probe: multinomial logistic regression on standardized frozen features,
-//! full-batch Adam with weight decay, deterministic.
+//! Linear probe: multinomial logistic regression on standardized frozen features.
+//!
+//! Full-batch Adam with a cosine learning-rate schedule, started from zero weights, so a
+//! probe is deterministic. The L2 penalty is chosen from a grid on a seeded validation
+//! split of the labeled training set, then the probe is refitted on all of it.
 
-use rayon::prelude::*;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-/// Settings of the probe's optimizer.
-#[derive(Debug, Clone, Copy)]
+use super::linalg::{matmul, matmul_into, MatRef};
+
+/// Settings of the probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeConfig {
-    /// Full-batch steps.
+    /// Full-batch optimizer steps per fit.
     pub steps: usize,
-    /// Adam learning rate.
+    /// Peak Adam learning rate (cosine-decayed to zero).
     pub learning_rate: f32,
-    /// L2 penalty on the weights.
-    pub weight_decay: f32,
+    /// Candidate L2 penalties; the best on the validation split wins.
+    pub weight_decays: Vec<f32>,
+    /// Share of the labeled training set held out to choose the penalty.
+    pub validation_fraction: f64,
+    /// Seed of the validation split.
+    pub seed: u64,
 }
 
 impl Default for ProbeConfig {
@@ -19,77 +31,194 @@ impl Default for ProbeConfig {
         Self {
             steps: 300,
             learning_rate: 0.05,
-            weight_decay: 1e-4,
+            weight_decays: vec![1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1],
+            validation_fraction: 0.2,
+            seed: 0,
         }
     }
 }
 
-/// Accuracies of a trained probe.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+/// What a probe reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ProbeResult {
-    /// Accuracy on the probe's training split.
+    /// Accuracy on the probe's (whole) training set.
     pub train_accuracy: f64,
-    /// Accuracy on the test split.
+    /// Accuracy on the test set.
     pub test_accuracy: f64,
+    /// The L2 penalty chosen on the validation split.
+    pub weight_decay: f32,
+    /// Validation accuracy of that penalty (NaN when the set was too small to split).
+    pub validation_accuracy: f64,
 }
 
-fn standardize(train: &mut [f32], test: &mut [f32], dim: usize) {
-    let n = (train.len() / dim).max(1) as f64;
-    let mut mean = vec![0.0f64; dim];
-    let mut var = vec![0.0f64; dim];
-    for row in train.chunks_exact(dim) {
-        for (m, &v) in mean.iter_mut().zip(row) {
-            *m += v as f64;
+/// Per-feature mean and standard deviation of a training set.
+#[derive(Debug, Clone)]
+pub struct Standardizer {
+    mean: Vec<f32>,
+    sd: Vec<f32>,
+}
+
+impl Standardizer {
+    /// Fits on `x` (`n × dim`).
+    pub fn fit(x: &[f32], dim: usize) -> Self {
+        let n = (x.len() / dim.max(1)).max(1) as f64;
+        let mut mean = vec![0.0f64; dim];
+        let mut var = vec![0.0f64; dim];
+        for row in x.chunks_exact(dim) {
+            mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        for row in x.chunks_exact(dim) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        Self {
+            sd: var.iter().map(|s| ((s / n).sqrt() + 1e-6) as f32).collect(),
+            mean: mean.iter().map(|&m| m as f32).collect(),
         }
     }
-    mean.iter_mut().for_each(|m| *m /= n);
-    for row in train.chunks_exact(dim) {
-        for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
-            *s += (v as f64 - m).powi(2);
-        }
-    }
-    let sd: Vec<f32> = var.iter().map(|s| ((s / n).sqrt() + 1e-6) as f32).collect();
-    let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    for x in [train, test] {
-        for row in x.chunks_exact_mut(dim) {
-            for ((v, m), s) in row.iter_mut().zip(&mean).zip(&sd) {
+
+    /// `(x − mean) / sd`, row by row.
+    pub fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let dim = self.mean.len().max(1);
+        let mut out = x.to_vec();
+        for row in out.chunks_exact_mut(dim) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.sd) {
                 *v = (*v - m) / s;
             }
         }
+        out
     }
 }
 
-fn logits(w: &[f32], b: &[f32], x: &[f32], k: usize, out: &mut [f32]) {
-    out.copy_from_slice(b);
-    for (xi, wrow) in x.iter().zip(w.chunks_exact(k)) {
-        for (o, wv) in out.iter_mut().zip(wrow) {
-            *o += xi * wv;
+/// A trained softmax classifier on standardized features.
+#[derive(Debug, Clone)]
+pub struct LinearClassifier {
+    /// `dim × classes`, row-major.
+    pub weight: Vec<f32>,
+    /// `classes`.
+    pub bias: Vec<f32>,
+    /// Feature dimension.
+    pub dim: usize,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl LinearClassifier {
+    /// Logits of `x` (`n × dim`), row-major `n × classes`.
+    pub fn logits(&self, x: &[f32]) -> Vec<f32> {
+        let n = x.len() / self.dim.max(1);
+        let mut z = matmul(
+            MatRef::new(x, n, self.dim),
+            MatRef::new(&self.weight, self.dim, self.classes),
+        );
+        for row in z.chunks_exact_mut(self.classes) {
+            row.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);
+        }
+        z
+    }
+
+    /// Share of rows of `x` whose arg-max logit is the label.
+    pub fn accuracy(&self, x: &[f32], y: &[u8]) -> f64 {
+        if y.is_empty() {
+            return f64::NAN;
+        }
+        let z = self.logits(x);
+        let correct = z
+            .chunks_exact(self.classes)
+            .zip(y)
+            .filter(|(row, &label)| argmax(row) == label as usize)
+            .count();
+        correct as f64 / y.len() as f64
+    }
+}
+
+/// Index of the largest value (the first on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
         }
     }
+    best
 }
 
-fn accuracy(w: &[f32], b: &[f32], x: &[f32], y: &[u8], dim: usize, k: usize) -> f64 {
-    let correct: usize = x
-        .par_chunks_exact(dim)
-        .zip(y.par_iter())
-        .filter(|(row, &label)| {
-            let mut z = vec![0.0f32; k];
-            logits(w, b, row, k, &mut z);
-            let arg = z
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |a, (i, &v)| if v > a.1 { (i, v) } else { a },
-                )
-                .0;
-            arg == label as usize
-        })
-        .count();
-    correct as f64 / y.len().max(1) as f64
+/// Fits a softmax regression with L2 penalty `weight_decay` on standardized `x`.
+pub fn fit_softmax(
+    x: &[f32],
+    y: &[u8],
+    dim: usize,
+    classes: usize,
+    weight_decay: f32,
+    steps: usize,
+    learning_rate: f32,
+) -> LinearClassifier {
+    let k = classes.max(2);
+    let n = y.len();
+    let mut clf = LinearClassifier {
+        weight: vec![0.0; dim * k],
+        bias: vec![0.0; k],
+        dim,
+        classes: k,
+    };
+    if n == 0 {
+        return clf;
+    }
+    let (mut mw, mut vw) = (vec![0.0f32; dim * k], vec![0.0f32; dim * k]);
+    let (mut mb, mut vb) = (vec![0.0f32; k], vec![0.0f32; k]);
+    let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+    let mut gw = vec![0.0f32; dim * k];
+    let inv_n = 1.0 / n as f32;
+    for step in 1..=steps {
+        // Residuals P − Y, scaled by 1/n.
+        let mut r = clf.logits(x);
+        let mut gb = vec![0.0f32; k];
+        for (row, &label) in r.chunks_exact_mut(k).zip(y) {
+            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            row.iter_mut().for_each(|v| {
+                *v = (*v - max).exp();
+                sum += *v;
+            });
+            row.iter_mut().for_each(|v| *v /= sum);
+            if (label as usize) < k {
+                row[label as usize] -= 1.0;
+            }
+            row.iter_mut().for_each(|v| *v *= inv_n);
+            gb.iter_mut().zip(row.iter()).for_each(|(g, v)| *g += v);
+        }
+        matmul_into(MatRef::new(x, n, dim).t(), MatRef::new(&r, n, k), &mut gw);
+        let progress = (step - 1) as f32 / steps.max(1) as f32;
+        let lr = learning_rate * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos());
+        let bc1 = 1.0 - b1.powi(step as i32);
+        let bc2 = 1.0 - b2.powi(step as i32);
+        let adam = |p: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            *p -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+        };
+        for i in 0..clf.weight.len() {
+            let g = gw[i] + weight_decay * clf.weight[i];
+            adam(&mut clf.weight[i], g, &mut mw[i], &mut vw[i]);
+        }
+        for i in 0..k {
+            adam(&mut clf.bias[i], gb[i], &mut mb[i], &mut vb[i]);
+        }
+    }
+    clf
 }
 
-/// Trains a linear classifier on `train_x` (`n × dim`) and reports accuracies.
+fn rows(x: &[f32], dim: usize, idx: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(idx.len() * dim);
+    for &i in idx {
+        out.extend_from_slice(&x[i * dim..(i + 1) * dim]);
+    }
+    out
+}
+
+/// Trains a linear probe on `train_x` (`n × dim`, labels `train_y`) and tests it on `test_x`.
 pub fn linear_probe(
     train_x: &[f32],
     train_y: &[u8],
@@ -97,73 +226,65 @@ pub fn linear_probe(
     test_y: &[u8],
     dim: usize,
     num_classes: usize,
-    cfg: ProbeConfig,
+    cfg: &ProbeConfig,
 ) -> ProbeResult {
-    let k = num_classes.max(2);
-    let mut tr = train_x.to_vec();
-    let mut te = test_x.to_vec();
-    standardize(&mut tr, &mut te, dim);
-    let n = train_y.len().max(1);
-    let mut w = vec![0.0f32; dim * k];
-    let mut b = vec![0.0f32; k];
-    let (mut mw, mut vw) = (vec![0.0f32; dim * k], vec![0.0f32; dim * k]);
-    let (mut mb, mut vb) = (vec![0.0f32; k], vec![0.0f32; k]);
-    let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
-    for step in 1..=cfg.steps {
-        let (gw, gb) = tr
-            .par_chunks_exact(dim)
-            .zip(train_y.par_iter())
-            .fold(
-                || (vec![0.0f32; dim * k], vec![0.0f32; k], vec![0.0f32; k]),
-                |(mut gw, mut gb, mut z), (row, &label)| {
-                    logits(&w, &b, row, k, &mut z);
-                    let max = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0.0;
-                    z.iter_mut().for_each(|v| {
-                        *v = (*v - max).exp();
-                        sum += *v;
-                    });
-                    z.iter_mut().for_each(|v| *v /= sum);
-                    if (label as usize) < k {
-                        z[label as usize] -= 1.0;
-                    }
-                    for (xi, grow) in row.iter().zip(gw.chunks_exact_mut(k)) {
-                        for (g, zv) in grow.iter_mut().zip(&z) {
-                            *g += xi * zv;
-                        }
-                    }
-                    gb.iter_mut().zip(&z).for_each(|(g, zv)| *g += zv);
-                    (gw, gb, z)
-                },
-            )
-            .map(|(gw, gb, _)| (gw, gb))
-            .reduce(
-                || (vec![0.0f32; dim * k], vec![0.0f32; k]),
-                |(mut a, mut c), (x, y)| {
-                    a.iter_mut().zip(&x).for_each(|(p, q)| *p += q);
-                    c.iter_mut().zip(&y).for_each(|(p, q)| *p += q);
-                    (a, c)
-                },
+    let n = train_y.len();
+    let std = Standardizer::fit(train_x, dim);
+    let tr = std.apply(train_x);
+    let te = std.apply(test_x);
+
+    // Choose the penalty on a seeded validation split (skipped when too small to split).
+    let n_val = ((n as f64) * cfg.validation_fraction).round() as usize;
+    let (mut weight_decay, mut validation_accuracy) = (
+        cfg.weight_decays
+            .get(cfg.weight_decays.len() / 2)
+            .copied()
+            .unwrap_or(1e-4),
+        f64::NAN,
+    );
+    if cfg.weight_decays.len() > 1 && n_val >= 10 && n - n_val >= 10 {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed));
+        let (val_idx, fit_idx) = order.split_at(n_val);
+        // Standardize on the fitting part only, as the final probe does on the whole set.
+        let fit_raw = rows(train_x, dim, fit_idx);
+        let s = Standardizer::fit(&fit_raw, dim);
+        let fit_x = s.apply(&fit_raw);
+        let val_x = s.apply(&rows(train_x, dim, val_idx));
+        let fit_y: Vec<u8> = fit_idx.iter().map(|&i| train_y[i]).collect();
+        let val_y: Vec<u8> = val_idx.iter().map(|&i| train_y[i]).collect();
+        for &wd in &cfg.weight_decays {
+            let clf = fit_softmax(
+                &fit_x,
+                &fit_y,
+                dim,
+                num_classes,
+                wd,
+                cfg.steps,
+                cfg.learning_rate,
             );
-        let bc1 = 1.0 - b1.powi(step as i32);
-        let bc2 = 1.0 - b2.powi(step as i32);
-        let lr = cfg.learning_rate;
-        for i in 0..w.len() {
-            let g = gw[i] / n as f32 + cfg.weight_decay * w[i];
-            mw[i] = b1 * mw[i] + (1.0 - b1) * g;
-            vw[i] = b2 * vw[i] + (1.0 - b2) * g * g;
-            w[i] -= lr * (mw[i] / bc1) / ((vw[i] / bc2).sqrt() + eps);
-        }
-        for i in 0..k {
-            let g = gb[i] / n as f32;
-            mb[i] = b1 * mb[i] + (1.0 - b1) * g;
-            vb[i] = b2 * vb[i] + (1.0 - b2) * g * g;
-            b[i] -= lr * (mb[i] / bc1) / ((vb[i] / bc2).sqrt() + eps);
+            let acc = clf.accuracy(&val_x, &val_y);
+            // Strictly better only: ties keep the smaller penalty seen first.
+            if validation_accuracy.is_nan() || acc > validation_accuracy {
+                validation_accuracy = acc;
+                weight_decay = wd;
+            }
         }
     }
+    let clf = fit_softmax(
+        &tr,
+        train_y,
+        dim,
+        num_classes,
+        weight_decay,
+        cfg.steps,
+        cfg.learning_rate,
+    );
     ProbeResult {
-        train_accuracy: accuracy(&w, &b, &tr, train_y, dim, k),
-        test_accuracy: accuracy(&w, &b, &te, test_y, dim, k),
+        train_accuracy: clf.accuracy(&tr, train_y),
+        test_accuracy: clf.accuracy(&te, test_y),
+        weight_decay,
+        validation_accuracy,
     }
 }
 
@@ -171,28 +292,30 @@ pub fn linear_probe(
 mod tests {
     use super::*;
 
+    /// Class `c` sits at `5·e_c` plus a small deterministic wobble.
+    fn separable(n: usize, dim: usize, k: usize, offset: usize) -> (Vec<f32>, Vec<u8>) {
+        let mut x = vec![0.0f32; n * dim];
+        let mut y = vec![0u8; n];
+        for i in 0..n {
+            let c = i % k;
+            y[i] = c as u8;
+            for d in 0..dim {
+                x[i * dim + d] = ((i * 7 + d * 3 + offset) % 5) as f32 * 0.1;
+            }
+            x[i * dim + c] += 5.0;
+        }
+        (x, y)
+    }
+
     #[test]
     fn separable_features_are_classified_perfectly() {
-        // Class c sits at 5·e_c plus a small deterministic wobble.
-        let (dim, k, n) = (6, 3, 90);
-        let make = |offset: usize| {
-            let mut x = vec![0.0f32; n * dim];
-            let mut y = vec![0u8; n];
-            for i in 0..n {
-                let c = i % k;
-                y[i] = c as u8;
-                for d in 0..dim {
-                    x[i * dim + d] = ((i * 7 + d * 3 + offset) % 5) as f32 * 0.1;
-                }
-                x[i * dim + c] += 5.0;
-            }
-            (x, y)
-        };
-        let (trx, tr_y) = make(0);
-        let (tex, te_y) = make(1);
-        let r = linear_probe(&trx, &tr_y, &tex, &te_y, dim, k, ProbeConfig::default());
+        let (dim, k) = (6, 3);
+        let (trx, tr_y) = separable(90, dim, k, 0);
+        let (tex, te_y) = separable(60, dim, k, 1);
+        let r = linear_probe(&trx, &tr_y, &tex, &te_y, dim, k, &ProbeConfig::default());
         assert_eq!(r.test_accuracy, 1.0);
         assert_eq!(r.train_accuracy, 1.0);
+        assert_eq!(r.validation_accuracy, 1.0);
     }
 
     #[test]
@@ -200,7 +323,69 @@ mod tests {
         let (dim, k, n) = (4, 2, 200);
         let x = vec![1.0f32; n * dim];
         let y: Vec<u8> = (0..n).map(|i| (i % 2) as u8).collect();
-        let r = linear_probe(&x, &y, &x, &y, dim, k, ProbeConfig::default());
+        let r = linear_probe(&x, &y, &x, &y, dim, k, &ProbeConfig::default());
         assert!((r.test_accuracy - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_fit_reaches_the_logistic_regression_optimum() {
+        // One feature, two classes, labels drawn from P(y=1|x) = σ(2x − 1): the unpenalized
+        // maximum-likelihood fit has w₁ − w₀ ≈ 2 and b₁ − b₀ ≈ −1 (computed independently
+        // by Newton's method below on the same sample).
+        let n = 4000;
+        let mut x = Vec::with_capacity(n);
+        let mut y = Vec::with_capacity(n);
+        let mut s = 12345u64;
+        let mut uniform = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for _ in 0..n {
+            let xi = uniform() * 6.0 - 3.0;
+            let p = 1.0 / (1.0 + (-(2.0 * xi - 1.0)).exp());
+            x.push(xi as f32);
+            y.push(u8::from(uniform() < p));
+        }
+        // Newton's method on the two-parameter logistic likelihood, in f64.
+        let (mut w, mut b) = (0.0f64, 0.0f64);
+        for _ in 0..50 {
+            let (mut gw, mut gb, mut hww, mut hwb, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for (&xi, &yi) in x.iter().zip(&y) {
+                let xi = xi as f64;
+                let p = 1.0 / (1.0 + (-(w * xi + b)).exp());
+                let r = p - yi as f64;
+                gw += r * xi;
+                gb += r;
+                let h = p * (1.0 - p);
+                hww += h * xi * xi;
+                hwb += h * xi;
+                hbb += h;
+            }
+            let det = hww * hbb - hwb * hwb;
+            w -= (hbb * gw - hwb * gb) / det;
+            b -= (hww * gb - hwb * gw) / det;
+        }
+        let clf = fit_softmax(&x, &y, 1, 2, 0.0, 2000, 0.05);
+        let fw = (clf.weight[1] - clf.weight[0]) as f64;
+        let fb = (clf.bias[1] - clf.bias[0]) as f64;
+        assert!((fw - w).abs() < 0.02 * w.abs(), "slope {fw} vs Newton {w}");
+        assert!((fb - b).abs() < 0.03, "intercept {fb} vs Newton {b}");
+    }
+
+    #[test]
+    fn the_probe_is_deterministic() {
+        let (dim, k) = (5, 3);
+        let (mut trx, tr_y) = separable(120, dim, k, 0);
+        // Add label noise so the penalty search has something to choose.
+        for i in (0..120).step_by(9) {
+            trx[i * dim] += 4.0;
+        }
+        let (tex, te_y) = separable(60, dim, k, 2);
+        let cfg = ProbeConfig::default();
+        let a = linear_probe(&trx, &tr_y, &tex, &te_y, dim, k, &cfg);
+        let b = linear_probe(&trx, &tr_y, &tex, &te_y, dim, k, &cfg);
+        assert_eq!(a, b);
     }
 }

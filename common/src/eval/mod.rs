@@ -1,7 +1,17 @@
-//! Measuring representations: feature extraction and the linear probe.
+//! Measuring representations: feature extraction, linear probe, weighted kNN,
+//! label-efficiency subsets, fine-tuning / supervised baselines and collapse monitors.
 
+pub mod collapse;
 pub mod features;
+pub mod finetune;
+pub mod knn;
+pub mod linalg;
 pub mod linear_probe;
+pub mod subsets;
 
+pub use collapse::{collapse_metrics, CollapseMetrics};
 pub use features::{encode_with_weights, extract_features};
+pub use finetune::{finetune, FinetuneConfig, FinetuneResult};
+pub use knn::{knn_accuracy, KnnConfig};
 pub use linear_probe::{linear_probe, ProbeConfig, ProbeResult};
+pub use subsets::balanced_subset;

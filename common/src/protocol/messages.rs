@@ -62,8 +62,37 @@ pub struct Upload {
     pub epsilon: f64,
     /// Local wall-clock seconds for training and privatization.
     pub train_seconds: f64,
+    /// Collapse monitors of the locally trained encoder and, when asked, the site's own
+    /// evaluation of the global model it started from. Plain figures, not privatized.
+    pub metrics: LocalMetrics,
     /// The update (local − global), clipped and noised.
     pub update: ModelPayload,
+}
+
+/// Figures a site computes on its own data and reports next to its update.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LocalMetrics {
+    /// `std · √d` of the L2-normalized embeddings of local samples (≈ 1 healthy, → 0 collapsed).
+    pub std_ratio: f32,
+    /// Effective rank of the embeddings' second-moment matrix (1 ..= d).
+    pub effective_rank: f32,
+    /// The site's evaluation of the global model of the task (when the plan asked for one and
+    /// the site holds labels).
+    pub site_eval: Option<SiteEval>,
+}
+
+/// Federated evaluation: a site probes the global model on its few local labels and reports
+/// only the accuracies.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SiteEval {
+    /// Linear-probe test accuracy on the site's held-out labeled samples.
+    pub probe_accuracy: f32,
+    /// Weighted-kNN test accuracy on the same samples.
+    pub knn_accuracy: f32,
+    /// Labeled samples the probe trained on.
+    pub train_samples: u32,
+    /// Labeled samples it was tested on.
+    pub test_samples: u32,
 }
 
 /// A response from the server.
@@ -151,6 +180,8 @@ pub struct RoundPlan {
     pub dp: DpParams,
     /// Seed for the round's augmentations and shuffling (mixed with the client name).
     pub seed: u64,
+    /// Sites holding labels evaluate the task's global model and report the accuracy.
+    pub evaluate: bool,
 }
 
 /// Parameters of the client-level Gaussian mechanism.

@@ -1,0 +1,89 @@
+//! What a site measures on its own data and reports next to its update: collapse monitors
+//! of the locally trained encoder, and (federated evaluation) a linear probe and kNN of the
+//! global model on the site's few labels. Only the resulting numbers leave the site.
+
+use fedssl_common::data::Dataset;
+use fedssl_common::eval::{
+    collapse_metrics, encode_with_weights, knn_accuracy, linear_probe, KnnConfig, ProbeConfig,
+};
+use fedssl_common::model::Weights;
+use fedssl_common::protocol::{LocalMetrics, SiteEval};
+
+/// Local samples the collapse monitors look at.
+const MONITOR_SAMPLES: usize = 512;
+
+/// A site's labeled samples for federated evaluation: half fit the probe, half test it.
+#[derive(Debug, Clone)]
+pub struct LocalLabels {
+    train: Dataset,
+    test: Dataset,
+}
+
+impl LocalLabels {
+    /// Splits off the first `n` labeled samples of `data` (`None` if `data` has no labels
+    /// or `n < 4`).
+    pub fn from_data(data: &Dataset, n: usize) -> Option<Self> {
+        let n = n.min(data.len());
+        if n < 4 || data.labels.is_none() {
+            return None;
+        }
+        let half = n / 2;
+        Some(Self {
+            train: data.subset(&(0..half).collect::<Vec<_>>()),
+            test: data.subset(&(half..n).collect::<Vec<_>>()),
+        })
+    }
+
+    /// Probes `global` on these labels (BatchNorm calibrated on the site's `data`).
+    pub fn evaluate(
+        &self,
+        global: &Weights,
+        data: &Dataset,
+        seed: u64,
+    ) -> anyhow::Result<SiteEval> {
+        let (Some(ytr), Some(yte)) = (&self.train.labels, &self.test.labels) else {
+            anyhow::bail!("local evaluation labels are missing");
+        };
+        let feats = encode_with_weights(Some(global), seed, data, &[&self.train, &self.test])?;
+        let dim = feats[0].len() / self.train.len().max(1);
+        let classes = self.train.num_classes.max(self.test.num_classes);
+        let cfg = ProbeConfig {
+            seed,
+            ..ProbeConfig::default()
+        };
+        let probe = linear_probe(&feats[0], ytr, &feats[1], yte, dim, classes, &cfg);
+        let knn = knn_accuracy(
+            &feats[0],
+            ytr,
+            &feats[1],
+            yte,
+            dim,
+            classes,
+            KnnConfig::default(),
+        );
+        Ok(SiteEval {
+            probe_accuracy: probe.test_accuracy as f32,
+            knn_accuracy: knn as f32,
+            train_samples: self.train.len() as u32,
+            test_samples: self.test.len() as u32,
+        })
+    }
+}
+
+/// Collapse monitors of `encoder` on (up to 512 of) the site's samples.
+pub fn local_metrics(
+    encoder: &Weights,
+    data: &Dataset,
+    seed: u64,
+    site_eval: Option<SiteEval>,
+) -> anyhow::Result<LocalMetrics> {
+    let sample = data.take(MONITOR_SAMPLES);
+    let feats = encode_with_weights(Some(encoder), seed, &sample, &[&sample])?;
+    let dim = feats[0].len() / sample.len().max(1);
+    let c = collapse_metrics(&feats[0], dim);
+    Ok(LocalMetrics {
+        std_ratio: c.std_ratio as f32,
+        effective_rank: c.effective_rank as f32,
+        site_eval,
+    })
+}

@@ -1,0 +1,162 @@
+//! Dense row-major matrix products for the evaluation code, on the `gemm` crate
+//! (the same kernels burn's CPU backend uses), parallel over rayon's threads.
+
+/// A row-major matrix view: `rows × cols` values, optionally read transposed.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+}
+
+impl<'a> MatRef<'a> {
+    /// `data` holds `rows × cols` values row by row.
+    ///
+    /// # Panics
+    /// When `data.len() != rows * cols` (a programming error, never input-dependent).
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "matrix buffer of the wrong length");
+        Self {
+            data,
+            rows,
+            cols,
+            transposed: false,
+        }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// Rows of the (possibly transposed) matrix.
+    pub fn nrows(&self) -> usize {
+        if self.transposed {
+            self.cols
+        } else {
+            self.rows
+        }
+    }
+
+    /// Columns of the (possibly transposed) matrix.
+    pub fn ncols(&self) -> usize {
+        if self.transposed {
+            self.rows
+        } else {
+            self.cols
+        }
+    }
+
+    /// (column stride, row stride) of the logical matrix.
+    fn strides(&self) -> (isize, isize) {
+        if self.transposed {
+            (self.cols as isize, 1)
+        } else {
+            (1, self.cols as isize)
+        }
+    }
+}
+
+/// `a · b` as a new row-major `a.nrows() × b.ncols()` buffer.
+///
+/// # Panics
+/// When the inner dimensions differ (a programming error).
+pub fn matmul(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
+    let mut out = vec![0.0f32; a.nrows() * b.ncols()];
+    matmul_into(a, b, &mut out);
+    out
+}
+
+/// Writes `a · b` into `out` (row-major, `a.nrows() × b.ncols()`).
+///
+/// # Panics
+/// When the shapes do not agree (a programming error).
+pub fn matmul_into(a: MatRef<'_>, b: MatRef<'_>, out: &mut [f32]) {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    assert_eq!(k, b.nrows(), "inner dimensions differ");
+    assert_eq!(out.len(), m * n, "output buffer of the wrong length");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let (a_cs, a_rs) = a.strides();
+    let (b_cs, b_rs) = b.strides();
+    let threads = rayon::current_num_threads().max(1);
+    let par = if m * n * k >= 1 << 16 && threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: every pointer addresses a buffer whose length was checked above against the
+    // shape and strides passed with it; `out` is uniquely borrowed and not read (read_dst
+    // is false).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn products_and_transposes_match_the_definition() {
+        let (m, k, n) = (37, 53, 11);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        let want = naive(&a, &b, m, k, n);
+        assert_eq!(matmul(MatRef::new(&a, m, k), MatRef::new(&b, k, n)), want);
+        // (Bᵀ)ᵀ and Aᵀᵀ: transpose copies, then read them transposed.
+        let mut at = vec![0.0; m * k];
+        for i in 0..m {
+            for p in 0..k {
+                at[p * m + i] = a[i * k + p];
+            }
+        }
+        let mut bt = vec![0.0; k * n];
+        for p in 0..k {
+            for j in 0..n {
+                bt[j * k + p] = b[p * n + j];
+            }
+        }
+        let got = matmul(MatRef::new(&at, k, m).t(), MatRef::new(&bt, n, k).t());
+        assert_eq!(got, want);
+    }
+}

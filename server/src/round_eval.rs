@@ -1,0 +1,86 @@
+//! The server's per-round evaluation of the global encoder on a labeled set it holds:
+//! collapse monitors every round, linear probe and kNN every `eval.every` rounds.
+
+use std::time::Instant;
+
+use tracing::warn;
+
+use fedssl_common::config::ServerEvalConfig;
+use fedssl_common::data::{load_splits, Dataset};
+use fedssl_common::eval::{
+    collapse_metrics, encode_with_weights, knn_accuracy, linear_probe, KnnConfig, ProbeConfig,
+};
+use fedssl_common::model::Weights;
+
+use crate::metrics::ServerEval;
+
+/// The labeled evaluation set and its schedule.
+#[derive(Debug, Clone)]
+pub struct EvalSet {
+    train: Dataset,
+    test: Dataset,
+    every: u64,
+    seed: u64,
+}
+
+impl EvalSet {
+    /// Loads the set the configuration names.
+    pub fn load(cfg: &ServerEvalConfig, seed: u64) -> anyhow::Result<Self> {
+        let splits = load_splits(cfg.data.as_deref(), seed)?;
+        let train = splits.train.take(cfg.train_samples);
+        let test = splits.test.take(cfg.test_samples);
+        anyhow::ensure!(
+            train.labels.is_some() && test.labels.is_some(),
+            "the server's evaluation set has no labels"
+        );
+        Ok(Self {
+            train,
+            test,
+            every: cfg.every.max(1),
+            seed,
+        })
+    }
+
+    /// Evaluates the model committed in `round` (`last`: the run's final round).
+    pub fn evaluate(&self, model: &Weights, round: u64, last: bool) -> anyhow::Result<ServerEval> {
+        let started = Instant::now();
+        let probe = last || round.is_multiple_of(self.every);
+        let sets: Vec<&Dataset> = if probe {
+            vec![&self.test, &self.train]
+        } else {
+            vec![&self.test]
+        };
+        let feats = encode_with_weights(Some(model), self.seed, &self.train, &sets)?;
+        let dim = feats[0].len() / self.test.len().max(1);
+        let collapse = collapse_metrics(&feats[0], dim);
+        for w in collapse.warnings() {
+            warn!(round, "{w}");
+        }
+        let (mut lp, mut knn) = (None, None);
+        if let (true, Some(ytr), Some(yte)) = (probe, &self.train.labels, &self.test.labels) {
+            let classes = self.train.num_classes.max(self.test.num_classes);
+            let cfg = ProbeConfig {
+                seed: self.seed,
+                ..ProbeConfig::default()
+            };
+            lp = Some(
+                linear_probe(&feats[1], ytr, &feats[0], yte, dim, classes, &cfg).test_accuracy,
+            );
+            knn = Some(knn_accuracy(
+                &feats[1],
+                ytr,
+                &feats[0],
+                yte,
+                dim,
+                classes,
+                KnnConfig::default(),
+            ));
+        }
+        Ok(ServerEval {
+            collapse,
+            linear_probe_accuracy: lp,
+            knn_accuracy: knn,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
