@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use fedssl::bench;
 use fedssl::simulate::{render_report, simulate, SimulateArgs};
 use fedssl_common::config::{PlanConfig, ServerConfig};
 use fedssl_common::data::Partition;
@@ -26,6 +27,17 @@ struct Cli {
 enum Cmd {
     /// Run a server and N clients on loopback (the main job), then linear-probe the result.
     Simulate(Box<SimArgs>),
+    /// Benchmarks: each prints a table and writes it as JSON and CSV.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+        /// Folder for results.
+        #[arg(long, global = true, default_value = "bench-results")]
+        out: PathBuf,
+        /// Compute threads (default: all cores).
+        #[arg(long, global = true)]
+        threads: Option<usize>,
+    },
     /// Create or extend a deployment's certificates.
     Certs {
         #[command(subcommand)]
@@ -64,6 +76,60 @@ enum Cmd {
         /// Seed of initializations, subsets and BatchNorm calibration.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Representation quality on a real IDX dataset: baselines, centralized and federated
+    /// SSL (IID, Dirichlet 0.5 / 0.1, with DP). --quick: under 15 min on 2 cores; the full
+    /// mode takes hours.
+    Ssl {
+        /// IDX folder (e.g. ../shared/data/fashion-mnist).
+        #[arg(long)]
+        data: PathBuf,
+        /// The small mode (3000 pretraining images, 4 rounds).
+        #[arg(long)]
+        quick: bool,
+        /// ε of the DP row over the whole run, at δ = 1e-5.
+        #[arg(long, default_value_t = 8.0)]
+        dp_epsilon: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Images/s of a SimCLR training step and of forward-only, next to PyTorch.
+    Train {
+        /// Images per step (each as two views).
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Python interpreter with torch (default: python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// The PyTorch reference script.
+        #[arg(long, default_value = "bench/pytorch_reference.py")]
+        script: PathBuf,
+    },
+    /// Streaming FedAvg throughput against memcpy, and peak memory as K grows.
+    Aggregate {
+        /// Parameter counts.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1_000_000usize, 10_000_000])]
+        params: Vec<usize>,
+        /// Numbers of updates.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 10, 50, 100])]
+        updates: Vec<usize>,
+    },
+    /// Clip + exact Gaussian noise time against one local ConvNet-S round.
+    Dp {
+        /// Parameter counts besides ConvNet-S's.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1_000_000usize, 10_000_000])]
+        params: Vec<usize>,
+        /// Images in the local round (the default simulation gives each site 1500).
+        #[arg(long, default_value_t = 1500)]
+        round_samples: usize,
     },
 }
 
@@ -194,6 +260,15 @@ fn init_logging() {
 fn main() -> anyhow::Result<()> {
     init_logging();
     let cli = Cli::parse();
+    if let Cmd::Bench {
+        threads: Some(n), ..
+    } = &cli.cmd
+    {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads((*n).max(1))
+            .build_global()
+            .context("cannot size the compute thread pool")?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -231,11 +306,73 @@ fn main() -> anyhow::Result<()> {
                 eval_every: a.eval_every,
                 site_labels: a.site_labels,
                 federated_eval_every: a.federated_eval_every,
-                eval: eval_options(a.finetune_steps, a.seed),
+                eval: Some(eval_options(a.finetune_steps, a.seed)),
                 progress: true,
             };
             let summary = rt.block_on(simulate(args))?;
             println!("{}", render_report(&summary, &run_dir));
+        }
+        Cmd::Bench { cmd, out, .. } => {
+            let (table, stem) = match cmd {
+                BenchCmd::Ssl {
+                    data,
+                    quick,
+                    dp_epsilon,
+                    seed,
+                } => {
+                    if !quick {
+                        eprintln!("bench ssl (full mode) trains on the whole dataset: expect several hours on 2 cores (--quick: under 15 minutes)");
+                    }
+                    let cfg = bench::ssl::SslBench {
+                        data,
+                        scale: if quick {
+                            bench::ssl::SslScale::quick()
+                        } else {
+                            bench::ssl::SslScale::full()
+                        },
+                        out: out.join(if quick {
+                            "ssl-quick-runs"
+                        } else {
+                            "ssl-full-runs"
+                        }),
+                        seed,
+                        dp_epsilon,
+                    };
+                    let t = rt.block_on(bench::ssl::run(&cfg))?;
+                    (t, if quick { "ssl-quick" } else { "ssl-full" })
+                }
+                BenchCmd::Train {
+                    batch,
+                    steps,
+                    python,
+                    script,
+                } => {
+                    let t = bench::train::run(&bench::train::TrainBench {
+                        batch,
+                        steps,
+                        warmup: 2,
+                        forward_batches: 20,
+                        python,
+                        script,
+                        out: out.clone(),
+                    })?;
+                    (t, "train")
+                }
+                BenchCmd::Aggregate { params, updates } => {
+                    (bench::aggregate::run(&params, &updates)?, "aggregate")
+                }
+                BenchCmd::Dp {
+                    params,
+                    round_samples,
+                } => {
+                    let mut p = vec![fedssl_common::model::encoder_spec().num_params()];
+                    p.extend(params);
+                    (bench::dp::run(&p, round_samples)?, "dp")
+                }
+            };
+            println!("{}", table.render());
+            let (json, csv) = table.write(&out, stem)?;
+            println!("written: {} and {}", json.display(), csv.display());
         }
         Cmd::Certs { cmd } => match cmd {
             CertCmd::Init {

@@ -56,8 +56,8 @@ pub struct SimulateArgs {
     pub site_labels: usize,
     /// Federated evaluation every this many rounds (0 = never).
     pub federated_eval_every: u64,
-    /// The final evaluation.
-    pub eval: EvalOptions,
+    /// The final evaluation (`None`: skip it).
+    pub eval: Option<EvalOptions>,
     /// Show progress bars.
     pub progress: bool,
 }
@@ -70,9 +70,9 @@ pub struct Summary {
     /// Clients.
     pub clients: usize,
     /// Linear-probe accuracy of the final global encoder.
-    pub linear_probe_accuracy: f64,
+    pub linear_probe_accuracy: Option<f64>,
     /// Weighted-kNN accuracy of the final global encoder.
-    pub knn_accuracy: f64,
+    pub knn_accuracy: Option<f64>,
     /// Same probe on a random-init encoder.
     pub random_init_linear_probe_accuracy: Option<f64>,
     /// Same probe on raw pixels.
@@ -91,8 +91,8 @@ pub struct Summary {
     pub noise_multiplier: f64,
     /// Clip norm.
     pub clip_norm: f64,
-    /// Probe details.
-    pub eval: EvalReport,
+    /// Evaluation details.
+    pub eval: Option<EvalReport>,
     /// Per-client reports.
     pub client_reports: Vec<ClientReport>,
     /// Server counters.
@@ -163,11 +163,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
             data: args.data.clone(),
             train_samples: args.probe_train.clamp(10, 2000),
             test_samples: args.probe_test.clamp(10, 1000),
-            every: if args.eval_every == 0 {
-                u64::MAX
-            } else {
-                args.eval_every
-            },
+            every: args.eval_every,
         }),
         federated_eval_every: if args.site_labels > 0 {
             args.federated_eval_every
@@ -229,12 +225,22 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         client_reports.push(c.await.context("a client task panicked")??);
     }
 
-    info!("evaluating the final global encoder (linear probe, kNN, baselines)");
-    let opts = EvalOptions {
-        seed: args.plan.seed,
-        ..args.eval.clone()
+    let eval = match &args.eval {
+        Some(opts) => {
+            info!("evaluating the final global encoder (linear probe, kNN, baselines)");
+            let opts = EvalOptions {
+                seed: args.plan.seed,
+                ..opts.clone()
+            };
+            Some(evaluate(
+                &report.final_model,
+                &probe_train,
+                &probe_test,
+                &opts,
+            )?)
+        }
+        None => None,
     };
-    let eval = evaluate(&report.final_model, &probe_train, &probe_test, &opts)?;
     let epsilon = client_reports
         .iter()
         .map(|r| r.epsilon)
@@ -242,10 +248,14 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     let summary = Summary {
         rounds_completed: report.rounds_completed,
         clients: args.clients,
-        linear_probe_accuracy: eval.linear_probe_accuracy,
-        knn_accuracy: eval.knn_accuracy,
-        random_init_linear_probe_accuracy: eval.random_init_linear_probe_accuracy,
-        raw_pixel_linear_probe_accuracy: eval.raw_pixel_linear_probe_accuracy,
+        linear_probe_accuracy: eval.as_ref().map(|e| e.linear_probe_accuracy),
+        knn_accuracy: eval.as_ref().map(|e| e.knn_accuracy),
+        random_init_linear_probe_accuracy: eval
+            .as_ref()
+            .and_then(|e| e.random_init_linear_probe_accuracy),
+        raw_pixel_linear_probe_accuracy: eval
+            .as_ref()
+            .and_then(|e| e.raw_pixel_linear_probe_accuracy),
         bytes_on_wire: report.counters.bytes_up + report.counters.bytes_down,
         epsilon,
         delta: args.delta,
@@ -331,8 +341,10 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
                 .unwrap_or("-".into()),
         ));
     }
-    out.push_str("\nfinal global encoder, ");
-    out.push_str(&render_eval(&s.eval));
+    if let Some(e) = &s.eval {
+        out.push_str("\nfinal global encoder, ");
+        out.push_str(&render_eval(e));
+    }
     out.push_str(&format!(
         "\nprivacy: client-level (ε = {:.2}, δ = {:e}) per site, noise multiplier {}, clip norm {}\n",
         s.epsilon, s.delta, s.noise_multiplier, s.clip_norm

@@ -28,10 +28,10 @@ async fn three_clients_two_rounds_learn_and_persist() {
         eval_every: 1,
         site_labels: 16,
         federated_eval_every: 1,
-        eval: EvalOptions {
+        eval: Some(EvalOptions {
             label_fractions: vec![0.1, 1.0],
             ..EvalOptions::default()
-        },
+        }),
         progress: false,
     })
     .await
@@ -100,9 +100,13 @@ async fn three_clients_two_rounds_learn_and_persist() {
         );
         assert!((0.0..=1.0).contains(&f.probe_accuracy));
     }
-    assert_eq!(s.eval.label_efficiency.len(), 2);
-    assert_eq!(s.eval.label_efficiency[1].labeled, 100);
-    assert!(s.knn_accuracy > 0.1, "kNN on 10 shape classes beats chance");
+    let eval = s.eval.as_ref().unwrap();
+    assert_eq!(eval.label_efficiency.len(), 2);
+    assert_eq!(eval.label_efficiency[1].labeled, 100);
+    assert!(
+        s.knn_accuracy.unwrap() > 0.1,
+        "kNN on 10 shape classes beats chance"
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     for k in [

@@ -79,7 +79,9 @@ pub fn steps_per_round(n: usize, plan: &RoundPlan) -> usize {
     (n / bs).max(1) * plan.local_epochs as usize
 }
 
-fn views<B: Backend>(
+/// Two augmented views of the images at `idx`, as one `[2·|idx|, 1, 28, 28]` batch (all first
+/// views, then all second views).
+pub fn views<B: Backend>(
     data: &Dataset,
     idx: &[usize],
     aug: &Augmenter,
@@ -99,6 +101,48 @@ fn views<B: Backend>(
         TensorData::new(buf, [2 * b, 1, IMAGE_SIDE, IMAGE_SIDE]),
         dev,
     )
+}
+
+/// SimCLR loss of a batch holding two views (first half, second half) of each image.
+pub fn simclr_loss<B: Backend>(
+    model: &SslModel<B>,
+    x: Tensor<B, 4>,
+    temperature: f64,
+) -> Tensor<B, 1> {
+    let k = x.dims()[0] / 2;
+    let z = model
+        .projector
+        .forward(model.encoder.forward(x, BnMode::Train));
+    let z1 = z.clone().slice(0..k);
+    let z2 = z.slice(k..2 * k);
+    nt_xent(z1, z2, temperature)
+}
+
+/// The scalar value of a one-element loss tensor (NaN if it cannot be read).
+pub fn scalar<B: Backend>(loss: &Tensor<B, 1>) -> f32 {
+    loss.clone()
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN)
+}
+
+/// A fresh SimCLR model (encoder + projector) on `dev`, seeded.
+pub fn init_model<B: Backend>(dev: &B::Device, seed: u64) -> SslModel<B> {
+    B::seed(dev, seed);
+    SslModel {
+        encoder: ConvNetSConfig::default().init::<B>(dev),
+        projector: ProjectorConfig::default().init::<B>(dev),
+    }
+}
+
+/// The optimizer every local step uses: Adam, ε = 1e-8 (PyTorch's default).
+pub fn optimizer<B: AutodiffBackend>() -> impl Optimizer<SslModel<B>, B> {
+    AdamConfig::new()
+        .with_epsilon(1e-8)
+        .init::<B, SslModel<B>>()
 }
 
 /// Local training on backend `B`.
@@ -126,9 +170,7 @@ pub fn train_on<B: AutodiffBackend>(
             .context("the saved projector does not fit")?;
     }
     let mut model = SslModel { encoder, projector };
-    let mut optim = AdamConfig::new()
-        .with_epsilon(1e-8)
-        .init::<B, SslModel<B>>();
+    let mut optim = optimizer::<B>();
     let aug = Augmenter::new(AugmentConfig::default());
     let bs = (plan.batch_size as usize).min(n);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -142,20 +184,8 @@ pub fn train_on<B: AutodiffBackend>(
             }
             let step_seed = seed ^ ((epoch as u64) << 32 | b as u64);
             let x = views::<B>(job.data, idx, &aug, step_seed, &dev);
-            let h = model.encoder.forward(x, BnMode::Train);
-            let z = model.projector.forward(h);
-            let k = idx.len();
-            let z1 = z.clone().slice(0..k);
-            let z2 = z.slice(k..2 * k);
-            let loss = nt_xent(z1, z2, plan.temperature);
-            let value = loss
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .ok()
-                .and_then(|v| v.first().copied())
-                .unwrap_or(f32::NAN);
+            let loss = simclr_loss(&model, x, plan.temperature);
+            let value = scalar(&loss);
             if !value.is_finite() {
                 bail!("local training diverged (loss {value}) in epoch {epoch}, batch {b}; lower the learning rate");
             }

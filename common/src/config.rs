@@ -173,8 +173,8 @@ pub struct ServerEvalConfig {
     /// use them too.
     #[serde(default = "d_eval_test")]
     pub test_samples: usize,
-    /// Probe and kNN every this many rounds (and after the last); collapse monitors run
-    /// every round.
+    /// Probe and kNN every this many rounds and after the last (0 = only after the last);
+    /// collapse monitors run every round.
     #[serde(default = "d_eval_every")]
     pub every: u64,
 }
@@ -247,9 +247,6 @@ impl ServerConfig {
         if let Some(e) = &self.eval {
             if e.train_samples < 10 || e.test_samples < 10 {
                 bail!("eval.train_samples and eval.test_samples must be at least 10");
-            }
-            if e.every == 0 {
-                bail!("eval.every must be at least 1");
             }
         }
         self.plan.validate()

@@ -598,6 +598,54 @@ mod tests {
     }
 
     #[test]
+    fn reported_figures_are_checked_and_federated_eval_is_weighted() {
+        use fedssl_common::protocol::SiteEval;
+        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        e.connect("a", 10, 1);
+        e.connect("b", 10, 2);
+        e.start_round(plan(), 1.0, 2, &mut rng);
+        let ta = task(e.poll("a", 0));
+        let tb = task(e.poll("b", 0));
+        let site = |acc: f32, n: u32| SiteEval {
+            probe_accuracy: acc,
+            knn_accuracy: acc / 2.0,
+            train_samples: n,
+            test_samples: n,
+        };
+        // Out-of-range or non-finite figures are refused like a malformed update.
+        for bad in [
+            (f32::NAN, 10.0, None),
+            (0.5, -1.0, None),
+            (0.5, 10.0, Some(site(1.5, 10))),
+            (0.5, 10.0, Some(site(0.5, 0))),
+        ] {
+            let mut u = upload(&ta, [0.1, 0.0, 0.0], 10);
+            u.metrics.std_ratio = bad.0;
+            u.metrics.effective_rank = bad.1;
+            u.metrics.site_eval = bad.2;
+            assert_eq!(e.submit("a", &u).unwrap_err().code, ErrorCode::Malformed);
+        }
+        // Site a: 0.9 on 10 test samples; site b: 0.6 on 30 → (9 + 18) / 40 = 0.675.
+        let mut ua = upload(&ta, [0.1, 0.0, 0.0], 10);
+        ua.metrics.std_ratio = 0.4;
+        ua.metrics.site_eval = Some(site(0.9, 10));
+        let mut ub = upload(&tb, [0.1, 0.0, 0.0], 10);
+        ub.metrics.std_ratio = 0.8;
+        ub.metrics.site_eval = Some(site(0.6, 30));
+        e.submit("a", &ua).unwrap();
+        e.submit("b", &ub).unwrap();
+        let r = e.close_round().unwrap();
+        let f = r.federated_eval.unwrap();
+        assert_eq!((f.sites, f.test_samples, f.model_version), (2, 40, 0));
+        assert!((f.probe_accuracy - 0.675).abs() < 1e-6);
+        assert!((f.knn_accuracy - 0.3375).abs() < 1e-6);
+        assert!((r.client_std_ratio.unwrap() - 0.6).abs() < 1e-6);
+        assert!((r.client_effective_rank.unwrap() - 10.0).abs() < 1e-9);
+        assert_eq!(r.rejected, 4);
+    }
+
+    #[test]
     fn empty_round_keeps_the_model_and_finish_is_announced() {
         let mut e = Engine::new(weights([1.0, 2.0, 3.0]), 0, 1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);

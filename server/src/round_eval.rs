@@ -36,7 +36,7 @@ impl EvalSet {
         Ok(Self {
             train,
             test,
-            every: cfg.every.max(1),
+            every: cfg.every,
             seed,
         })
     }
@@ -44,7 +44,7 @@ impl EvalSet {
     /// Evaluates the model committed in `round` (`last`: the run's final round).
     pub fn evaluate(&self, model: &Weights, round: u64, last: bool) -> anyhow::Result<ServerEval> {
         let started = Instant::now();
-        let probe = last || round.is_multiple_of(self.every);
+        let probe = last || (self.every > 0 && round.is_multiple_of(self.every));
         let sets: Vec<&Dataset> = if probe {
             vec![&self.test, &self.train]
         } else {

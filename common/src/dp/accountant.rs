@@ -5,16 +5,27 @@ use opendp::combinators::ConcentratedMeasure;
 use opendp::measures::ZeroConcentratedDivergence;
 use serde::{Deserialize, Serialize};
 
-/// ε of a ρ-zCDP guarantee at a given δ (opendp's tight conversion).
+/// ε of a ρ-zCDP guarantee at a given δ: opendp's tight conversion, or, where opendp
+/// overflows (ρ above about 5·10⁴, i.e. ε far beyond any meaningful protection), the
+/// closed-form upper bound ρ + 2·√(ρ·ln(1/δ)) (Bun & Steinke 2016, Prop. 1.3).
 pub fn epsilon_from_rho(rho: f64, delta: f64) -> anyhow::Result<f64> {
-    if rho <= 0.0 {
+    anyhow::ensure!(
+        rho.is_finite() && rho >= 0.0,
+        "ρ must be a finite non-negative number, got {rho}"
+    );
+    anyhow::ensure!(
+        delta > 0.0 && delta < 1.0,
+        "δ must be in (0, 1), got {delta}"
+    );
+    if rho == 0.0 {
         return Ok(0.0);
     }
     let profile = <ZeroConcentratedDivergence as ConcentratedMeasure>::convert(rho)
         .map_err(|e| anyhow::anyhow!("opendp zCDP conversion: {e}"))?;
-    profile
-        .epsilon(delta)
-        .map_err(|e| anyhow::anyhow!("opendp ε at δ = {delta}: {e}"))
+    match profile.epsilon(delta) {
+        Ok(e) => Ok(e),
+        Err(_) => Ok(rho + 2.0 * (rho * (1.0 / delta).ln()).sqrt()),
+    }
 }
 
 /// One round's privacy spend.
@@ -108,6 +119,18 @@ pub struct BudgetExceeded {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn huge_rho_falls_back_to_the_closed_form_bound() {
+        // opendp overflows here; the bound ρ + 2√(ρ ln 1/δ) is stated instead.
+        let (rho, delta) = (1e8f64, 1e-5f64);
+        let want = rho + 2.0 * (rho * (1.0 / delta).ln()).sqrt();
+        assert_eq!(epsilon_from_rho(rho, delta).unwrap(), want);
+        // Below the overflow, opendp's tighter value is used and is below the bound.
+        let tight = epsilon_from_rho(1e3, delta).unwrap();
+        assert!(tight < 1e3 + 2.0 * (1e3 * (1.0 / delta).ln()).sqrt());
+        assert!(epsilon_from_rho(f64::INFINITY, delta).is_err());
+    }
+
     use super::*;
 
     #[test]

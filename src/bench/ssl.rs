@@ -1,0 +1,445 @@
+//! `fedssl bench ssl`: representation quality on a real dataset (IDX, e.g. Fashion-MNIST)
+//! for raw pixels, a random-init encoder, supervised training from scratch, centralized SSL
+//! and federated SSL (IID, Dirichlet 0.5, Dirichlet 0.1, Dirichlet 0.1 with DP at ε = 8),
+//! all with the same evaluation, and the same total number of local steps for centralized
+//! and federated rows.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use tracing::info;
+
+use fedssl_common::config::PlanConfig;
+use fedssl_common::data::{idx, Dataset, Partition};
+use fedssl_common::dp::{epsilon_from_rho, GaussianMechanism, Mechanism};
+use fedssl_common::eval::finetune::supervised_encoder;
+use fedssl_common::eval::{
+    balanced_subset, encode_with_weights, finetune, knn_accuracy, linear_probe, FinetuneConfig,
+    KnnConfig, ProbeConfig,
+};
+use fedssl_common::model::{encoder_spec, Weights, IMAGE_PIXELS};
+
+use super::table::{machine, num, pct, Table};
+use crate::simulate::{simulate, SimulateArgs};
+
+/// Sizes of one benchmark mode.
+#[derive(Debug, Clone, Copy)]
+pub struct SslScale {
+    /// Unlabeled pretraining pool (from the training split).
+    pub pool: usize,
+    /// Labeled pool for probes and fine-tuning (from the training split).
+    pub labeled: usize,
+    /// Test samples.
+    pub test: usize,
+    /// Federated clients.
+    pub clients: usize,
+    /// Rounds (the centralized row runs as many, on one site holding all the data).
+    pub rounds: u64,
+    /// Local epochs per round.
+    pub local_epochs: u32,
+    /// Fine-tuning and supervised steps.
+    pub finetune_steps: usize,
+}
+
+impl SslScale {
+    /// Under 15 minutes on 2 cores (small pool, few rounds: the accuracies are far from
+    /// what the full mode reaches).
+    pub fn quick() -> Self {
+        Self {
+            pool: 3000,
+            labeled: 5000,
+            test: 2000,
+            clients: 10,
+            rounds: 4,
+            local_epochs: 1,
+            finetune_steps: 100,
+        }
+    }
+
+    /// The whole dataset: hours on 2 cores.
+    pub fn full() -> Self {
+        Self {
+            pool: 60_000,
+            labeled: 60_000,
+            test: 10_000,
+            clients: 10,
+            rounds: 20,
+            local_epochs: 1,
+            finetune_steps: 1500,
+        }
+    }
+}
+
+/// Settings of the benchmark.
+#[derive(Debug, Clone)]
+pub struct SslBench {
+    /// IDX folder.
+    pub data: PathBuf,
+    /// Sizes.
+    pub scale: SslScale,
+    /// Where the runs go.
+    pub out: PathBuf,
+    /// Seed.
+    pub seed: u64,
+    /// ε of the DP row over the whole run (at δ = 1e-5).
+    pub dp_epsilon: f64,
+}
+
+struct Eval {
+    probe: f64,
+    knn: f64,
+    probe1: f64,
+    probe10: f64,
+}
+
+struct Labeled {
+    pool: Dataset,
+    test: Dataset,
+    ytr: Vec<u8>,
+    yte: Vec<u8>,
+    sub1: Vec<usize>,
+    sub10: Vec<usize>,
+    classes: usize,
+}
+
+impl Labeled {
+    fn eval_features(&self, tr: &[f32], te: &[f32], dim: usize, seed: u64) -> Eval {
+        let cfg = ProbeConfig {
+            seed,
+            ..ProbeConfig::default()
+        };
+        let probe = |idx: Option<&[usize]>| {
+            let (x, y) = match idx {
+                None => (tr.to_vec(), self.ytr.clone()),
+                Some(ix) => (
+                    ix.iter()
+                        .flat_map(|&i| tr[i * dim..(i + 1) * dim].iter().copied())
+                        .collect(),
+                    ix.iter().map(|&i| self.ytr[i]).collect(),
+                ),
+            };
+            linear_probe(&x, &y, te, &self.yte, dim, self.classes, &cfg).test_accuracy
+        };
+        Eval {
+            probe: probe(None),
+            knn: knn_accuracy(
+                tr,
+                &self.ytr,
+                te,
+                &self.yte,
+                dim,
+                self.classes,
+                KnnConfig::default(),
+            ),
+            probe1: probe(Some(&self.sub1)),
+            probe10: probe(Some(&self.sub10)),
+        }
+    }
+
+    fn eval_encoder(&self, w: Option<&Weights>, seed: u64) -> anyhow::Result<Eval> {
+        let f = encode_with_weights(w, seed, &self.pool, &[&self.pool, &self.test])?;
+        let dim = f[0].len() / self.pool.len().max(1);
+        Ok(self.eval_features(&f[0], &f[1], dim, seed))
+    }
+}
+
+/// z such that `rounds` rounds of the Gaussian mechanism with clip `c` cost `epsilon` at δ.
+pub fn calibrate_noise(epsilon: f64, delta: f64, rounds: u64, c: f64) -> anyhow::Result<f64> {
+    let p = encoder_spec().num_params();
+    let eps_of = |z: f64| -> anyhow::Result<f64> {
+        let rho = GaussianMechanism::new(c, z, p)?.rho()?;
+        epsilon_from_rho(rho * rounds as f64, delta)
+    };
+    let (mut lo, mut hi) = (1e-3f64, 1e4f64);
+    for _ in 0..100 {
+        let mid = (lo * hi).sqrt();
+        if eps_of(mid)? > epsilon {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(hi)
+}
+
+/// Runs the benchmark.
+pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
+    let s = cfg.scale;
+    let splits = idx::load_dir(&cfg.data)
+        .with_context(|| format!("cannot load the IDX dataset in {}", cfg.data.display()))?;
+    let pool = splits.train.take(s.labeled);
+    let test = splits.test.take(s.test);
+    let ytr = pool
+        .labels
+        .clone()
+        .context("the training split has no labels")?;
+    let yte = test
+        .labels
+        .clone()
+        .context("the test split has no labels")?;
+    let lab = Labeled {
+        sub1: balanced_subset(&ytr, 0.01, cfg.seed),
+        sub10: balanced_subset(&ytr, 0.1, cfg.seed),
+        classes: pool.num_classes.max(test.num_classes),
+        pool,
+        test,
+        ytr,
+        yte,
+    };
+    let ft = FinetuneConfig {
+        steps: s.finetune_steps,
+        seed: cfg.seed,
+        ..FinetuneConfig::default()
+    };
+    let sub1 = lab.pool.subset(&lab.sub1);
+    let sub10 = lab.pool.subset(&lab.sub10);
+
+    let mut t = Table::new(
+        format!(
+            "bench ssl: {} — ConvNet-S, {} pretraining images, {} clients, {} rounds",
+            cfg.data.display(),
+            s.pool,
+            s.clients,
+            s.rounds
+        ),
+        &[
+            "row",
+            "objective",
+            "linear probe",
+            "kNN",
+            "1% probe",
+            "10% probe",
+            "1% fine-tune",
+            "local steps",
+            "wall s",
+            "MB on wire",
+        ],
+    );
+
+    // Baselines.
+    let started = Instant::now();
+    info!("bench ssl: raw pixels");
+    let raw = lab.eval_features(&lab.pool.images, &lab.test.images, IMAGE_PIXELS, cfg.seed);
+    push(&mut t, "raw pixels", "-", &raw, None, None, started, None);
+    let started = Instant::now();
+    info!("bench ssl: random-init encoder");
+    let rnd = lab.eval_encoder(None, cfg.seed ^ 0xA5A5)?;
+    push(
+        &mut t,
+        "random-init encoder",
+        "-",
+        &rnd,
+        None,
+        None,
+        started,
+        None,
+    );
+    let started = Instant::now();
+    info!("bench ssl: supervised from scratch (all labels, 10%, 1%)");
+    let (sup_w, _) = supervised_encoder(&lab.pool, &ft)?;
+    let sup = lab.eval_encoder(Some(&sup_w), cfg.seed)?;
+    let sup1 = finetune(None, &sub1, &lab.test, &ft)?.test_accuracy;
+    let sup10 = finetune(None, &sub10, &lab.test, &ft)?.test_accuracy;
+    push(
+        &mut t,
+        "supervised from scratch",
+        "-",
+        &Eval {
+            probe1: sup1,
+            probe10: sup10,
+            ..sup
+        },
+        Some(sup1),
+        Some(ft.steps),
+        started,
+        None,
+    );
+
+    // SSL rows: one site holding everything, then federated partitions.
+    // (C, z) of the rows without meaningful privacy: C = 10 rarely clips a round's update,
+    // and the smallest z whose ε opendp can still state keeps the noise negligible.
+    let no_dp_c = 10.0;
+    let no_dp_z = [1e-4, 3e-4, 1e-3, 3e-3]
+        .into_iter()
+        .find(|&z| {
+            GaussianMechanism::new(no_dp_c, z, encoder_spec().num_params())
+                .and_then(|m| m.rho())
+                .and_then(|rho| epsilon_from_rho(rho * s.rounds as f64, 1e-5))
+                .is_ok_and(|e| e.is_finite())
+        })
+        .context("no noise multiplier with a finite ε")?;
+    let no_dp = (no_dp_c, no_dp_z);
+    let dp_c = 0.1;
+    let dp_z = calibrate_noise(cfg.dp_epsilon, 1e-5, s.rounds, dp_c)?;
+    let rows: Vec<(&str, usize, Partition, (f64, f64))> = vec![
+        ("centralized SSL", 1, Partition::Iid, no_dp),
+        ("federated SSL, IID", s.clients, Partition::Iid, no_dp),
+        (
+            "federated SSL, Dirichlet 0.5",
+            s.clients,
+            Partition::Dirichlet(0.5),
+            no_dp,
+        ),
+        (
+            "federated SSL, Dirichlet 0.1",
+            s.clients,
+            Partition::Dirichlet(0.1),
+            no_dp,
+        ),
+        (
+            "federated SSL, Dirichlet 0.1, DP",
+            s.clients,
+            Partition::Dirichlet(0.1),
+            (dp_c, dp_z),
+        ),
+    ];
+    for objective in ["simclr"] {
+        for (name, clients, partition, (c, z)) in &rows {
+            info!(row = name, objective, "bench ssl: pretraining");
+            let started = Instant::now();
+            let run_dir = cfg.out.join(format!(
+                "ssl-{}-{}",
+                objective,
+                name.replace([' ', ',', '.'], "_")
+            ));
+            let _ = std::fs::remove_dir_all(&run_dir);
+            let plan = PlanConfig {
+                local_epochs: s.local_epochs,
+                // 100 divides every IID shard of both modes, so the centralized and the IID
+                // federated rows take exactly the same number of local steps.
+                batch_size: 100,
+                clip_norm: *c,
+                noise_multiplier: *z,
+                seed: cfg.seed,
+                ..PlanConfig::default()
+            };
+            let summary = simulate(SimulateArgs {
+                clients: *clients,
+                rounds: s.rounds,
+                data: Some(cfg.data.clone()),
+                partition: *partition,
+                run_dir,
+                device: "cpu".into(),
+                epsilon_budget: 1e300, // the no-DP rows spend an astronomical ε
+                delta: 1e-5,
+                plan: plan.clone(),
+                train_samples: s.pool,
+                probe_train: 1000,
+                probe_test: 1000,
+                round_deadline_secs: 7200.0,
+                eval_every: 0,
+                site_labels: 0,
+                federated_eval_every: 0,
+                eval: None,
+                progress: true,
+            })
+            .await?;
+            let steps = local_steps(
+                &splits.train.take(s.pool),
+                *clients,
+                *partition,
+                &plan,
+                summary.rounds_completed,
+            )?;
+            let w = Weights::load(
+                &cfg.out
+                    .join(format!(
+                        "ssl-{}-{}",
+                        objective,
+                        name.replace([' ', ',', '.'], "_")
+                    ))
+                    .join("server/checkpoints")
+                    .join(format!(
+                        "global-{:06}.safetensors",
+                        summary.rounds_completed
+                    )),
+            )?;
+            let e = lab.eval_encoder(Some(&w), cfg.seed)?;
+            let ft1 = finetune(Some(&w), &sub1, &lab.test, &ft)?.test_accuracy;
+            let label = if name.ends_with("DP") {
+                format!("{name} (ε = {:.1}, z = {z:.2}, C = {c})", summary.epsilon)
+            } else {
+                name.to_string()
+            };
+            push(
+                &mut t,
+                &label,
+                objective,
+                &e,
+                Some(ft1),
+                Some(steps),
+                started,
+                (*clients > 1).then_some(summary.bytes_on_wire),
+            );
+        }
+    }
+    t.note(format!(
+        "probes: standardized features, softmax regression (full-batch Adam, 300 steps), L2 penalty chosen on a 20% validation split; kNN: k = 200, T = 0.1 on L2-normalized features; {} labeled / {} test images",
+        lab.pool.len(),
+        lab.test.len()
+    ));
+    t.note(format!(
+        "1% / 10%: class-balanced seeded subsets ({} / {} labels); fine-tune: encoder + linear head end to end, Adam, encoder lr 1e-4, head lr 1e-3, {} steps of batch 64",
+        lab.sub1.len(),
+        lab.sub10.len(),
+        ft.steps
+    ));
+    t.note("supervised row: probe / kNN on the encoder trained with all labels; its 1% / 10% columns are the from-scratch classifier trained on that subset (the baseline for the probe and fine-tune columns)");
+    t.note(format!("rows without DP use C = {no_dp_c} and z = {no_dp_z:e} (noise std {:e} per coordinate): no meaningful privacy; the DP row's z is calibrated so the whole run costs the stated ε at δ = 1e-5 per site (client-level)", no_dp_c * no_dp_z));
+    t.note("centralized SSL: one site holding the whole pool, same rounds, local epochs and batch (100 pairs), hence the same total local steps as the IID row; Dirichlet shards drop their last partial batch, so their count differs slightly (its traffic is omitted: no network)");
+    t.note(format!("machine: {}", machine()));
+    Ok(t)
+}
+
+/// Local optimizer steps of a whole run: every site takes `steps_per_round` on its share
+/// of the pool (the same partition `simulate` draws).
+fn local_steps(
+    pool: &Dataset,
+    clients: usize,
+    partition: Partition,
+    plan: &PlanConfig,
+    rounds: u64,
+) -> anyhow::Result<usize> {
+    let parts = fedssl_common::data::partition::partition(
+        pool.len(),
+        pool.labels.as_deref(),
+        clients,
+        partition,
+        plan.seed,
+        2,
+    )?;
+    let round_plan = plan.plan(1);
+    Ok(parts
+        .iter()
+        .map(|p| fedssl_client::trainer::steps_per_round(p.len(), &round_plan))
+        .sum::<usize>()
+        * rounds as usize)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push(
+    t: &mut Table,
+    row: &str,
+    objective: &str,
+    e: &Eval,
+    ft1: Option<f64>,
+    steps: Option<usize>,
+    started: Instant,
+    bytes: Option<u64>,
+) {
+    t.row(vec![
+        row.into(),
+        objective.into(),
+        pct(Some(e.probe)),
+        pct(Some(e.knn)),
+        pct(Some(e.probe1)),
+        pct(Some(e.probe10)),
+        pct(ft1),
+        steps.map(|s| s.to_string()).unwrap_or("-".into()),
+        num(Some(started.elapsed().as_secs_f64()), 0),
+        bytes
+            .map(|b| format!("{:.1}", b as f64 / 1e6))
+            .unwrap_or("-".into()),
+    ]);
+}
