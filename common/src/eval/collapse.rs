@@ -3,10 +3,12 @@
 //! * The mean per-dimension standard deviation of the L2-normalized embeddings: about
 //!   `1/√d` when embeddings spread over the sphere, 0 when they all coincide
 //!   (Chen & He 2021, SimSiam §4).
-//! * The effective rank (Roy & Vetterli 2007) of the embeddings' second-moment matrix
-//!   `ZᵀZ/n`: `exp(H(p))` where `p` are its eigenvalues normalized to sum to 1 (they already
-//!   do for unit rows). `d` when every direction is used equally, 1 when all embeddings lie
-//!   on one line (dimensional collapse; as in RankMe, Garrido et al. 2023).
+//! * The effective rank (Roy & Vetterli 2007) of the covariance of the normalized embeddings:
+//!   `exp(H(p))` where `p` are its eigenvalues normalized to sum to 1. `d` when every
+//!   direction varies equally, 1 when all embeddings vary along one line (dimensional
+//!   collapse), and 1 by convention when they all coincide (no variance at all). Centering
+//!   matters: encoder outputs after ReLU share a large mean direction that would otherwise
+//!   dominate the spectrum of a healthy encoder.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +27,7 @@ pub struct CollapseMetrics {
     pub embedding_std: f64,
     /// `embedding_std · √d`: about 1 for spread embeddings, 0 for collapsed ones.
     pub std_ratio: f64,
-    /// Effective rank of the second-moment matrix, in `[1, d]`.
+    /// Effective rank of the covariance of the normalized embeddings, in `[1, d]`.
     pub effective_rank: f64,
     /// Embedding dimension.
     pub dim: usize,
@@ -83,11 +85,14 @@ pub fn collapse_metrics(emb: &[f32], dim: usize) -> CollapseMetrics {
     }
     let embedding_std = var.iter().map(|s| (s / n as f64).sqrt()).sum::<f64>() / dim as f64;
 
+    // Covariance = E[zzᵀ] − μμᵀ.
     let second = matmul(MatRef::new(&z, n, dim).t(), MatRef::new(&z, n, dim));
-    let m = nalgebra::DMatrix::from_fn(dim, dim, |i, j| second[i * dim + j] as f64 / n as f64);
+    let m = nalgebra::DMatrix::from_fn(dim, dim, |i, j| {
+        second[i * dim + j] as f64 / n as f64 - mean[i] * mean[j]
+    });
     let eig = nalgebra::SymmetricEigen::new(m).eigenvalues;
     let total: f64 = eig.iter().map(|&l| l.max(0.0)).sum();
-    let effective_rank = if total > 0.0 {
+    let effective_rank = if total > 1e-9 {
         let h: f64 = eig
             .iter()
             .map(|&l| l.max(0.0) / total)
@@ -96,7 +101,7 @@ pub fn collapse_metrics(emb: &[f32], dim: usize) -> CollapseMetrics {
             .sum();
         h.exp()
     } else {
-        0.0
+        1.0 // every embedding is the same point
     };
     CollapseMetrics {
         embedding_std,
@@ -152,10 +157,31 @@ mod tests {
 
     #[test]
     fn two_unequal_directions_match_the_entropy_formula() {
-        // 3 rows along e_0, 1 row along e_1: eigenvalues 3/4 and 1/4, rank = exp(H(3/4, 1/4)).
-        let emb = [1.0f32, 0.0, 2.0, 0.0, 5.0, 0.0, 0.0, 1.0];
+        // ±e_0 twice each and ±e_1 once each: mean 0, covariance diag(4/6, 2/6), so
+        // rank = exp(H(2/3, 1/3)).
+        let emb = [
+            1.0f32, 0.0, -2.0, 0.0, 3.0, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, -4.0,
+        ];
         let m = collapse_metrics(&emb, 2);
-        let h: f64 = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln());
+        let (a, b) = (2.0f64 / 3.0, 1.0f64 / 3.0);
+        let h = -(a * a.ln() + b * b.ln());
         assert!((m.effective_rank - h.exp()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_shared_offset_does_not_hide_a_healthy_spread() {
+        // Every row = (10, 10, 10, 10) + a small ±e_i: normalized, they share one dominant
+        // direction, yet they vary along 4 directions equally; the centered rank sees that.
+        let d = 4;
+        let mut emb = Vec::new();
+        for i in 0..d {
+            for s in [1.0f32, -1.0] {
+                let mut r = vec![10.0f32; d];
+                r[i] += s;
+                emb.extend(r);
+            }
+        }
+        let m = collapse_metrics(&emb, d);
+        assert!(m.effective_rank > 2.9, "{}", m.effective_rank);
     }
 }
