@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::knn::l2_normalize_rows;
-use super::linalg::{matmul, MatRef};
+use super::linalg::{column_moments, matmul, MatRef};
 
 /// Warn when `embedding_std · √d` falls below this (healthy ≈ 1, collapsed → 0).
 pub const STD_WARN: f64 = 0.1;
@@ -72,18 +72,8 @@ pub fn collapse_metrics(emb: &[f32], dim: usize) -> CollapseMetrics {
         };
     }
     let z = l2_normalize_rows(emb, dim);
-    let mut mean = vec![0.0f64; dim];
-    for row in z.chunks_exact(dim) {
-        mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
-    }
-    mean.iter_mut().for_each(|m| *m /= n as f64);
-    let mut var = vec![0.0f64; dim];
-    for row in z.chunks_exact(dim) {
-        for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
-            *s += (v as f64 - m).powi(2);
-        }
-    }
-    let embedding_std = var.iter().map(|s| (s / n as f64).sqrt()).sum::<f64>() / dim as f64;
+    let (mean, var) = column_moments(&z, dim);
+    let embedding_std = var.iter().map(|s| s.sqrt()).sum::<f64>() / dim as f64;
 
     // Covariance = E[zzᵀ] − μμᵀ.
     let second = matmul(MatRef::new(&z, n, dim).t(), MatRef::new(&z, n, dim));

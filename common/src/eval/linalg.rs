@@ -122,6 +122,24 @@ pub fn matmul_into(a: MatRef<'_>, b: MatRef<'_>, out: &mut [f32]) {
     }
 }
 
+/// Per-column mean and (population) variance of `x` (`n × dim`, row-major), in f64.
+pub fn column_moments(x: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = (x.len() / dim.max(1)).max(1) as f64;
+    let mut mean = vec![0.0f64; dim];
+    let mut var = vec![0.0f64; dim];
+    for row in x.chunks_exact(dim.max(1)) {
+        mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    for row in x.chunks_exact(dim.max(1)) {
+        for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+            *s += (v as f64 - m).powi(2);
+        }
+    }
+    var.iter_mut().for_each(|s| *s /= n);
+    (mean, var)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

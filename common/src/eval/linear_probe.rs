@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::linalg::{matmul, matmul_into, MatRef};
+use super::linalg::{column_moments, matmul, matmul_into, MatRef};
 
 /// Settings of the probe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,20 +61,9 @@ pub struct Standardizer {
 impl Standardizer {
     /// Fits on `x` (`n × dim`).
     pub fn fit(x: &[f32], dim: usize) -> Self {
-        let n = (x.len() / dim.max(1)).max(1) as f64;
-        let mut mean = vec![0.0f64; dim];
-        let mut var = vec![0.0f64; dim];
-        for row in x.chunks_exact(dim) {
-            mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
-        }
-        mean.iter_mut().for_each(|m| *m /= n);
-        for row in x.chunks_exact(dim) {
-            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
-                *s += (v as f64 - m).powi(2);
-            }
-        }
+        let (mean, var) = column_moments(x, dim);
         Self {
-            sd: var.iter().map(|s| ((s / n).sqrt() + 1e-6) as f32).collect(),
+            sd: var.iter().map(|s| (s.sqrt() + 1e-6) as f32).collect(),
             mean: mean.iter().map(|&m| m as f32).collect(),
         }
     }
