@@ -90,6 +90,31 @@ async fn foreign_ca_forged_names_and_bad_frames_are_refused_and_the_server_keeps
         "{resp:?}"
     );
 
+    // 2b. A client of another protocol version (the right name): refused with VersionMismatch.
+    let mut old = Hello {
+        protocol_version: fedssl_common::PROTOCOL_VERSION - 1,
+        ..match hello("a") {
+            ClientMsg::Hello(h) => h,
+            _ => unreachable!(),
+        }
+    };
+    old.claimed_name = "a".into();
+    let (resp, _) = io::request(
+        &conn,
+        &ClientMsg::Hello(old),
+        1 << 20,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    match resp {
+        ServerMsg::Error(e) => {
+            assert_eq!(e.code, ErrorCode::VersionMismatch);
+            assert!(e.message.contains("version"), "{}", e.message);
+        }
+        other => panic!("old protocol accepted: {other:?}"),
+    }
+
     // 3. Oversized, truncated and garbage frames: refused, no panic.
     let oversized = (u32::MAX).to_le_bytes();
     match raw_exchange(&conn, &oversized).await {
@@ -122,6 +147,7 @@ async fn foreign_ca_forged_names_and_bad_frames_are_refused_and_the_server_keeps
     let c = s.counters;
     assert!(c.handshake_failures >= 1, "{c:?}");
     assert_eq!(c.name_mismatches, 1);
+    assert_eq!(c.version_mismatches, 1);
     assert_eq!(c.frames_oversized, 1);
     assert!(c.frames_truncated + c.frames_malformed >= 2, "{c:?}");
 }

@@ -362,3 +362,75 @@ impl ClientConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: &str = r#"
+listen = "0.0.0.0:4433"
+run_dir = "/var/lib/fedssl/run1"
+rounds = 20
+federated_eval_every = 5
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/server.pem"
+key = "certs/server.key"
+[eval]
+train_samples = 500
+every = 5
+[plan]
+noise_multiplier = 1.0
+"#;
+
+    #[test]
+    fn the_readme_server_config_with_evaluation_parses_and_validates() {
+        let cfg: ServerConfig = toml::from_str(SERVER).unwrap();
+        cfg.validate().unwrap();
+        let e = cfg.eval.as_ref().unwrap();
+        assert_eq!((e.train_samples, e.test_samples, e.every), (500, 1000, 5));
+        assert_eq!(e.data, None);
+        assert_eq!(cfg.federated_eval_every, 5);
+        assert_eq!(cfg.plan.noise_multiplier, 1.0);
+        assert_eq!(cfg.plan.batch_size, 128, "unset plan fields take defaults");
+    }
+
+    #[test]
+    fn invalid_or_unknown_fields_are_named() {
+        let bad = SERVER.replace("train_samples = 500", "train_samples = 5");
+        let err = toml::from_str::<ServerConfig>(&bad)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("eval.train_samples"), "{err}");
+        let typo = SERVER.replace("every = 5", "evry = 5");
+        let err = toml::from_str::<ServerConfig>(&typo).unwrap_err();
+        assert!(err.to_string().contains("evry"), "{err}");
+    }
+
+    #[test]
+    fn a_client_config_may_keep_labels_for_federated_evaluation() {
+        let text = r#"
+server_addr = "10.0.0.5:4433"
+server_name = "fl.example.org"
+state_dir = "/var/lib/fedssl/client"
+epsilon_budget = 10.0
+local_eval_labels = 200
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/client-a.pem"
+key = "certs/client-a.key"
+[data]
+partition = "dirichlet:0.5"
+"#;
+        let cfg: ClientConfig = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.local_eval_labels, 200);
+        assert_eq!(cfg.device, "cpu");
+        let bad = text.replace("dirichlet:0.5", "dirichlet:-1");
+        assert!(toml::from_str::<ClientConfig>(&bad)
+            .unwrap()
+            .validate()
+            .is_err());
+    }
+}
