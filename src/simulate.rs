@@ -87,6 +87,9 @@ pub struct Summary {
     pub seconds: f64,
     /// Final global model hash.
     pub final_model_hash: String,
+    /// The final global encoder (in `server/checkpoints/` on disk too).
+    #[serde(skip)]
+    pub final_model: fedssl_common::model::Weights,
     /// Noise multiplier and clip norm used.
     pub noise_multiplier: f64,
     /// Clip norm.
@@ -261,6 +264,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         delta: args.delta,
         seconds: started.elapsed().as_secs_f64(),
         final_model_hash: report.final_hash.clone(),
+        final_model: report.final_model,
         noise_multiplier: args.plan.noise_multiplier,
         clip_norm: args.plan.clip_norm,
         eval,

@@ -2,10 +2,10 @@
 //! of the locally trained encoder, and (federated evaluation) a linear probe and kNN of the
 //! global model on the site's few labels. Only the resulting numbers leave the site.
 
+use tracing::warn;
+
 use fedssl_common::data::Dataset;
-use fedssl_common::eval::{
-    collapse_metrics, encode_with_weights, knn_accuracy, linear_probe, KnnConfig, ProbeConfig,
-};
+use fedssl_common::eval::{collapse_metrics, encode_with_weights, Labels, Scorer};
 use fedssl_common::model::Weights;
 use fedssl_common::protocol::{LocalMetrics, SiteEval};
 
@@ -46,24 +46,15 @@ impl LocalLabels {
         };
         let feats = encode_with_weights(Some(global), seed, data, &[&self.train, &self.test])?;
         let dim = feats[0].len() / self.train.len().max(1);
-        let classes = self.train.num_classes.max(self.test.num_classes);
-        let cfg = ProbeConfig {
-            seed,
-            ..ProbeConfig::default()
+        let labels = Labels {
+            train: ytr,
+            test: yte,
+            classes: self.train.num_classes.max(self.test.num_classes),
         };
-        let probe = linear_probe(&feats[0], ytr, &feats[1], yte, dim, classes, &cfg);
-        let knn = knn_accuracy(
-            &feats[0],
-            ytr,
-            &feats[1],
-            yte,
-            dim,
-            classes,
-            KnnConfig::default(),
-        );
+        let s = Scorer::seeded(seed).score(&feats[0], &feats[1], dim, labels, &[]);
         Ok(SiteEval {
-            probe_accuracy: probe.test_accuracy as f32,
-            knn_accuracy: knn as f32,
+            probe_accuracy: s.probe.test_accuracy as f32,
+            knn_accuracy: s.knn as f32,
             train_samples: self.train.len() as u32,
             test_samples: self.test.len() as u32,
         })
@@ -81,6 +72,9 @@ pub fn local_metrics(
     let feats = encode_with_weights(Some(encoder), seed, &sample, &[&sample])?;
     let dim = feats[0].len() / sample.len().max(1);
     let c = collapse_metrics(&feats[0], dim);
+    for w in c.warnings() {
+        warn!("local encoder: {w}");
+    }
     Ok(LocalMetrics {
         std_ratio: c.std_ratio as f32,
         effective_rank: c.effective_rank as f32,

@@ -2,6 +2,7 @@
 //! upload; reconnect with exponential backoff when the server is gone, resuming where it was.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -51,8 +52,9 @@ enum Outcome {
 
 struct Session {
     cfg: ClientConfig,
-    data: Dataset,
-    local_labels: Option<LocalLabels>,
+    /// Shared with the blocking training / evaluation tasks without copying.
+    data: Arc<Dataset>,
+    local_labels: Option<Arc<LocalLabels>>,
     device: ComputeDevice,
     spec: WeightsSpec,
     state: SiteState,
@@ -89,7 +91,8 @@ pub async fn run_client(
     } else {
         None
     };
-    let data = data.unlabeled();
+    let local_labels = local_labels.map(Arc::new);
+    let data = Arc::new(data.unlabeled());
     let mut s = Session {
         report: ClientReport {
             name: String::new(),
@@ -331,6 +334,7 @@ impl Session {
         let site_seed = hash_name(&self.report.name);
         let site_eval = match (&self.local_labels, task.plan.evaluate) {
             (Some(l), true) => {
+                // Arc clones: no data is copied.
                 let (l, g, d, seed) = (l.clone(), global.clone(), self.data.clone(), site_seed);
                 match tokio::task::spawn_blocking(move || l.evaluate(&g, &d, seed))
                     .await
@@ -359,8 +363,8 @@ impl Session {
         let device = self.device;
         let bar2 = bar.clone();
         let global2 = global.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            trainer::train(
+        let (outcome, metrics) = tokio::task::spawn_blocking(move || {
+            let outcome = trainer::train(
                 device,
                 TrainJob {
                     global: &global2,
@@ -370,7 +374,9 @@ impl Session {
                     site_seed,
                     progress: bar2,
                 },
-            )
+            )?;
+            let metrics = local_metrics(&outcome.encoder, &data, site_seed, site_eval)?;
+            anyhow::Ok((outcome, metrics))
         })
         .await
         .context("the training task panicked")??;
@@ -378,18 +384,6 @@ impl Session {
             b.finish_and_clear();
         }
         self.state.save_projector(&outcome.projector)?;
-        let (enc, d) = (outcome.encoder.clone(), self.data.clone());
-        let metrics =
-            tokio::task::spawn_blocking(move || local_metrics(&enc, &d, site_seed, site_eval))
-                .await
-                .context("the monitoring task panicked")??;
-        if metrics.std_ratio < fedssl_common::eval::collapse::STD_WARN as f32 {
-            warn!(
-                round = task.round,
-                std_ratio = metrics.std_ratio,
-                "the local encoder's embeddings are collapsing"
-            );
-        }
         let mut update = outcome.encoder.sub(&global)?;
         let (rho, update) =
             tokio::task::spawn_blocking(move || mech.privatize(&mut update).map(|r| (r, update)))

@@ -17,7 +17,8 @@ use rayon::prelude::*;
 use fedssl_common::data::Dataset;
 use fedssl_common::device::ComputeDevice;
 use fedssl_common::model::{
-    BnMode, ConvNetS, ConvNetSConfig, Projector, ProjectorConfig, Weights, IMAGE_PIXELS, IMAGE_SIDE,
+    scalar, BnMode, ConvNetS, ConvNetSConfig, Projector, ProjectorConfig, Weights, IMAGE_PIXELS,
+    IMAGE_SIDE,
 };
 use fedssl_common::protocol::RoundPlan;
 use fedssl_common::ssl::{nt_xent, AugmentConfig, Augmenter};
@@ -118,17 +119,6 @@ pub fn simclr_loss<B: Backend>(
     nt_xent(z1, z2, temperature)
 }
 
-/// The scalar value of a one-element loss tensor (NaN if it cannot be read).
-pub fn scalar<B: Backend>(loss: &Tensor<B, 1>) -> f32 {
-    loss.clone()
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f32::NAN)
-}
-
 /// A fresh SimCLR model (encoder + projector) on `dev`, seeded.
 pub fn init_model<B: Backend>(dev: &B::Device, seed: u64) -> SslModel<B> {
     B::seed(dev, seed);
@@ -157,19 +147,16 @@ pub fn train_on<B: AutodiffBackend>(
     }
     let plan = job.plan;
     let seed = plan.seed ^ job.site_seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    B::seed(&dev, seed);
-    let mut encoder = ConvNetSConfig::default().init::<B>(&dev);
-    encoder = job
+    let mut model = init_model::<B>(&dev, seed);
+    model.encoder = job
         .global
-        .load_into(encoder)
+        .load_into(model.encoder)
         .context("the global model does not fit ConvNet-S")?;
-    let mut projector = ProjectorConfig::default().init::<B>(&dev);
     if let Some(p) = job.projector {
-        projector = p
-            .load_into(projector)
+        model.projector = p
+            .load_into(model.projector)
             .context("the saved projector does not fit")?;
     }
-    let mut model = SslModel { encoder, projector };
     let mut optim = optimizer::<B>();
     let aug = Augmenter::new(AugmentConfig::default());
     let bs = (plan.batch_size as usize).min(n);

@@ -297,7 +297,6 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             b.inc(1);
         }
         out.push(m);
-        sh.notify();
     }
     if let Some(b) = bar {
         b.finish_and_clear();

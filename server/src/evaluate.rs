@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use fedssl_common::data::Dataset;
 use fedssl_common::eval::{
-    balanced_subset, collapse_metrics, encode_with_weights, finetune, knn_accuracy, linear_probe,
-    CollapseMetrics, FinetuneConfig, KnnConfig, ProbeConfig,
+    collapse_metrics, encode_with_weights, finetune, linear_probe, CollapseMetrics, FinetuneConfig,
+    KnnConfig, Labels, ProbeConfig, Scorer,
 };
 use fedssl_common::model::{Weights, IMAGE_PIXELS};
 
@@ -102,52 +102,48 @@ pub fn evaluate(
 ) -> anyhow::Result<EvalReport> {
     let started = Instant::now();
     let (ytr, yte) = (labels(train, "training")?, labels(test, "test")?);
-    let classes = train.num_classes.max(test.num_classes);
-    let probe_cfg = ProbeConfig {
-        seed: opts.seed,
-        ..opts.probe.clone()
+    let labels = Labels {
+        train: &ytr,
+        test: &yte,
+        classes: train.num_classes.max(test.num_classes),
+    };
+    let scorer = Scorer {
+        probe: ProbeConfig {
+            seed: opts.seed,
+            ..opts.probe.clone()
+        },
+        knn: opts.knn,
     };
     let feats = encode_with_weights(Some(encoder), opts.seed, train, &[train, test])?;
     let dim = feats[0].len() / train.len().max(1);
-    let probe = linear_probe(&feats[0], &ytr, &feats[1], &yte, dim, classes, &probe_cfg);
-    let knn = knn_accuracy(&feats[0], &ytr, &feats[1], &yte, dim, classes, opts.knn);
+    let trained = scorer.score(&feats[0], &feats[1], dim, labels, &opts.label_fractions);
     let collapse = collapse_metrics(&feats[1], dim);
 
     let (mut random_probe, mut random_knn, mut raw) = (None, None, None);
     if opts.baselines {
         let r = encode_with_weights(None, opts.seed ^ 0xA5A5, train, &[train, test])?;
-        random_probe =
-            Some(linear_probe(&r[0], &ytr, &r[1], &yte, dim, classes, &probe_cfg).test_accuracy);
-        random_knn = Some(knn_accuracy(
-            &r[0], &ytr, &r[1], &yte, dim, classes, opts.knn,
-        ));
+        let random = scorer.score(&r[0], &r[1], dim, labels, &[]);
+        random_probe = Some(random.probe.test_accuracy);
+        random_knn = Some(random.knn);
         raw = Some(
             linear_probe(
                 &train.images,
-                &ytr,
+                labels.train,
                 &test.images,
-                &yte,
+                labels.test,
                 IMAGE_PIXELS,
-                classes,
-                &probe_cfg,
+                labels.classes,
+                &scorer.probe,
             )
             .test_accuracy,
         );
     }
 
     let mut label_efficiency = Vec::new();
-    for &fraction in &opts.label_fractions {
-        let idx = balanced_subset(&ytr, fraction, opts.seed);
-        let sub = train.subset(&idx);
-        let sub_x: Vec<f32> = idx
-            .iter()
-            .flat_map(|&i| feats[0][i * dim..(i + 1) * dim].iter().copied())
-            .collect();
-        let sub_y = labels(&sub, "training")?;
-        let probe_accuracy =
-            linear_probe(&sub_x, &sub_y, &feats[1], &yte, dim, classes, &probe_cfg).test_accuracy;
+    for f in &trained.fractions {
         let (mut finetune_accuracy, mut supervised_accuracy) = (None, None);
         if let Some(ft) = &opts.finetune {
+            let sub = train.subset(&f.subset);
             let ft = FinetuneConfig {
                 seed: opts.seed,
                 ..*ft
@@ -156,18 +152,18 @@ pub fn evaluate(
             supervised_accuracy = Some(finetune(None, &sub, test, &ft)?.test_accuracy);
         }
         label_efficiency.push(LabelEfficiency {
-            fraction,
-            labeled: idx.len(),
-            probe_accuracy,
+            fraction: f.fraction,
+            labeled: f.subset.len(),
+            probe_accuracy: f.accuracy,
             finetune_accuracy,
             supervised_accuracy,
         });
     }
 
     Ok(EvalReport {
-        linear_probe_accuracy: probe.test_accuracy,
-        probe_weight_decay: probe.weight_decay,
-        knn_accuracy: knn,
+        linear_probe_accuracy: trained.probe.test_accuracy,
+        probe_weight_decay: trained.probe.weight_decay,
+        knn_accuracy: trained.knn,
         collapse,
         random_init_linear_probe_accuracy: random_probe,
         random_init_knn_accuracy: random_knn,

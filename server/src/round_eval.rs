@@ -7,9 +7,7 @@ use tracing::warn;
 
 use fedssl_common::config::ServerEvalConfig;
 use fedssl_common::data::{load_splits, Dataset};
-use fedssl_common::eval::{
-    collapse_metrics, encode_with_weights, knn_accuracy, linear_probe, KnnConfig, ProbeConfig,
-};
+use fedssl_common::eval::{collapse_metrics, encode_with_weights, Labels, Scorer};
 use fedssl_common::model::Weights;
 
 use crate::metrics::ServerEval;
@@ -58,23 +56,14 @@ impl EvalSet {
         }
         let (mut lp, mut knn) = (None, None);
         if let (true, Some(ytr), Some(yte)) = (probe, &self.train.labels, &self.test.labels) {
-            let classes = self.train.num_classes.max(self.test.num_classes);
-            let cfg = ProbeConfig {
-                seed: self.seed,
-                ..ProbeConfig::default()
+            let labels = Labels {
+                train: ytr,
+                test: yte,
+                classes: self.train.num_classes.max(self.test.num_classes),
             };
-            lp = Some(
-                linear_probe(&feats[1], ytr, &feats[0], yte, dim, classes, &cfg).test_accuracy,
-            );
-            knn = Some(knn_accuracy(
-                &feats[1],
-                ytr,
-                &feats[0],
-                yte,
-                dim,
-                classes,
-                KnnConfig::default(),
-            ));
+            let s = Scorer::seeded(self.seed).score(&feats[1], &feats[0], dim, labels, &[]);
+            lp = Some(s.probe.test_accuracy);
+            knn = Some(s.knn);
         }
         Ok(ServerEval {
             collapse,

@@ -15,8 +15,7 @@ use fedssl_common::data::{idx, Dataset, Partition};
 use fedssl_common::dp::{epsilon_from_rho, GaussianMechanism, Mechanism};
 use fedssl_common::eval::finetune::supervised_encoder;
 use fedssl_common::eval::{
-    balanced_subset, encode_with_weights, finetune, knn_accuracy, linear_probe, FinetuneConfig,
-    KnnConfig, ProbeConfig,
+    balanced_subset, encode_with_weights, finetune, FinetuneConfig, Labels, Scorer,
 };
 use fedssl_common::model::{encoder_spec, Weights, IMAGE_PIXELS};
 
@@ -93,54 +92,36 @@ struct Eval {
     probe10: f64,
 }
 
+/// The labeled pool and test set every row is scored on, with one scorer.
 struct Labeled {
     pool: Dataset,
     test: Dataset,
     ytr: Vec<u8>,
     yte: Vec<u8>,
-    sub1: Vec<usize>,
-    sub10: Vec<usize>,
     classes: usize,
+    scorer: Scorer,
 }
 
 impl Labeled {
-    fn eval_features(&self, tr: &[f32], te: &[f32], dim: usize, seed: u64) -> Eval {
-        let cfg = ProbeConfig {
-            seed,
-            ..ProbeConfig::default()
+    fn eval_features(&self, tr: &[f32], te: &[f32], dim: usize) -> Eval {
+        let labels = Labels {
+            train: &self.ytr,
+            test: &self.yte,
+            classes: self.classes,
         };
-        let probe = |idx: Option<&[usize]>| {
-            let (x, y) = match idx {
-                None => (tr.to_vec(), self.ytr.clone()),
-                Some(ix) => (
-                    ix.iter()
-                        .flat_map(|&i| tr[i * dim..(i + 1) * dim].iter().copied())
-                        .collect(),
-                    ix.iter().map(|&i| self.ytr[i]).collect(),
-                ),
-            };
-            linear_probe(&x, &y, te, &self.yte, dim, self.classes, &cfg).test_accuracy
-        };
+        let s = self.scorer.score(tr, te, dim, labels, &[0.01, 0.1]);
         Eval {
-            probe: probe(None),
-            knn: knn_accuracy(
-                tr,
-                &self.ytr,
-                te,
-                &self.yte,
-                dim,
-                self.classes,
-                KnnConfig::default(),
-            ),
-            probe1: probe(Some(&self.sub1)),
-            probe10: probe(Some(&self.sub10)),
+            probe: s.probe.test_accuracy,
+            knn: s.knn,
+            probe1: s.fractions[0].accuracy,
+            probe10: s.fractions[1].accuracy,
         }
     }
 
     fn eval_encoder(&self, w: Option<&Weights>, seed: u64) -> anyhow::Result<Eval> {
         let f = encode_with_weights(w, seed, &self.pool, &[&self.pool, &self.test])?;
         let dim = f[0].len() / self.pool.len().max(1);
-        Ok(self.eval_features(&f[0], &f[1], dim, seed))
+        Ok(self.eval_features(&f[0], &f[1], dim))
     }
 }
 
@@ -178,22 +159,26 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
         .labels
         .clone()
         .context("the test split has no labels")?;
+    // The same seeded subsets the scorer's 1% / 10% probes use.
+    let (sub1_idx, sub10_idx) = (
+        balanced_subset(&ytr, 0.01, cfg.seed),
+        balanced_subset(&ytr, 0.1, cfg.seed),
+    );
     let lab = Labeled {
-        sub1: balanced_subset(&ytr, 0.01, cfg.seed),
-        sub10: balanced_subset(&ytr, 0.1, cfg.seed),
         classes: pool.num_classes.max(test.num_classes),
         pool,
         test,
         ytr,
         yte,
+        scorer: Scorer::seeded(cfg.seed),
     };
     let ft = FinetuneConfig {
         steps: s.finetune_steps,
         seed: cfg.seed,
         ..FinetuneConfig::default()
     };
-    let sub1 = lab.pool.subset(&lab.sub1);
-    let sub10 = lab.pool.subset(&lab.sub10);
+    let sub1 = lab.pool.subset(&sub1_idx);
+    let sub10 = lab.pool.subset(&sub10_idx);
 
     let mut t = Table::new(
         format!(
@@ -220,7 +205,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
     // Baselines.
     let started = Instant::now();
     info!("bench ssl: raw pixels");
-    let raw = lab.eval_features(&lab.pool.images, &lab.test.images, IMAGE_PIXELS, cfg.seed);
+    let raw = lab.eval_features(&lab.pool.images, &lab.test.images, IMAGE_PIXELS);
     push(&mut t, "raw pixels", "-", &raw, None, None, started, None);
     let started = Instant::now();
     info!("bench ssl: random-init encoder");
@@ -258,18 +243,10 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
 
     // SSL rows: one site holding everything, then federated partitions.
     // (C, z) of the rows without meaningful privacy: C = 10 rarely clips a round's update,
-    // and the smallest z whose ε opendp can still state keeps the noise negligible.
-    let no_dp_c = 10.0;
-    let no_dp_z = [1e-4, 3e-4, 1e-3, 3e-3]
-        .into_iter()
-        .find(|&z| {
-            GaussianMechanism::new(no_dp_c, z, encoder_spec().num_params())
-                .and_then(|m| m.rho())
-                .and_then(|rho| epsilon_from_rho(rho * s.rounds as f64, 1e-5))
-                .is_ok_and(|e| e.is_finite())
-        })
-        .context("no noise multiplier with a finite ε")?;
+    // and noise of standard deviation 1e-3 per coordinate is negligible.
+    let (no_dp_c, no_dp_z) = (10.0, 1e-4);
     let no_dp = (no_dp_c, no_dp_z);
+    let pretrain_pool = splits.train.take(s.pool);
     let dp_c = 0.1;
     let dp_z = calibrate_noise(cfg.dp_epsilon, 1e-5, s.rounds, dp_c)?;
     let rows: Vec<(&str, usize, Partition, (f64, f64))> = vec![
@@ -319,7 +296,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
                 rounds: s.rounds,
                 data: Some(cfg.data.clone()),
                 partition: *partition,
-                run_dir,
+                run_dir: run_dir.clone(),
                 device: "cpu".into(),
                 epsilon_budget: 1e300, // the no-DP rows spend an astronomical ε
                 delta: 1e-5,
@@ -336,27 +313,15 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
             })
             .await?;
             let steps = local_steps(
-                &splits.train.take(s.pool),
+                &pretrain_pool,
                 *clients,
                 *partition,
                 &plan,
                 summary.rounds_completed,
             )?;
-            let w = Weights::load(
-                &cfg.out
-                    .join(format!(
-                        "ssl-{}-{}",
-                        objective,
-                        name.replace([' ', ',', '.'], "_")
-                    ))
-                    .join("server/checkpoints")
-                    .join(format!(
-                        "global-{:06}.safetensors",
-                        summary.rounds_completed
-                    )),
-            )?;
-            let e = lab.eval_encoder(Some(&w), cfg.seed)?;
-            let ft1 = finetune(Some(&w), &sub1, &lab.test, &ft)?.test_accuracy;
+            let w = &summary.final_model;
+            let e = lab.eval_encoder(Some(w), cfg.seed)?;
+            let ft1 = finetune(Some(w), &sub1, &lab.test, &ft)?.test_accuracy;
             let label = if name.ends_with("DP") {
                 format!("{name} (ε = {:.1}, z = {z:.2}, C = {c})", summary.epsilon)
             } else {
@@ -381,8 +346,8 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
     ));
     t.note(format!(
         "1% / 10%: class-balanced seeded subsets ({} / {} labels); fine-tune: encoder + linear head end to end, Adam, encoder lr 1e-4, head lr 1e-3, {} steps of batch 64",
-        lab.sub1.len(),
-        lab.sub10.len(),
+        sub1.len(),
+        sub10.len(),
         ft.steps
     ));
     t.note("supervised row: probe / kNN on the encoder trained with all labels; its 1% / 10% columns are the from-scratch classifier trained on that subset (the baseline for the probe and fine-tune columns)");

@@ -118,6 +118,16 @@ pub fn num(v: Option<f64>, digits: usize) -> String {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx512() -> bool {
+    false
+}
+
 /// A one-line description of this machine (CPU model and threads).
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -129,22 +139,7 @@ pub fn machine() -> String {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let avx512 = if cfg!(target_arch = "x86_64") {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                ", AVX-512"
-            } else {
-                ""
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            ""
-        }
-    } else {
-        ""
-    };
+    let avx512 = if has_avx512() { ", AVX-512" } else { "" };
     format!("{cpu}{avx512}, {} threads", rayon::current_num_threads())
 }
 

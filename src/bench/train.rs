@@ -14,10 +14,10 @@ use burn::optim::{GradientsParams, Optimizer};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use fedssl_client::trainer::{init_model, optimizer, scalar, simclr_loss, views};
+use fedssl_client::trainer::{init_model, optimizer, simclr_loss, views};
 use fedssl_common::data::synthetic;
 use fedssl_common::model::weights::WeightTensor;
-use fedssl_common::model::{BnMode, Weights, IMAGE_SIDE};
+use fedssl_common::model::{scalar, BnMode, Weights, IMAGE_SIDE};
 use fedssl_common::ssl::{AugmentConfig, Augmenter};
 
 use super::table::{machine, num, Table};

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::features::{batch_tensor, calibrate_bn};
 use super::linear_probe::argmax;
 use crate::data::Dataset;
-use crate::model::{BnMode, ConvNetS, ConvNetSConfig, Weights};
+use crate::model::{scalar, BnMode, ConvNetS, ConvNetSConfig, Weights};
 
 /// Recipe of a supervised run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -131,14 +131,7 @@ pub fn train_classifier<B: AutodiffBackend>(
         let y = Tensor::<B, 1, Int>::from_data(TensorData::new(y, [idx.len()]), dev);
         let logits = model.forward(x, BnMode::Train);
         let loss = loss_fn.forward(logits, y);
-        let value = loss
-            .clone()
-            .into_data()
-            .convert::<f64>()
-            .to_vec::<f64>()
-            .ok()
-            .and_then(|v| v.first().copied())
-            .unwrap_or(f64::NAN);
+        let value = scalar(&loss) as f64;
         if !value.is_finite() {
             bail!("supervised training diverged at step {step} (loss {value})");
         }
@@ -188,40 +181,18 @@ pub fn classifier_accuracy<B: Backend>(
     Ok(correct as f64 / test.len().max(1) as f64)
 }
 
-/// Trains (fine-tunes `pretrained`, or from scratch with `None`) on the CPU and tests.
-pub fn finetune(
+/// Trains on the CPU; returns the inference model and the run's figures (the test accuracy
+/// still unmeasured: NaN).
+fn train_on_cpu(
     pretrained: Option<&Weights>,
     train: &Dataset,
-    test: &Dataset,
     cfg: &FinetuneConfig,
-) -> anyhow::Result<FinetuneResult> {
+) -> anyhow::Result<(Classifier<Flex>, FinetuneResult)> {
     let start = Instant::now();
     let dev = Default::default();
     let (model, final_loss) = train_classifier::<Autodiff<Flex>>(pretrained, train, cfg, &dev)?;
-    let model = model.valid();
-    let test_accuracy = classifier_accuracy(&model, train, test, &dev)?;
-    Ok(FinetuneResult {
-        test_accuracy,
-        final_loss,
-        steps: cfg.steps,
-        labeled: train.len(),
-        seconds: start.elapsed().as_secs_f64(),
-    })
-}
-
-/// The encoder of a supervised-from-scratch classifier, as global weights (for probing
-/// supervised features with the same tools as self-supervised ones).
-pub fn supervised_encoder(
-    train: &Dataset,
-    cfg: &FinetuneConfig,
-) -> anyhow::Result<(Weights, FinetuneResult)> {
-    let start = Instant::now();
-    let dev = Default::default();
-    let (model, final_loss) = train_classifier::<Autodiff<Flex>>(None, train, cfg, &dev)?;
-    let model = model.valid();
-    let weights = Weights::global_from_module(&model.encoder);
     Ok((
-        weights,
+        model.valid(),
         FinetuneResult {
             test_accuracy: f64::NAN,
             final_loss,
@@ -230,6 +201,30 @@ pub fn supervised_encoder(
             seconds: start.elapsed().as_secs_f64(),
         },
     ))
+}
+
+/// Trains (fine-tunes `pretrained`, or from scratch with `None`) on the CPU and tests.
+pub fn finetune(
+    pretrained: Option<&Weights>,
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &FinetuneConfig,
+) -> anyhow::Result<FinetuneResult> {
+    let start = Instant::now();
+    let (model, mut result) = train_on_cpu(pretrained, train, cfg)?;
+    result.test_accuracy = classifier_accuracy(&model, train, test, &Default::default())?;
+    result.seconds = start.elapsed().as_secs_f64();
+    Ok(result)
+}
+
+/// The encoder of a supervised-from-scratch classifier, as global weights (for probing
+/// supervised features with the same tools as self-supervised ones).
+pub fn supervised_encoder(
+    train: &Dataset,
+    cfg: &FinetuneConfig,
+) -> anyhow::Result<(Weights, FinetuneResult)> {
+    let (model, result) = train_on_cpu(None, train, cfg)?;
+    Ok((Weights::global_from_module(&model.encoder), result))
 }
 
 #[cfg(test)]

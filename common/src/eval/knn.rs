@@ -68,8 +68,10 @@ pub fn knn_accuracy(
         correct += sims
             .par_chunks_exact(n_train)
             .zip(yb.par_iter())
-            .filter(|(row, &label)| {
-                let mut idx: Vec<u32> = (0..n_train as u32).collect();
+            // One index buffer per worker, refilled per query.
+            .map_init(Vec::<u32>::new, |idx, (row, &label)| {
+                idx.clear();
+                idx.extend(0..n_train as u32);
                 if k < n_train {
                     idx.select_nth_unstable_by(k - 1, |&a, &b| {
                         row[b as usize].total_cmp(&row[a as usize])
@@ -90,6 +92,7 @@ pub fn knn_accuracy(
                 }
                 best == label as usize
             })
+            .filter(|&hit| hit)
             .count();
     }
     correct as f64 / test_y.len() as f64

@@ -122,6 +122,15 @@ pub fn matmul_into(a: MatRef<'_>, b: MatRef<'_>, out: &mut [f32]) {
     }
 }
 
+/// The rows `idx` of `x` (`n × dim`, row-major), in that order.
+pub fn gather_rows(x: &[f32], dim: usize, idx: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(idx.len() * dim);
+    for &i in idx {
+        out.extend_from_slice(&x[i * dim..(i + 1) * dim]);
+    }
+    out
+}
+
 /// Per-column mean and (population) variance of `x` (`n × dim`, row-major), in f64.
 pub fn column_moments(x: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>) {
     let n = (x.len() / dim.max(1)).max(1) as f64;

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::linalg::{column_moments, matmul, matmul_into, MatRef};
+use super::linalg::{column_moments, gather_rows, matmul, matmul_into, MatRef};
 
 /// Settings of the probe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,14 +199,6 @@ pub fn fit_softmax(
     clf
 }
 
-fn rows(x: &[f32], dim: usize, idx: &[usize]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(idx.len() * dim);
-    for &i in idx {
-        out.extend_from_slice(&x[i * dim..(i + 1) * dim]);
-    }
-    out
-}
-
 /// Trains a linear probe on `train_x` (`n × dim`, labels `train_y`) and tests it on `test_x`.
 pub fn linear_probe(
     train_x: &[f32],
@@ -236,10 +228,10 @@ pub fn linear_probe(
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed));
         let (val_idx, fit_idx) = order.split_at(n_val);
         // Standardize on the fitting part only, as the final probe does on the whole set.
-        let fit_raw = rows(train_x, dim, fit_idx);
+        let fit_raw = gather_rows(train_x, dim, fit_idx);
         let s = Standardizer::fit(&fit_raw, dim);
         let fit_x = s.apply(&fit_raw);
-        let val_x = s.apply(&rows(train_x, dim, val_idx));
+        let val_x = s.apply(&gather_rows(train_x, dim, val_idx));
         let fit_y: Vec<u8> = fit_idx.iter().map(|&i| train_y[i]).collect();
         let val_y: Vec<u8> = val_idx.iter().map(|&i| train_y[i]).collect();
         for &wd in &cfg.weight_decays {

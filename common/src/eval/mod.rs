@@ -1,5 +1,6 @@
 //! Measuring representations: feature extraction, linear probe, weighted kNN,
-//! label-efficiency subsets, fine-tuning / supervised baselines and collapse monitors.
+//! label-efficiency subsets, fine-tuning / supervised baselines and collapse monitors;
+//! [`scores`] bundles probe, kNN and fraction probes for every evaluator.
 
 pub mod collapse;
 pub mod features;
@@ -7,6 +8,7 @@ pub mod finetune;
 pub mod knn;
 pub mod linalg;
 pub mod linear_probe;
+pub mod scores;
 pub mod subsets;
 
 pub use collapse::{collapse_metrics, CollapseMetrics};
@@ -14,4 +16,5 @@ pub use features::{encode_with_weights, extract_features};
 pub use finetune::{finetune, FinetuneConfig, FinetuneResult};
 pub use knn::{knn_accuracy, KnnConfig};
 pub use linear_probe::{linear_probe, ProbeConfig, ProbeResult};
+pub use scores::{FeatureScores, Labels, Scorer};
 pub use subsets::balanced_subset;

@@ -27,6 +27,17 @@ pub fn initial_encoder_weights(seed: u64) -> Weights {
     Weights::global_from_module(&enc)
 }
 
+/// The value of a one-element tensor such as a loss (NaN if it cannot be read).
+pub fn scalar<B: burn::prelude::Backend>(t: &burn::prelude::Tensor<B, 1>) -> f32 {
+    t.clone()
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN)
+}
+
 /// Names and shapes of ConvNet-S's global weights.
 pub fn encoder_spec() -> WeightsSpec {
     initial_encoder_weights(0).spec()
