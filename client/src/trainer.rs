@@ -1,5 +1,6 @@
 //! Local self-supervised training: SimCLR on two augmented views per image.
 
+use fedssl_common::kernels::{AutodiffKernels, Kernels};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -105,7 +106,7 @@ pub fn views<B: Backend>(
 }
 
 /// SimCLR loss of a batch holding two views (first half, second half) of each image.
-pub fn simclr_loss<B: Backend>(
+pub fn simclr_loss<B: Kernels>(
     model: &SslModel<B>,
     x: Tensor<B, 4>,
     temperature: f64,
@@ -136,7 +137,7 @@ pub fn optimizer<B: AutodiffBackend>() -> impl Optimizer<SslModel<B>, B> {
 }
 
 /// Local training on backend `B`.
-pub fn train_on<B: AutodiffBackend>(
+pub fn train_on<B: AutodiffKernels>(
     dev: B::Device,
     job: TrainJob<'_>,
 ) -> anyhow::Result<TrainOutcome> {

@@ -1,6 +1,7 @@
 //! `fedssl-common`: everything the server and the clients must agree on.
 //!
 //! - [`protocol`]: wire messages, length-prefixed framing, named-tensor payloads.
+//! - [`kernels`]: fast CPU kernels (convolution, BatchNorm + ReLU) as a burn backend extension.
 //! - [`model`]: the ConvNet-S encoder, the projector, and conversion to/from [`model::Weights`].
 //! - [`ssl`]: augmentations and the SimCLR (NT-Xent) objective.
 //! - [`dp`]: L2 clipping, opendp's exact Gaussian mechanism, zCDP accounting.
@@ -17,6 +18,7 @@ pub mod data;
 pub mod device;
 pub mod dp;
 pub mod eval;
+pub mod kernels;
 pub mod model;
 pub mod net;
 pub mod protocol;

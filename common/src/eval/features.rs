@@ -1,5 +1,6 @@
 //! Frozen-encoder feature extraction on the CPU backend.
 
+use crate::kernels::Kernels;
 use burn::backend::Flex;
 use burn::prelude::*;
 
@@ -22,7 +23,7 @@ pub fn batch_tensor<B: Backend>(
 
 /// Sets every BatchNorm's running statistics to the mean over batches of `data`
 /// (the encoder's owner does this on its own data; statistics never travel).
-pub fn calibrate_bn<B: Backend>(enc: &ConvNetS<B>, data: &Dataset, batch: usize, dev: &B::Device) {
+pub fn calibrate_bn<B: Kernels>(enc: &ConvNetS<B>, data: &Dataset, batch: usize, dev: &B::Device) {
     let n = data.len().min(4096);
     let mut t = 0usize;
     let mut start = 0;
@@ -41,7 +42,7 @@ pub fn calibrate_bn<B: Backend>(enc: &ConvNetS<B>, data: &Dataset, batch: usize,
 }
 
 /// `[N × dim]` features of `data` in evaluation mode.
-pub fn extract_features<B: Backend>(
+pub fn extract_features<B: Kernels>(
     enc: &ConvNetS<B>,
     data: &Dataset,
     batch: usize,

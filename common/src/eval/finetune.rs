@@ -2,6 +2,7 @@
 //! end to end (small encoder learning rate), or training the same architecture from
 //! scratch as the supervised baseline. Both use the same recipe and the same labeled subset.
 
+use crate::kernels::{AutodiffKernels, Kernels};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -11,7 +12,6 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -73,7 +73,7 @@ pub struct Classifier<B: Backend> {
     pub head: Linear<B>,
 }
 
-impl<B: Backend> Classifier<B> {
+impl<B: Kernels> Classifier<B> {
     /// Logits of a batch.
     pub fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 2> {
         self.head.forward(self.encoder.forward(x, mode))
@@ -82,7 +82,7 @@ impl<B: Backend> Classifier<B> {
 
 /// Trains a classifier on the labeled `train` set, starting from `pretrained` (fine-tuning)
 /// or from a random initialization (`None`: the supervised baseline), on backend `B`.
-pub fn train_classifier<B: AutodiffBackend>(
+pub fn train_classifier<B: AutodiffKernels>(
     pretrained: Option<&Weights>,
     train: &Dataset,
     cfg: &FinetuneConfig,
@@ -149,7 +149,7 @@ pub fn train_classifier<B: AutodiffBackend>(
 }
 
 /// Accuracy of `model` on `test`, after calibrating its BatchNorm statistics on `train`.
-pub fn classifier_accuracy<B: Backend>(
+pub fn classifier_accuracy<B: Kernels>(
     model: &Classifier<B>,
     train: &Dataset,
     test: &Dataset,

@@ -1,13 +1,12 @@
-//! BatchNorm over NCHW tensors that keeps its per-channel vectors contiguous.
-//!
-//! burn's `nn::BatchNorm` broadcasts `[1, C, 1, 1]` vectors, which on the Flex backend falls
-//! into a scalar strided loop (see `shared/docs/dependency-notes.md`). Here the input is viewed
-//! as `[N, C, H·W]` and per-channel vectors are repeated to `[N, C, 1]`, so every broadcast is
-//! along the innermost axis. The math is the same as PyTorch's BatchNorm2d with biased
-//! variance for normalization.
+//! BatchNorm over NCHW tensors on [`Kernels`](crate::kernels::Kernels): fused with the
+//! following ReLU, one autodiff node per layer, fedssl's own kernels on the CPU and burn's
+//! ops elsewhere. The math is PyTorch's BatchNorm2d (biased variance for normalization);
+//! the running variance is updated with the biased batch variance.
 
 use burn::module::{Module, Param, RunningState};
 use burn::prelude::*;
+
+use crate::kernels::{self, Kernels};
 
 /// How a BatchNorm layer normalizes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,23 +51,30 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 
     /// Normalizes `x` (`[N, C, H, W]`).
-    pub fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 4> {
-        let [n, c, h, w] = x.dims();
-        let xr = x.reshape([n, c, h * w]);
-        let gamma = self.gamma.val().reshape([1, c, 1]);
-        let beta = self.beta.val().reshape([1, c, 1]);
-        let out = match mode {
+    pub fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 4>
+    where
+        B: Kernels,
+    {
+        self.forward_fused(x, mode, false)
+    }
+
+    /// Normalizes `x` (`[N, C, H, W]`), then applies ReLU when `relu`, in one fused kernel
+    /// on backends with [`Kernels`] of their own.
+    pub fn forward_fused(&self, x: Tensor<B, 4>, mode: BnMode, relu: bool) -> Tensor<B, 4>
+    where
+        B: Kernels,
+    {
+        match mode {
             BnMode::Eval => {
-                let rm = self.running_mean.value_sync().reshape([1, c, 1]);
-                let rv = self.running_var.value_sync().reshape([1, c, 1]);
-                let scale = gamma.div(rv.add_scalar(self.epsilon).sqrt());
-                let shift = beta.sub(rm.mul(scale.clone()));
-                xr.mul(scale.repeat_dim(0, n)).add(shift.repeat_dim(0, n))
+                let rm = self.running_mean.value_sync();
+                let rv = self.running_var.value_sync();
+                let scale = self.gamma.val().div(rv.add_scalar(self.epsilon).sqrt());
+                let shift = self.beta.val().sub(rm.mul(scale.clone()));
+                kernels::affine(x, scale, shift, relu)
             }
             BnMode::Train | BnMode::Calibrate(_) => {
-                let mean = xr.clone().mean_dim(2).mean_dim(0); // [1, C, 1]
-                let centered = xr.sub(mean.clone().repeat_dim(0, n));
-                let var = centered.clone().square().mean_dim(2).mean_dim(0); // [1, C, 1]
+                let (out, mean, var) =
+                    kernels::batch_norm(x, self.gamma.val(), self.beta.val(), self.epsilon, relu);
                 let momentum = match mode {
                     BnMode::Calibrate(m) => m,
                     _ => self.momentum,
@@ -76,19 +82,15 @@ impl<B: Backend> BatchNorm2d<B> {
                 let rm = self.running_mean.value_sync();
                 let rv = self.running_var.value_sync();
                 let device = rm.device();
-                let bm = mean.clone().detach().reshape([c]).to_device(&device);
-                let bv = var.clone().detach().reshape([c]).to_device(&device);
+                let bm = mean.detach().to_device(&device);
+                let bv = var.detach().to_device(&device);
                 self.running_mean
                     .update(rm.mul_scalar(1.0 - momentum).add(bm.mul_scalar(momentum)));
                 self.running_var
                     .update(rv.mul_scalar(1.0 - momentum).add(bv.mul_scalar(momentum)));
-                let scale = gamma.div(var.add_scalar(self.epsilon).sqrt());
-                centered
-                    .mul(scale.repeat_dim(0, n))
-                    .add(beta.repeat_dim(0, n))
+                out
             }
-        };
-        out.reshape([n, c, h, w])
+        }
     }
 }
 

@@ -7,9 +7,9 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 use super::batchnorm::BatchNorm2d;
+use crate::kernels::{self, ConvSpec, Kernels};
 pub use super::batchnorm::BnMode;
 use super::IMAGE_SIDE;
 
@@ -47,8 +47,16 @@ impl<B: Backend> ConvBlock<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 4> {
-        relu(self.bn.forward(self.conv.forward(x), mode))
+    fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 4>
+    where
+        B: Kernels,
+    {
+        let spec = ConvSpec {
+            stride: self.conv.stride,
+            padding: [1, 1],
+        };
+        let y = kernels::conv2d(x, self.conv.weight.val(), spec);
+        self.bn.forward_fused(y, mode, true)
     }
 }
 
@@ -80,7 +88,7 @@ impl ConvNetSConfig {
     }
 }
 
-impl<B: Backend> ConvNetS<B> {
+impl<B: Kernels> ConvNetS<B> {
     /// Maps `[N, C, 28, 28]` images to `[N, 128]` representations.
     pub fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 2> {
         let mut h = x;
@@ -91,6 +99,9 @@ impl<B: Backend> ConvNetS<B> {
         h.reshape([n, c, hh * ww]).mean_dim(2).reshape([n, c])
     }
 
+}
+
+impl<B: Backend> ConvNetS<B> {
     /// Output dimension.
     pub fn output_dim(&self) -> usize {
         CONVNET_S_DIM

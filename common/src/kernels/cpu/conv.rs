@@ -1,0 +1,360 @@
+//! 2-D convolution (no dilation, no groups) forward, input gradient and weight gradient as
+//! batched GEMMs over im2col buffers.
+//!
+//! Images are processed in groups whose im2col matrices are laid side by side
+//! (`[C_in·kh·kw, g·P]`, P = output pixels per image), so that even the deep layers, with
+//! few output pixels per image, multiply matrices wide enough for the GEMM kernels to run
+//! near peak. Groups are spread over the rayon pool (each GEMM single-threaded); with fewer
+//! groups than threads the GEMMs themselves run in parallel instead.
+
+use rayon::prelude::*;
+
+use super::matmul::{sgemm, View};
+use super::scratch;
+
+/// Columns (g·P) a group aims for.
+const GROUP_COLUMNS: usize = 512;
+
+/// Shape of a convolution: input `[n, cin, h, w]`, weight `[cout, cin, kh, kw]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride (≥ 1).
+    pub sh: usize,
+    /// Horizontal stride (≥ 1).
+    pub sw: usize,
+    /// Zero padding above and below.
+    pub ph: usize,
+    /// Zero padding left and right.
+    pub pw: usize,
+}
+
+impl ConvGeom {
+    /// Whether the geometry describes a convolution with at least one output pixel.
+    pub fn is_valid(&self) -> bool {
+        self.sh > 0
+            && self.sw > 0
+            && self.kh > 0
+            && self.kw > 0
+            && self.h + 2 * self.ph >= self.kh
+            && self.w + 2 * self.pw >= self.kw
+    }
+
+    /// Output height.
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.ph - self.kh) / self.sh + 1
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.pw - self.kw) / self.sw + 1
+    }
+
+    /// Rows of the im2col matrix (`cin·kh·kw`).
+    fn k(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+
+    /// Output pixels per image.
+    fn p(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+
+    fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    fn out_len(&self) -> usize {
+        self.cout * self.p()
+    }
+
+    /// Images per group.
+    fn group(&self) -> usize {
+        GROUP_COLUMNS.div_ceil(self.p().max(1)).clamp(1, self.n.max(1))
+    }
+
+    /// Whether to run groups in parallel (else each GEMM is parallel).
+    fn outer_parallel(&self) -> bool {
+        self.n.div_ceil(self.group()) >= 2 * super::threads()
+    }
+}
+
+/// For every output pixel of one output row, the input column it reads at kernel column
+/// `kx` is `ox·sw + kx − pw`; returns the `ox` range whose input column lies inside the image.
+fn valid_cols(g: &ConvGeom, kx: usize, wo: usize) -> (usize, usize) {
+    // ix ≥ 0  ⇔  ox ≥ ceil((pw − kx) / sw);  ix < w  ⇔  ox·sw < w + pw − kx.
+    let lo = if g.pw > kx {
+        (g.pw - kx).div_ceil(g.sw)
+    } else {
+        0
+    };
+    let hi = if g.w + g.pw > kx {
+        (g.w + g.pw - kx).div_ceil(g.sw)
+    } else {
+        0
+    };
+    (lo.min(wo), hi.min(wo).max(lo.min(wo)))
+}
+
+/// Writes image `x` (`[cin, h, w]`) as rows `cin·kh·kw` of `col` (row stride `rs`), columns
+/// `off .. off + P`.
+fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32], rs: usize, off: usize) {
+    let (ho, wo) = (g.out_h(), g.out_w());
+    for ci in 0..g.cin {
+        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = (ci * g.kh + ky) * g.kw + kx;
+                let dst = &mut col[row * rs + off..row * rs + off + ho * wo];
+                let (lo, hi) = valid_cols(g, kx, wo);
+                for oy in 0..ho {
+                    let d = &mut dst[oy * wo..(oy + 1) * wo];
+                    let iy = (oy * g.sh + ky) as isize - g.ph as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    if g.sw == 1 {
+                        let start = lo + kx - g.pw;
+                        d[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                    } else {
+                        for (ox, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = src[(ox + lo) * g.sw + kx - g.pw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns `off .. off + P` of `col` (row stride `rs`) back into image `dx`:
+/// the adjoint of [`im2col`].
+fn col2im(g: &ConvGeom, col: &[f32], rs: usize, off: usize, dx: &mut [f32]) {
+    let (ho, wo) = (g.out_h(), g.out_w());
+    for ci in 0..g.cin {
+        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = (ci * g.kh + ky) * g.kw + kx;
+                let src = &col[row * rs + off..row * rs + off + ho * wo];
+                let (lo, hi) = valid_cols(g, kx, wo);
+                for oy in 0..ho {
+                    let iy = (oy * g.sh + ky) as isize - g.ph as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let s = &src[oy * wo..(oy + 1) * wo];
+                    let d = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    if g.sw == 1 {
+                        let start = lo + kx - g.pw;
+                        for (dv, sv) in d[start..start + (hi - lo)].iter_mut().zip(&s[lo..hi]) {
+                            *dv += sv;
+                        }
+                    } else {
+                        for ox in lo..hi {
+                            d[ox * g.sw + kx - g.pw] += s[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Builds the im2col matrix of images `first .. first + imgs` into a scratch buffer.
+fn group_cols(g: &ConvGeom, x: &[f32], first: usize, imgs: usize) -> Vec<f32> {
+    let (k, p) = (g.k(), g.p());
+    let cols = imgs * p;
+    let mut col = scratch::take(k * cols);
+    for j in 0..imgs {
+        let img = &x[(first + j) * g.in_len()..(first + j + 1) * g.in_len()];
+        im2col(g, img, &mut col, cols, j * p);
+    }
+    col
+}
+
+/// Forward convolution: `[n, cout, ho, wo]` from `x` (`[n, cin, h, w]`) and `w`
+/// (`[cout, cin, kh, kw]`).
+pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+    assert!(g.is_valid() && x.len() == g.n * g.in_len() && w.len() == g.cout * g.k());
+    let (k, p, gs) = (g.k(), g.p(), g.group());
+    let mut out = vec![0.0f32; g.n * g.out_len()];
+    let outer = g.outer_parallel();
+    let run = |gi: usize, chunk: &mut [f32]| {
+        let imgs = chunk.len() / g.out_len();
+        let cols = imgs * p;
+        let col = group_cols(g, x, gi * gs, imgs);
+        let wv = View::rows(w, k);
+        if imgs == 1 {
+            sgemm(g.cout, p, k, chunk, p, wv, View::rows(&col, cols), false, !outer);
+        } else {
+            let mut tmp = scratch::take(g.cout * cols);
+            sgemm(g.cout, cols, k, &mut tmp, cols, wv, View::rows(&col, cols), false, !outer);
+            for j in 0..imgs {
+                for co in 0..g.cout {
+                    chunk[(j * g.cout + co) * p..(j * g.cout + co + 1) * p]
+                        .copy_from_slice(&tmp[co * cols + j * p..co * cols + (j + 1) * p]);
+                }
+            }
+            scratch::give(tmp);
+        }
+        scratch::give(col);
+    };
+    let chunk = gs * g.out_len();
+    if outer {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(gi, c)| run(gi, c));
+    } else {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(gi, c)| run(gi, c));
+    }
+    out
+}
+
+/// Gradients of [`forward`]: `(dx, dw)` from the output gradient `dy`. `dx` is computed
+/// only when `need_dx`.
+pub fn backward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    need_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    assert!(
+        g.is_valid()
+            && x.len() == g.n * g.in_len()
+            && w.len() == g.cout * g.k()
+            && dy.len() == g.n * g.out_len()
+    );
+    let (k, p, gs) = (g.k(), g.p(), g.group());
+    let groups = g.n.div_ceil(gs);
+    let outer = g.outer_parallel();
+    // One group: dW += dY_g · col_gᵀ, and (if asked) dcol = Wᵀ · dY_g scattered into dx.
+    let run = |gi: usize, dx: Option<&mut [f32]>, dw: &mut [f32]| {
+        let first = gi * gs;
+        let imgs = gs.min(g.n - first);
+        let cols = imgs * p;
+        let gathered = (imgs > 1).then(|| {
+            let mut buf = scratch::take(g.cout * cols);
+            for j in 0..imgs {
+                for co in 0..g.cout {
+                    let src = ((first + j) * g.cout + co) * p;
+                    buf[co * cols + j * p..co * cols + (j + 1) * p]
+                        .copy_from_slice(&dy[src..src + p]);
+                }
+            }
+            buf
+        });
+        let dyg: &[f32] = match &gathered {
+            Some(buf) => &buf[..g.cout * cols],
+            None => &dy[first * g.out_len()..(first + 1) * g.out_len()],
+        };
+        let mut col = group_cols(g, x, first, imgs);
+        sgemm(
+            g.cout,
+            k,
+            cols,
+            dw,
+            k,
+            View::rows(dyg, cols),
+            View::transposed(&col, cols),
+            true,
+            !outer,
+        );
+        if let Some(dx) = dx {
+            sgemm(
+                k,
+                cols,
+                g.cout,
+                &mut col,
+                cols,
+                View::transposed(w, k),
+                View::rows(dyg, cols),
+                false,
+                !outer,
+            );
+            for j in 0..imgs {
+                col2im(
+                    g,
+                    &col,
+                    cols,
+                    j * p,
+                    &mut dx[j * g.in_len()..(j + 1) * g.in_len()],
+                );
+            }
+        }
+        scratch::give(col);
+        if let Some(buf) = gathered {
+            scratch::give(buf);
+        }
+    };
+    let wlen = g.cout * k;
+    let add = |mut a: Vec<f32>, b: Vec<f32>| {
+        for (x, y) in a.iter_mut().zip(&b) {
+            *x += y;
+        }
+        a
+    };
+    if need_dx {
+        let mut dx = vec![0.0f32; g.n * g.in_len()];
+        let chunk = gs * g.in_len();
+        let dw = if outer {
+            dx.par_chunks_mut(chunk)
+                .enumerate()
+                .fold(
+                    || vec![0.0f32; wlen],
+                    |mut acc, (gi, c)| {
+                        run(gi, Some(c), &mut acc);
+                        acc
+                    },
+                )
+                .reduce(|| vec![0.0f32; wlen], add)
+        } else {
+            let mut acc = vec![0.0f32; wlen];
+            for (gi, c) in dx.chunks_mut(chunk).enumerate() {
+                run(gi, Some(c), &mut acc);
+            }
+            acc
+        };
+        (Some(dx), dw)
+    } else {
+        let dw = if outer {
+            (0..groups)
+                .into_par_iter()
+                .fold(
+                    || vec![0.0f32; wlen],
+                    |mut acc, gi| {
+                        run(gi, None, &mut acc);
+                        acc
+                    },
+                )
+                .reduce(|| vec![0.0f32; wlen], add)
+        } else {
+            let mut acc = vec![0.0f32; wlen];
+            for gi in 0..groups {
+                run(gi, None, &mut acc);
+            }
+            acc
+        };
+        (None, dw)
+    }
+}

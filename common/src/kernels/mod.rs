@@ -1,0 +1,156 @@
+//! Fast CPU kernels for the layers the encoders use, plugged into burn as a backend
+//! extension ([`Kernels`]).
+//!
+//! Model code calls the functions of this module ([`conv2d`], [`batch_norm`], [`affine`])
+//! and stays generic over the backend:
+//! - on **Flex** (the pure-Rust CPU backend) they run this crate's kernels ([`cpu`]):
+//!   convolution forward, input gradient and weight gradient as batched im2col GEMMs,
+//!   BatchNorm fused with ReLU in both directions;
+//! - on **`Autodiff<B>`** each is one autodiff node whose backward calls `B`'s gradient
+//!   kernels, so the graph holds one node per layer instead of a dozen elementwise ones;
+//! - on **every other backend** (CUDA) the provided methods fall back to burn's own ops
+//!   ([`reference`]), which burn's autodiff differentiates as usual.
+
+mod autodiff;
+pub mod cpu;
+mod flex;
+pub mod reference;
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+/// Convolution hyper-parameters the kernels support: any kernel size, stride and
+/// symmetric zero padding; no dilation, no groups, no bias (a BatchNorm follows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvSpec {
+    /// Stride (height, width).
+    pub stride: [usize; 2],
+    /// Zero padding on each side (height, width).
+    pub padding: [usize; 2],
+}
+
+/// What the backward pass of a normalization needs from its forward pass.
+#[derive(Debug, Clone)]
+pub struct NormSaved<B: Backend> {
+    /// The normalized input `[n, c, h, w]`.
+    pub y: Tensor<B, 4>,
+    /// The output (its sign gives the ReLU mask).
+    pub out: Tensor<B, 4>,
+    /// Batch mean (batch norm) or scale (affine), `[c]`.
+    pub a: Tensor<B, 1>,
+    /// Biased batch variance (batch norm), unused by affine, `[c]`.
+    pub b: Tensor<B, 1>,
+    /// γ (batch norm), `[c]`.
+    pub gamma: Tensor<B, 1>,
+    /// ε added to the variance.
+    pub eps: f64,
+    /// Whether a ReLU follows.
+    pub relu: bool,
+}
+
+/// Gradients of a per-channel normalization: input, scale-like and shift-like parameters.
+pub type NormGrads<B> = (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>);
+
+/// A backend with the operations fedssl's encoders are built from. Every method has a
+/// provided implementation on burn's ops; Flex and `Autodiff<_>` override them.
+pub trait Kernels: Backend {
+    /// Whether the backend runs this crate's own kernels (Flex, and `Autodiff` over it).
+    const OWN_KERNELS: bool = false;
+
+    /// Convolution of `x` (`[n, cin, h, w]`) with `weight` (`[cout, cin, kh, kw]`).
+    fn kernel_conv2d(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        spec: ConvSpec,
+    ) -> Tensor<Self, 4> {
+        reference::conv2d(x, weight, spec)
+    }
+
+    /// Gradients of [`Kernels::kernel_conv2d`] with respect to the input (when `need_x`)
+    /// and the weight.
+    fn kernel_conv2d_backward(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        grad: Tensor<Self, 4>,
+        spec: ConvSpec,
+        need_x: bool,
+    ) -> (Option<Tensor<Self, 4>>, Tensor<Self, 4>) {
+        reference::conv2d_backward(x, weight, grad, spec, need_x)
+    }
+
+    /// Training-mode batch normalization of `[n, c, h, w]` with batch statistics, then
+    /// ReLU when `relu`: `(out, batch mean, biased batch variance)`.
+    fn kernel_batch_norm(
+        y: Tensor<Self, 4>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        eps: f64,
+        relu: bool,
+    ) -> (Tensor<Self, 4>, Tensor<Self, 1>, Tensor<Self, 1>) {
+        reference::batch_norm(y, gamma, beta, eps, relu)
+    }
+
+    /// Gradients of [`Kernels::kernel_batch_norm`]: `(dy, dgamma, dbeta)`.
+    fn kernel_batch_norm_backward(saved: NormSaved<Self>, grad: Tensor<Self, 4>) -> NormGrads<Self> {
+        reference::batch_norm_backward(saved, grad)
+    }
+
+    /// Per-channel `y·scale + shift`, then ReLU when `relu` (evaluation-mode BatchNorm).
+    fn kernel_affine(
+        y: Tensor<Self, 4>,
+        scale: Tensor<Self, 1>,
+        shift: Tensor<Self, 1>,
+        relu: bool,
+    ) -> Tensor<Self, 4> {
+        reference::affine(y, scale, shift, relu)
+    }
+
+    /// Gradients of [`Kernels::kernel_affine`]: `(dy, dscale, dshift)` (`saved.a` is the
+    /// scale).
+    fn kernel_affine_backward(saved: NormSaved<Self>, grad: Tensor<Self, 4>) -> NormGrads<Self> {
+        reference::affine_backward(saved, grad)
+    }
+}
+
+/// Convolution (see [`ConvSpec`] for what is supported).
+pub fn conv2d<B: Kernels>(x: Tensor<B, 4>, weight: Tensor<B, 4>, spec: ConvSpec) -> Tensor<B, 4> {
+    B::kernel_conv2d(x, weight, spec)
+}
+
+/// Training-mode batch normalization (+ ReLU): `(out, batch mean, biased batch variance)`.
+/// The statistics carry no gradient.
+pub fn batch_norm<B: Kernels>(
+    y: Tensor<B, 4>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    eps: f64,
+    relu: bool,
+) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
+    B::kernel_batch_norm(y, gamma, beta, eps, relu)
+}
+
+/// Per-channel affine map (+ ReLU).
+pub fn affine<B: Kernels>(
+    y: Tensor<B, 4>,
+    scale: Tensor<B, 1>,
+    shift: Tensor<B, 1>,
+    relu: bool,
+) -> Tensor<B, 4> {
+    B::kernel_affine(y, scale, shift, relu)
+}
+
+impl Kernels for burn::backend::Cuda {}
+
+/// An autodiff backend with [`Kernels`] whose inner backend (what `.valid()` models run on)
+/// has them too.
+pub trait AutodiffKernels: AutodiffBackend<InnerBackend: Kernels> + Kernels {}
+
+impl<B> AutodiffKernels for B
+where
+    B: AutodiffBackend + Kernels,
+    B::InnerBackend: Kernels,
+{
+}
+
+#[cfg(test)]
+mod tests;
