@@ -14,8 +14,9 @@ use burn::optim::{GradientsParams, Optimizer};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use fedssl_client::trainer::{init_model, optimizer, simclr_loss, views};
+use fedssl_client::trainer::{init_model, optimizer, simclr_loss, simclr_loss_with, views};
 use fedssl_common::data::synthetic;
+use fedssl_common::kernels::{profile, Ops};
 use fedssl_common::model::weights::WeightTensor;
 use fedssl_common::model::{scalar, BnMode, Weights, IMAGE_SIDE};
 use fedssl_common::ssl::{AugmentConfig, Augmenter};
@@ -59,7 +60,7 @@ const LR: f64 = 1e-3;
 pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
     std::fs::create_dir_all(&cfg.out)?;
     let dev = Default::default();
-    let mut model = init_model::<B>(&dev, 7);
+    let model = init_model::<B>(&dev, 7);
     // The same input for both frameworks: two augmented views of generated images.
     let data = synthetic::generate(cfg.batch, 3);
     let idx: Vec<usize> = (0..cfg.batch).collect();
@@ -90,39 +91,11 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
     // 1. Loss on the exported weights and input, before any step.
     let initial_loss = scalar(&simclr_loss(&model.valid(), x.clone().inner(), TEMPERATURE)) as f64;
 
-    // 2. Training steps.
-    let mut optim = optimizer::<B>();
-    let mut step = |model: SslModelB| -> anyhow::Result<SslModelB> {
-        let loss = simclr_loss(&model, x.clone(), TEMPERATURE);
-        anyhow::ensure!(scalar(&loss).is_finite(), "the loss is not finite");
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        Ok(optim.step(LR, model, grads))
-    };
-    info!(
-        batch = cfg.batch,
-        steps = cfg.steps,
-        "timing fedssl training steps"
-    );
-    for _ in 0..cfg.warmup {
-        model = step(model)?;
-    }
-    let t = Instant::now();
-    for _ in 0..cfg.steps {
-        model = step(model)?;
-    }
-    let train_ips = (cfg.batch * cfg.steps) as f64 / t.elapsed().as_secs_f64();
-
-    // 3. Forward only (eval-mode encoder, one view).
-    let enc = model.encoder.valid();
-    let xb = x.inner().slice(0..cfg.batch);
-    for _ in 0..2 {
-        let _ = enc.forward(xb.clone(), BnMode::Eval).into_data();
-    }
-    let t = Instant::now();
-    for _ in 0..cfg.forward_batches {
-        let _ = enc.forward(xb.clone(), BnMode::Eval).into_data();
-    }
-    let fwd_ips = (cfg.batch * cfg.forward_batches) as f64 / t.elapsed().as_secs_f64();
+    // 2. Training steps and forward-only batches, with fedssl's kernels (profiled) and
+    //    with burn's own ops (the reference the kernels replace, fewer steps: it is slow).
+    let ours = time_ops(cfg, model.clone(), &x, Ops::Kernels, cfg.steps, true)?;
+    let burn_steps = cfg.steps.clamp(1, 3);
+    let burn = time_ops(cfg, model, &x, Ops::Burn, burn_steps, false)?;
 
     let torch = run_torch(cfg, &weights_path, &input_path);
     let mut table = Table::new(
@@ -137,11 +110,18 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
             "initial loss",
         ],
     );
+    let (train_ips, fwd_ips) = (ours.train_ips, ours.forward_ips);
     table.row(vec![
-        "fedssl (burn 0.21 Flex)".into(),
+        "fedssl (own kernels on burn 0.21 Flex)".into(),
         num(Some(train_ips), 1),
         num(Some(fwd_ips), 1),
         num(Some(initial_loss), 6),
+    ]);
+    table.row(vec![
+        "fedssl with burn's own ops (before)".into(),
+        num(Some(burn.train_ips), 1),
+        num(Some(burn.forward_ips), 1),
+        String::new(),
     ]);
     match &torch {
         Ok(t) => {
@@ -151,12 +131,21 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
                 num(Some(t.forward_images_per_s), 1),
                 num(Some(t.initial_loss), 6),
             ]);
+            let (rt, rf) = (
+                train_ips / t.train_images_per_s,
+                fwd_ips / t.forward_images_per_s,
+            );
             table.row(vec![
                 "ratio fedssl / PyTorch".into(),
-                format!("{:.3}×", train_ips / t.train_images_per_s),
-                format!("{:.3}×", fwd_ips / t.forward_images_per_s),
+                format!("{rt:.3}×"),
+                format!("{rf:.3}×"),
                 String::new(),
             ]);
+            table.note(format!(
+                "training at {rt:.2}× PyTorch ({}), forward at {rf:.2}× ({})",
+                distance(rt),
+                distance(rf)
+            ));
             let rel = (initial_loss - t.initial_loss).abs() / t.initial_loss.abs().max(1e-12);
             if rel <= 1e-4 {
                 table.note(format!(
@@ -173,12 +162,123 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
             table.note(format!("PyTorch reference not run: {e:#}"));
         }
     }
+    table.note(format!(
+        "speed-up of the kernels over burn's own ops: {:.1}× training, {:.1}× forward",
+        train_ips / burn.train_ips,
+        fwd_ips / burn.forward_ips
+    ));
+    for (what, profile) in [
+        ("training step", &ours.train_profile),
+        ("forward batch", &ours.forward_profile),
+    ] {
+        table.note(format!("profile of one {what}: {profile}"));
+    }
     table.note("images/s counts source images; each is processed as two augmented views");
     table.note(format!("machine: {}", machine()));
     Ok(table)
 }
 
 type SslModelB = fedssl_client::trainer::SslModel<B>;
+
+/// Speeds of one implementation of the layer operations.
+struct Timed {
+    train_ips: f64,
+    forward_ips: f64,
+    train_profile: String,
+    forward_profile: String,
+}
+
+/// "x % short of 1.0×" or "x % ahead".
+fn distance(ratio: f64) -> String {
+    if ratio >= 1.0 {
+        format!("{:.0} % ahead of 1.0×", (ratio - 1.0) * 100.0)
+    } else {
+        format!("{:.0} % short of 1.0×", (1.0 - ratio) * 100.0)
+    }
+}
+
+/// Where the time of `per` repetitions taking `seconds` in all went, per kernel, with the
+/// rest (projector, loss, optimizer, autodiff bookkeeping, allocation) as "other".
+fn profile_summary(seconds: f64, per: usize) -> String {
+    let per = per.max(1) as f64;
+    let total_ms = seconds * 1e3 / per;
+    let mut parts = Vec::new();
+    let mut kernels = 0.0;
+    for (op, s, calls) in profile::totals() {
+        if calls == 0 {
+            continue;
+        }
+        kernels += s;
+        let ms = s * 1e3 / per;
+        parts.push(format!(
+            "{} {ms:.1} ms ({:.0} %)",
+            op.label(),
+            100.0 * ms / total_ms
+        ));
+    }
+    let other = (seconds - kernels).max(0.0) * 1e3 / per;
+    parts.push(format!(
+        "other {other:.1} ms ({:.0} %)",
+        100.0 * other / total_ms
+    ));
+    format!("{total_ms:.1} ms = {}", parts.join(", "))
+}
+
+/// Times `steps` training steps and `cfg.forward_batches` forward batches with `ops`.
+fn time_ops(
+    cfg: &TrainBench,
+    mut model: SslModelB,
+    x: &burn::prelude::Tensor<B, 4>,
+    ops: Ops,
+    steps: usize,
+    profiled: bool,
+) -> anyhow::Result<Timed> {
+    let mut optim = optimizer::<B>();
+    let mut step = |model: SslModelB| -> anyhow::Result<SslModelB> {
+        let loss = simclr_loss_with(&model, x.clone(), TEMPERATURE, ops);
+        anyhow::ensure!(scalar(&loss).is_finite(), "the loss is not finite");
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        Ok(optim.step(LR, model, grads))
+    };
+    info!(batch = cfg.batch, steps, ?ops, "timing training steps");
+    for _ in 0..cfg.warmup.min(steps) {
+        model = step(model)?;
+    }
+    profile::enable(profiled);
+    let t = Instant::now();
+    for _ in 0..steps {
+        model = step(model)?;
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    let train_profile = profile_summary(seconds, steps);
+    let train_ips = (cfg.batch * steps) as f64 / seconds;
+
+    // Forward only (eval-mode encoder, one view).
+    let enc = model.encoder.valid();
+    let xb = x.clone().inner().slice(0..cfg.batch);
+    let batches = if profiled {
+        cfg.forward_batches
+    } else {
+        cfg.forward_batches.clamp(1, 5)
+    };
+    for _ in 0..2 {
+        let _ = enc.forward_with(xb.clone(), BnMode::Eval, ops).into_data();
+    }
+    profile::enable(profiled);
+    let t = Instant::now();
+    for _ in 0..batches {
+        let _ = enc.forward_with(xb.clone(), BnMode::Eval, ops).into_data();
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    let forward_profile = profile_summary(seconds, batches);
+    profile::enable(false);
+    Ok(Timed {
+        train_ips,
+        forward_ips: (cfg.batch * batches) as f64 / seconds,
+        train_profile,
+        forward_profile,
+    })
+}
 
 fn run_torch(cfg: &TrainBench, weights: &Path, input: &Path) -> anyhow::Result<TorchResult> {
     let python = cfg

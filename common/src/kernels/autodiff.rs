@@ -48,13 +48,8 @@ impl<B: Kernels> Backward<B, 2> for ConvBackward {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (x, w, spec) = ops.state;
-        let (dx, dw) = B::kernel_conv2d_backward(
-            wrap(x),
-            wrap(w),
-            wrap(grad),
-            spec,
-            node_x.is_some(),
-        );
+        let (dx, dw) =
+            B::kernel_conv2d_backward(wrap(x), wrap(w), wrap(grad), spec, node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<B>(node.id, unwrap(dx));
         }
@@ -134,7 +129,11 @@ fn norm_node<B: Kernels, C: CheckpointStrategy>(
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     const OWN_KERNELS: bool = B::OWN_KERNELS;
 
-    fn kernel_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, spec: ConvSpec) -> Tensor<Self, 4> {
+    fn kernel_conv2d(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        spec: ConvSpec,
+    ) -> Tensor<Self, 4> {
         if !B::OWN_KERNELS {
             return reference::conv2d(x, weight, spec);
         }

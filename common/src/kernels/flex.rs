@@ -9,6 +9,7 @@ use burn::tensor::DType;
 
 use super::cpu::conv::{self, ConvGeom};
 use super::cpu::norm::{self, Nc};
+use super::profile::{timed, Op};
 use super::{reference, ConvSpec, Kernels, NormGrads, NormSaved};
 
 /// The tensor's storage as one contiguous buffer (a copy only when it is a strided view).
@@ -62,7 +63,11 @@ fn vec1(t: Tensor<Flex, 1>) -> Option<Vec<f32>> {
 impl Kernels for Flex {
     const OWN_KERNELS: bool = true;
 
-    fn kernel_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, spec: ConvSpec) -> Tensor<Self, 4> {
+    fn kernel_conv2d(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        spec: ConvSpec,
+    ) -> Tensor<Self, 4> {
         let geom = geometry(x.dims(), weight.dims(), spec);
         let Some(g) = geom.filter(|_| all_f32(&[&x, &weight])) else {
             return reference::conv2d(x, weight, spec);
@@ -71,7 +76,8 @@ impl Kernels for Flex {
         let (Some(xs), Some(ws)) = (values(&xp), values(&wp)) else {
             unreachable_layout()
         };
-        tensor(conv::forward(&g, xs, ws), [g.n, g.cout, g.out_h(), g.out_w()])
+        let out = timed(Op::ConvForward, || conv::forward(&g, xs, ws));
+        tensor(out, [g.n, g.cout, g.out_h(), g.out_w()])
     }
 
     fn kernel_conv2d_backward(
@@ -88,11 +94,10 @@ impl Kernels for Flex {
         };
         let wdims = weight.dims();
         let (xp, wp, gp) = (contiguous(x), contiguous(weight), contiguous(grad));
-        let (Some(xs), Some(ws), Some(gs)) = (values(&xp), values(&wp), values(&gp))
-        else {
+        let (Some(xs), Some(ws), Some(gs)) = (values(&xp), values(&wp), values(&gp)) else {
             unreachable_layout()
         };
-        let (dx, dw) = conv::backward(&g, xs, ws, gs, need_x);
+        let (dx, dw) = timed(Op::ConvBackward, || conv::backward(&g, xs, ws, gs, need_x));
         (
             dx.map(|dx| tensor(dx, [g.n, g.cin, g.h, g.w])),
             tensor(dw, wdims),
@@ -108,18 +113,27 @@ impl Kernels for Flex {
     ) -> (Tensor<Self, 4>, Tensor<Self, 1>, Tensor<Self, 1>) {
         let dims = y.dims();
         let d = nc(dims);
-        if !all_f32(&[&y]) || !all_f32(&[&gamma, &beta]) || gamma.dims() != [d.c] || beta.dims() != [d.c] {
+        if !all_f32(&[&y])
+            || !all_f32(&[&gamma, &beta])
+            || gamma.dims() != [d.c]
+            || beta.dims() != [d.c]
+        {
             return reference::batch_norm(y, gamma, beta, eps, relu);
         }
         let yp = contiguous(y);
         let (Some(ys), Some(gv), Some(bv)) = (values(&yp), vec1(gamma), vec1(beta)) else {
             unreachable_layout()
         };
-        let (out, mean, var) = norm::bn_forward(d, ys, &gv, &bv, eps as f32, relu);
+        let (out, mean, var) = timed(Op::NormForward, || {
+            norm::bn_forward(d, ys, &gv, &bv, eps as f32, relu)
+        });
         (tensor(out, dims), tensor(mean, [d.c]), tensor(var, [d.c]))
     }
 
-    fn kernel_batch_norm_backward(saved: NormSaved<Self>, grad: Tensor<Self, 4>) -> NormGrads<Self> {
+    fn kernel_batch_norm_backward(
+        saved: NormSaved<Self>,
+        grad: Tensor<Self, 4>,
+    ) -> NormGrads<Self> {
         let dims = grad.dims();
         let d = nc(dims);
         if !norm_inputs_ok(&saved, &grad) {
@@ -129,12 +143,29 @@ impl Kernels for Flex {
         let (Some(ys), Some(os), Some(gs)) = (values(&yp), values(&op), values(&gp)) else {
             unreachable_layout()
         };
-        let (Some(mean), Some(var), Some(gamma)) = (vec1(saved.a), vec1(saved.b), vec1(saved.gamma)) else {
+        let (Some(mean), Some(var), Some(gamma)) =
+            (vec1(saved.a), vec1(saved.b), vec1(saved.gamma))
+        else {
             unreachable_layout()
         };
-        let (dy, dgamma, dbeta) =
-            norm::bn_backward(d, ys, os, gs, &gamma, &mean, &var, saved.eps as f32, saved.relu);
-        (tensor(dy, dims), tensor(dgamma, [d.c]), tensor(dbeta, [d.c]))
+        let (dy, dgamma, dbeta) = timed(Op::NormBackward, || {
+            norm::bn_backward(
+                d,
+                ys,
+                os,
+                gs,
+                &gamma,
+                &mean,
+                &var,
+                saved.eps as f32,
+                saved.relu,
+            )
+        });
+        (
+            tensor(dy, dims),
+            tensor(dgamma, [d.c]),
+            tensor(dbeta, [d.c]),
+        )
     }
 
     fn kernel_affine(
@@ -145,14 +176,21 @@ impl Kernels for Flex {
     ) -> Tensor<Self, 4> {
         let dims = y.dims();
         let d = nc(dims);
-        if !all_f32(&[&y]) || !all_f32(&[&scale, &shift]) || scale.dims() != [d.c] || shift.dims() != [d.c] {
+        if !all_f32(&[&y])
+            || !all_f32(&[&scale, &shift])
+            || scale.dims() != [d.c]
+            || shift.dims() != [d.c]
+        {
             return reference::affine(y, scale, shift, relu);
         }
         let yp = contiguous(y);
         let (Some(ys), Some(a), Some(b)) = (values(&yp), vec1(scale), vec1(shift)) else {
             unreachable_layout()
         };
-        tensor(norm::affine_forward(d, ys, &a, &b, relu), dims)
+        let out = timed(Op::NormForward, || {
+            norm::affine_forward(d, ys, &a, &b, relu)
+        });
+        tensor(out, dims)
     }
 
     fn kernel_affine_backward(saved: NormSaved<Self>, grad: Tensor<Self, 4>) -> NormGrads<Self> {
@@ -168,8 +206,14 @@ impl Kernels for Flex {
         let Some(scale) = vec1(saved.a) else {
             unreachable_layout()
         };
-        let (dy, dscale, dshift) = norm::affine_backward(d, ys, os, gs, &scale, saved.relu);
-        (tensor(dy, dims), tensor(dscale, [d.c]), tensor(dshift, [d.c]))
+        let (dy, dscale, dshift) = timed(Op::NormBackward, || {
+            norm::affine_backward(d, ys, os, gs, &scale, saved.relu)
+        });
+        (
+            tensor(dy, dims),
+            tensor(dscale, [d.c]),
+            tensor(dshift, [d.c]),
+        )
     }
 }
 
@@ -180,7 +224,9 @@ fn norm_inputs_ok(saved: &NormSaved<Flex>, grad: &Tensor<Flex, 4>) -> bool {
         && all_f32(&[&saved.a, &saved.b, &saved.gamma])
         && saved.y.dims() == dims
         && saved.out.dims() == dims
-        && [&saved.a, &saved.b, &saved.gamma].iter().all(|t| t.dims() == [c])
+        && [&saved.a, &saved.b, &saved.gamma]
+            .iter()
+            .all(|t| t.dims() == [c])
 }
 
 /// `to_contiguous` always yields a contiguous buffer and the dtype was checked to be f32.

@@ -14,10 +14,21 @@
 mod autodiff;
 pub mod cpu;
 mod flex;
+pub mod profile;
 pub mod reference;
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+
+/// Which implementation of the layer operations a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ops {
+    /// [`Kernels`]: fedssl's own on Flex, burn's elsewhere.
+    #[default]
+    Kernels,
+    /// burn's own tensor ops everywhere ([`reference`]).
+    Burn,
+}
 
 /// Convolution hyper-parameters the kernels support: any kernel size, stride and
 /// symmetric zero padding; no dilation, no groups, no bias (a BatchNorm follows).
@@ -91,7 +102,10 @@ pub trait Kernels: Backend {
     }
 
     /// Gradients of [`Kernels::kernel_batch_norm`]: `(dy, dgamma, dbeta)`.
-    fn kernel_batch_norm_backward(saved: NormSaved<Self>, grad: Tensor<Self, 4>) -> NormGrads<Self> {
+    fn kernel_batch_norm_backward(
+        saved: NormSaved<Self>,
+        grad: Tensor<Self, 4>,
+    ) -> NormGrads<Self> {
         reference::batch_norm_backward(saved, grad)
     }
 

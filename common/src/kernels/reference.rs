@@ -75,7 +75,9 @@ pub fn batch_norm<B: Backend>(
     let mean = yr.clone().mean_dim(2).mean_dim(0); // [1, c, 1]
     let centered = yr.sub(mean.clone().repeat_dim(0, n));
     let var = centered.clone().square().mean_dim(2).mean_dim(0);
-    let scale = gamma.reshape([1, c, 1]).div(var.clone().add_scalar(eps).sqrt());
+    let scale = gamma
+        .reshape([1, c, 1])
+        .div(var.clone().add_scalar(eps).sqrt());
     let out = centered
         .mul(scale.repeat_dim(0, n))
         .add(per_channel(beta, n));

@@ -6,7 +6,7 @@
 use burn::module::{Module, Param, RunningState};
 use burn::prelude::*;
 
-use crate::kernels::{self, Kernels};
+use crate::kernels::{self, reference, Kernels, Ops};
 
 /// How a BatchNorm layer normalizes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,17 +64,31 @@ impl<B: Backend> BatchNorm2d<B> {
     where
         B: Kernels,
     {
+        self.forward_with(x, mode, relu, Ops::Kernels)
+    }
+
+    /// [`BatchNorm2d::forward_fused`] with the chosen implementation of the operations.
+    pub fn forward_with(&self, x: Tensor<B, 4>, mode: BnMode, relu: bool, ops: Ops) -> Tensor<B, 4>
+    where
+        B: Kernels,
+    {
         match mode {
             BnMode::Eval => {
                 let rm = self.running_mean.value_sync();
                 let rv = self.running_var.value_sync();
                 let scale = self.gamma.val().div(rv.add_scalar(self.epsilon).sqrt());
                 let shift = self.beta.val().sub(rm.mul(scale.clone()));
-                kernels::affine(x, scale, shift, relu)
+                match ops {
+                    Ops::Kernels => kernels::affine(x, scale, shift, relu),
+                    Ops::Burn => reference::affine(x, scale, shift, relu),
+                }
             }
             BnMode::Train | BnMode::Calibrate(_) => {
-                let (out, mean, var) =
-                    kernels::batch_norm(x, self.gamma.val(), self.beta.val(), self.epsilon, relu);
+                let (gamma, beta, eps) = (self.gamma.val(), self.beta.val(), self.epsilon);
+                let (out, mean, var) = match ops {
+                    Ops::Kernels => kernels::batch_norm(x, gamma, beta, eps, relu),
+                    Ops::Burn => reference::batch_norm(x, gamma, beta, eps, relu),
+                };
                 let momentum = match mode {
                     BnMode::Calibrate(m) => m,
                     _ => self.momentum,

@@ -9,9 +9,9 @@ use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 
 use super::batchnorm::BatchNorm2d;
-use crate::kernels::{self, ConvSpec, Kernels};
 pub use super::batchnorm::BnMode;
 use super::IMAGE_SIDE;
+use crate::kernels::{self, reference, ConvSpec, Kernels, Ops};
 
 /// Hyper-parameters of [`ConvNetS`].
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,7 @@ impl<B: Backend> ConvBlock<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 4>
+    fn forward(&self, x: Tensor<B, 4>, mode: BnMode, ops: Ops) -> Tensor<B, 4>
     where
         B: Kernels,
     {
@@ -55,8 +55,12 @@ impl<B: Backend> ConvBlock<B> {
             stride: self.conv.stride,
             padding: [1, 1],
         };
-        let y = kernels::conv2d(x, self.conv.weight.val(), spec);
-        self.bn.forward_fused(y, mode, true)
+        let w = self.conv.weight.val();
+        let y = match ops {
+            Ops::Kernels => kernels::conv2d(x, w, spec),
+            Ops::Burn => reference::conv2d(x, w, spec),
+        };
+        self.bn.forward_with(y, mode, true, ops)
     }
 }
 
@@ -91,14 +95,19 @@ impl ConvNetSConfig {
 impl<B: Kernels> ConvNetS<B> {
     /// Maps `[N, C, 28, 28]` images to `[N, 128]` representations.
     pub fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 2> {
+        self.forward_with(x, mode, Ops::Kernels)
+    }
+
+    /// [`ConvNetS::forward`] with the chosen implementation of the operations
+    /// ([`Ops::Burn`] is the reference the kernels are tested and benchmarked against).
+    pub fn forward_with(&self, x: Tensor<B, 4>, mode: BnMode, ops: Ops) -> Tensor<B, 2> {
         let mut h = x;
         for b in &self.blocks {
-            h = b.forward(h, mode);
+            h = b.forward(h, mode, ops);
         }
         let [n, c, hh, ww] = h.dims();
         h.reshape([n, c, hh * ww]).mean_dim(2).reshape([n, c])
     }
-
 }
 
 impl<B: Backend> ConvNetS<B> {

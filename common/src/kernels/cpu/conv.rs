@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::matmul::{sgemm, View};
 use super::scratch;
+use super::vector::{add_assign, gather_strided, scatter_add_strided};
 
 /// Columns (g·P) a group aims for.
 const GROUP_COLUMNS: usize = 512;
@@ -83,7 +84,9 @@ impl ConvGeom {
 
     /// Images per group.
     fn group(&self) -> usize {
-        GROUP_COLUMNS.div_ceil(self.p().max(1)).clamp(1, self.n.max(1))
+        GROUP_COLUMNS
+            .div_ceil(self.p().max(1))
+            .clamp(1, self.n.max(1))
     }
 
     /// Whether to run groups in parallel (else each GEMM is parallel).
@@ -134,9 +137,8 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32], rs: usize, off: usize) {
                         let start = lo + kx - g.pw;
                         d[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
                     } else {
-                        for (ox, v) in d[lo..hi].iter_mut().enumerate() {
-                            *v = src[(ox + lo) * g.sw + kx - g.pw];
-                        }
+                        let start = lo * g.sw + kx - g.pw;
+                        gather_strided(&mut d[lo..hi], &src[start..], g.sw);
                     }
                 }
             }
@@ -164,13 +166,10 @@ fn col2im(g: &ConvGeom, col: &[f32], rs: usize, off: usize, dx: &mut [f32]) {
                     let d = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
                     if g.sw == 1 {
                         let start = lo + kx - g.pw;
-                        for (dv, sv) in d[start..start + (hi - lo)].iter_mut().zip(&s[lo..hi]) {
-                            *dv += sv;
-                        }
+                        add_assign(&mut d[start..start + (hi - lo)], &s[lo..hi]);
                     } else {
-                        for ox in lo..hi {
-                            d[ox * g.sw + kx - g.pw] += s[ox];
-                        }
+                        let start = lo * g.sw + kx - g.pw;
+                        scatter_add_strided(&mut d[start..], &s[lo..hi], g.sw);
                     }
                 }
             }
@@ -203,10 +202,30 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
         let col = group_cols(g, x, gi * gs, imgs);
         let wv = View::rows(w, k);
         if imgs == 1 {
-            sgemm(g.cout, p, k, chunk, p, wv, View::rows(&col, cols), false, !outer);
+            sgemm(
+                g.cout,
+                p,
+                k,
+                chunk,
+                p,
+                wv,
+                View::rows(&col, cols),
+                false,
+                !outer,
+            );
         } else {
             let mut tmp = scratch::take(g.cout * cols);
-            sgemm(g.cout, cols, k, &mut tmp, cols, wv, View::rows(&col, cols), false, !outer);
+            sgemm(
+                g.cout,
+                cols,
+                k,
+                &mut tmp,
+                cols,
+                wv,
+                View::rows(&col, cols),
+                false,
+                !outer,
+            );
             for j in 0..imgs {
                 for co in 0..g.cout {
                     chunk[(j * g.cout + co) * p..(j * g.cout + co + 1) * p]
@@ -309,9 +328,7 @@ pub fn backward(
     };
     let wlen = g.cout * k;
     let add = |mut a: Vec<f32>, b: Vec<f32>| {
-        for (x, y) in a.iter_mut().zip(&b) {
-            *x += y;
-        }
+        add_assign(&mut a, &b);
         a
     };
     if need_dx {

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::vector::{affine, masked_sums, sum, sum_sq_dev};
+use super::vector::{affine, combine as combine_segment, masked_sums, sum, sum_sq_dev};
 
 /// Shape `[n, c, s]` of an NCHW tensor with `s = H·W`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +87,7 @@ pub fn bn_forward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert!(gamma.len() == d.c && beta.len() == d.c);
     let (mean, var) = channel_stats(d, y);
-    let scale: Vec<f32> = (0..d.c)
-        .map(|c| gamma[c] / (var[c] + eps).sqrt())
-        .collect();
+    let scale: Vec<f32> = (0..d.c).map(|c| gamma[c] / (var[c] + eps).sqrt()).collect();
     let shift: Vec<f32> = (0..d.c).map(|c| beta[c] - mean[c] * scale[c]).collect();
     (affine_forward(d, y, &scale, &shift, relu), mean, var)
 }
@@ -118,10 +116,7 @@ fn combine(d: Nc, y: &[f32], out: &[f32], g: &[f32], relu: bool, coef: &[[f32; 3
         for (ch, &[a, b, c]) in coef.iter().enumerate() {
             let (gs, ys, os) = (d.seg(g, i, ch), d.seg(y, i, ch), d.seg(out, i, ch));
             let dst = &mut dyi[ch * d.s..(ch + 1) * d.s];
-            for j in 0..d.s {
-                let dz = if !relu || os[j] > 0.0 { gs[j] } else { 0.0 };
-                dst[j] = a * dz + b * ys[j] + c;
-            }
+            combine_segment(dst, gs, ys, os, a, b, c, relu);
         }
     });
     dy

@@ -1,53 +1,81 @@
-//! Small vector loops written so LLVM vectorizes them (independent lane accumulators).
+//! Small vector loops written so LLVM vectorizes them: fixed-width chunks (no bounds
+//! checks in the loop body) and independent lane accumulators.
 
 const LANES: usize = 16;
 
 /// Σ v.
 pub fn sum(v: &[f32]) -> f32 {
+    let (chunks, rem) = v.as_chunks::<LANES>();
     let mut acc = [0.0f32; LANES];
-    let chunks = v.chunks_exact(LANES);
-    let rem: f32 = chunks.remainder().iter().sum();
     for c in chunks {
         for i in 0..LANES {
             acc[i] += c[i];
         }
     }
-    acc.iter().sum::<f32>() + rem
+    acc.iter().sum::<f32>() + rem.iter().sum::<f32>()
 }
 
 /// Σ (v − m)².
 pub fn sum_sq_dev(v: &[f32], m: f32) -> f32 {
+    let (chunks, rem) = v.as_chunks::<LANES>();
     let mut acc = [0.0f32; LANES];
-    let chunks = v.chunks_exact(LANES);
-    let rem: f32 = chunks.remainder().iter().map(|x| (x - m) * (x - m)).sum();
     for c in chunks {
         for i in 0..LANES {
             let d = c[i] - m;
             acc[i] += d * d;
         }
     }
-    acc.iter().sum::<f32>() + rem
+    acc.iter().sum::<f32>() + rem.iter().map(|x| (x - m) * (x - m)).sum::<f32>()
 }
 
-/// (Σ g·[keep], Σ g·[keep]·y) where keep is `o > 0` when `relu` (else always).
+#[inline(always)]
+fn keep(g: f32, o: f32, relu: bool) -> f32 {
+    if !relu || o > 0.0 {
+        g
+    } else {
+        0.0
+    }
+}
+
+/// (Σ dz, Σ dz·y) with dz = g·[o > 0] when `relu` (else dz = g).
 pub fn masked_sums(g: &[f32], y: &[f32], o: &[f32], relu: bool) -> (f32, f32) {
+    let n = g.len().min(y.len()).min(o.len());
+    let (g, y, o) = (&g[..n], &y[..n], &o[..n]);
+    let (gc, gr) = g.as_chunks::<LANES>();
+    let (yc, yr) = y.as_chunks::<LANES>();
+    let (oc, or) = o.as_chunks::<LANES>();
     let (mut s, mut sy) = ([0.0f32; LANES], [0.0f32; LANES]);
-    let n = g.len() / LANES * LANES;
-    for base in (0..n).step_by(LANES) {
+    for ((gg, yy), oo) in gc.iter().zip(yc).zip(oc) {
         for i in 0..LANES {
-            let j = base + i;
-            let d = if !relu || o[j] > 0.0 { g[j] } else { 0.0 };
+            let d = keep(gg[i], oo[i], relu);
             s[i] += d;
-            sy[i] += d * y[j];
+            sy[i] += d * yy[i];
         }
     }
     let (mut rs, mut rsy) = (0.0f32, 0.0f32);
-    for j in n..g.len() {
-        let d = if !relu || o[j] > 0.0 { g[j] } else { 0.0 };
+    for ((&gg, &yy), &oo) in gr.iter().zip(yr).zip(or) {
+        let d = keep(gg, oo, relu);
         rs += d;
-        rsy += d * y[j];
+        rsy += d * yy;
     }
     (s.iter().sum::<f32>() + rs, sy.iter().sum::<f32>() + rsy)
+}
+
+/// dst = a·dz + b·y + c with dz = g·[o > 0] when `relu` (else dz = g).
+#[allow(clippy::too_many_arguments)]
+pub fn combine(
+    dst: &mut [f32],
+    g: &[f32],
+    y: &[f32],
+    o: &[f32],
+    a: f32,
+    b: f32,
+    c: f32,
+    relu: bool,
+) {
+    for (((d, &gg), &yy), &oo) in dst.iter_mut().zip(g).zip(y).zip(o) {
+        *d = a * keep(gg, oo, relu) + b * yy + c;
+    }
 }
 
 /// out = max(0, y·a + b) (or without the max when `relu` is false).
@@ -60,5 +88,64 @@ pub fn affine(y: &[f32], out: &mut [f32], a: f32, b: f32, relu: bool) {
         for (o, &v) in out.iter_mut().zip(y) {
             *o = v * a + b;
         }
+    }
+}
+
+/// dst[i] = src[i·step] for every i of dst (as far as src reaches).
+pub fn gather_strided(dst: &mut [f32], src: &[f32], step: usize) {
+    match step {
+        1 => {
+            let n = dst.len().min(src.len());
+            dst[..n].copy_from_slice(&src[..n]);
+        }
+        2 => {
+            // Whole pairs, then a last odd element: LLVM turns this into shuffles.
+            let (pairs, rest) = src.as_chunks::<2>();
+            let n = dst.len().min(pairs.len());
+            for (d, p) in dst[..n].iter_mut().zip(pairs) {
+                *d = p[0];
+            }
+            if n < dst.len() {
+                if let Some(&v) = rest.first() {
+                    dst[n] = v;
+                }
+            }
+        }
+        _ => {
+            for (d, s) in dst.iter_mut().zip(src.iter().step_by(step)) {
+                *d = *s;
+            }
+        }
+    }
+}
+
+/// dst[i·step] += src[i] for every i of src (as far as dst reaches).
+pub fn scatter_add_strided(dst: &mut [f32], src: &[f32], step: usize) {
+    match step {
+        1 => add_assign(dst, src),
+        2 => {
+            let (pairs, rest) = dst.as_chunks_mut::<2>();
+            let n = src.len().min(pairs.len());
+            for (p, s) in pairs[..n].iter_mut().zip(src) {
+                p[0] += *s;
+            }
+            if n < src.len() {
+                if let Some(v) = rest.first_mut() {
+                    *v += src[n];
+                }
+            }
+        }
+        _ => {
+            for (d, s) in dst.iter_mut().step_by(step).zip(src) {
+                *d += *s;
+            }
+        }
+    }
+}
+
+/// dst += src.
+pub fn add_assign(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += *s;
     }
 }
