@@ -21,6 +21,9 @@ use fedssl_server::evaluate::EvalOptions;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Compute threads for training, evaluation and benchmarks (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -34,9 +37,6 @@ enum Cmd {
         /// Folder for results.
         #[arg(long, global = true, default_value = "bench-results")]
         out: PathBuf,
-        /// Compute threads (default: all cores).
-        #[arg(long, global = true)]
-        threads: Option<usize>,
     },
     /// Create or extend a deployment's certificates.
     Certs {
@@ -228,6 +228,10 @@ struct SimArgs {
     /// supervised baseline train ConvNet-S once per label fraction).
     #[arg(long, default_value_t = 0)]
     finetune_steps: usize,
+    /// How the sites share the cores: `serial` (one site trains at a time, on every core)
+    /// or `split` (cores divided among the sites, which train side by side).
+    #[arg(long, default_value = "split")]
+    schedule: fedssl_client::Schedule,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -259,13 +263,11 @@ fn init_logging() {
 
 fn main() -> anyhow::Result<()> {
     init_logging();
+    fedssl_common::kernels::tune_allocator();
     let cli = Cli::parse();
-    if let Cmd::Bench {
-        threads: Some(n), ..
-    } = &cli.cmd
-    {
+    if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new()
-            .num_threads((*n).max(1))
+            .num_threads(n.max(1))
             .build_global()
             .context("cannot size the compute thread pool")?;
     }
@@ -308,6 +310,7 @@ fn main() -> anyhow::Result<()> {
                 federated_eval_every: a.federated_eval_every,
                 eval: Some(eval_options(a.finetune_steps, a.seed)),
                 progress: true,
+                schedule: a.schedule,
             };
             let summary = rt.block_on(simulate(args))?;
             println!("{}", render_report(&summary, &run_dir));

@@ -9,7 +9,7 @@ use indicatif::MultiProgress;
 use serde::Serialize;
 use tracing::info;
 
-use fedssl_client::ClientReport;
+use fedssl_client::{ClientReport, Compute, Schedule};
 use fedssl_common::config::ServerEvalConfig;
 use fedssl_common::config::{ClientConfig, ClientData, PlanConfig, ServerConfig};
 use fedssl_common::data::partition::partition;
@@ -60,6 +60,8 @@ pub struct SimulateArgs {
     pub eval: Option<EvalOptions>,
     /// Show progress bars.
     pub progress: bool,
+    /// How the sites share this machine's cores.
+    pub schedule: Schedule,
 }
 
 /// `summary.json`.
@@ -188,8 +190,14 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     ));
     let addr = rx.await.context("the server failed to start")?;
 
+    let computes = Compute::shared(names.len(), rayon::current_num_threads(), args.schedule)?;
+    info!(
+        schedule = ?args.schedule,
+        threads_per_site = computes.first().map(Compute::threads).unwrap_or(0),
+        "sites share the cores"
+    );
     let mut clients = Vec::new();
-    for (i, name) in names.iter().enumerate() {
+    for ((i, name), compute) in names.iter().enumerate().zip(computes) {
         let (cert, key) = certs::client_files(&cert_dir, name);
         let cfg = ClientConfig {
             server_addr: addr,
@@ -216,10 +224,11 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         };
         // Labels stay with the site: the client uses them only for federated evaluation.
         let data: Dataset = pool.subset(&parts[i]);
-        clients.push(tokio::spawn(fedssl_client::run_client(
+        clients.push(tokio::spawn(fedssl_client::run_client_on(
             cfg,
             data,
             mp.clone(),
+            compute,
         )));
     }
     let report = server.await.context("the server task panicked")??;

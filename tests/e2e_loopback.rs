@@ -33,6 +33,7 @@ async fn three_clients_two_rounds_learn_and_persist() {
             ..EvalOptions::default()
         }),
         progress: false,
+        schedule: fedssl_client::Schedule::Split,
     })
     .await
     .unwrap();

@@ -5,8 +5,10 @@
 //!   misbehaves, because the client refuses to train past it.
 //! - [`state`]: local state that survives restarts (projector, pending upload).
 //! - [`session`]: the QUIC + mTLS session with the server, reconnecting with backoff.
+//! - [`compute`]: the thread pool (and gate) a site's training runs on.
 //! - [`data`]: loading the site's data from its configuration.
 
+pub mod compute;
 pub mod data;
 pub mod evaluate;
 pub mod ledger;
@@ -14,4 +16,5 @@ pub mod session;
 pub mod state;
 pub mod trainer;
 
-pub use session::{run_client, ClientReport};
+pub use compute::{Compute, Schedule};
+pub use session::{run_client, run_client_on, ClientReport};

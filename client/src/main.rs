@@ -13,6 +13,9 @@ struct Args {
     /// Client configuration file (TOML).
     #[arg(long)]
     config: std::path::PathBuf,
+    /// Compute threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -22,7 +25,13 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,quinn=warn".into()),
         )
         .init();
+    fedssl_common::kernels::tune_allocator();
     let args = Args::parse();
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()?;
+    }
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(fedssl_client::session::run_from_file(&args.config))?;
     println!("{}", serde_json::to_string_pretty(&report)?);

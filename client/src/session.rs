@@ -17,6 +17,7 @@ use fedssl_common::model::WeightsSpec;
 use fedssl_common::net::{endpoint, io, tls};
 use fedssl_common::protocol::{ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, Task, Upload};
 
+use crate::compute::Compute;
 use crate::evaluate::{local_metrics, LocalLabels};
 use crate::ledger::LedgerStore;
 use crate::state::SiteState;
@@ -62,13 +63,25 @@ struct Session {
     report: ClientReport,
     last_round: u64,
     progress: Option<MultiProgress>,
+    compute: Compute,
 }
 
-/// Runs a client until the server says training is finished.
+/// Runs a client until the server says training is finished, computing on rayon's global
+/// pool.
 pub async fn run_client(
     cfg: ClientConfig,
     data: Dataset,
     progress: Option<MultiProgress>,
+) -> anyhow::Result<ClientReport> {
+    run_client_on(cfg, data, progress, Compute::global()).await
+}
+
+/// [`run_client`] with its heavy work on `compute` (see [`crate::compute`]).
+pub async fn run_client_on(
+    cfg: ClientConfig,
+    data: Dataset,
+    progress: Option<MultiProgress>,
+    compute: Compute,
 ) -> anyhow::Result<ClientReport> {
     cfg.validate()?;
     let requested: ComputeDevice = cfg.device.parse()?;
@@ -112,6 +125,7 @@ pub async fn run_client(
         ledger,
         last_round: 0,
         progress,
+        compute,
     };
     let mut failures = 0u32;
     let mut backoff = Duration::from_millis(250);
@@ -336,10 +350,7 @@ impl Session {
             (Some(l), true) => {
                 // Arc clones: no data is copied.
                 let (l, g, d, seed) = (l.clone(), global.clone(), self.data.clone(), site_seed);
-                match tokio::task::spawn_blocking(move || l.evaluate(&g, &d, seed))
-                    .await
-                    .context("the evaluation task panicked")?
-                {
+                match self.compute.run(move || l.evaluate(&g, &d, seed)).await? {
                     Ok(e) => {
                         info!(
                             round = task.round,
@@ -363,32 +374,33 @@ impl Session {
         let device = self.device;
         let bar2 = bar.clone();
         let global2 = global.clone();
-        let (outcome, metrics) = tokio::task::spawn_blocking(move || {
-            let outcome = trainer::train(
-                device,
-                TrainJob {
-                    global: &global2,
-                    projector: projector.as_ref(),
-                    data: &data,
-                    plan: &plan,
-                    site_seed,
-                    progress: bar2,
-                },
-            )?;
-            let metrics = local_metrics(&outcome.encoder, &data, site_seed, site_eval)?;
-            anyhow::Ok((outcome, metrics))
-        })
-        .await
-        .context("the training task panicked")??;
+        let (outcome, metrics) = self
+            .compute
+            .run(move || {
+                let outcome = trainer::train(
+                    device,
+                    TrainJob {
+                        global: &global2,
+                        projector: projector.as_ref(),
+                        data: &data,
+                        plan: &plan,
+                        site_seed,
+                        progress: bar2,
+                    },
+                )?;
+                let metrics = local_metrics(&outcome.encoder, &data, site_seed, site_eval)?;
+                anyhow::Ok((outcome, metrics))
+            })
+            .await??;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
         self.state.save_projector(&outcome.projector)?;
         let mut update = outcome.encoder.sub(&global)?;
-        let (rho, update) =
-            tokio::task::spawn_blocking(move || mech.privatize(&mut update).map(|r| (r, update)))
-                .await
-                .context("the privacy task panicked")??;
+        let (rho, update) = self
+            .compute
+            .run(move || mech.privatize(&mut update).map(|r| (r, update)))
+            .await??;
         // The spend is durable before the update can leave the site.
         self.ledger.record(task.round, rho, &base_hash)?;
         let epsilon = self.ledger.ledger.epsilon()?;

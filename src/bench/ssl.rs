@@ -310,6 +310,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
                 federated_eval_every: 0,
                 eval: None,
                 progress: true,
+                schedule: fedssl_client::Schedule::Serial,
             })
             .await?;
             let steps = local_steps(

@@ -7,10 +7,10 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use super::cpu::conv::{self, ConvGeom};
+use super::cpu::conv::{self, ConvGeom, StackLayer as StackView};
 use super::cpu::norm::{self, Nc};
 use super::profile::{timed, Op};
-use super::{reference, ConvSpec, Kernels, NormGrads, NormSaved};
+use super::{reference, ConvSpec, Kernels, NormGrads, NormSaved, StackLayer};
 
 /// The tensor's storage as one contiguous buffer (a copy only when it is a strided view).
 fn contiguous<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
@@ -193,6 +193,54 @@ impl Kernels for Flex {
         tensor(out, dims)
     }
 
+    fn kernel_conv_stack(x: Tensor<Self, 4>, layers: Vec<StackLayer<Self>>) -> Tensor<Self, 4> {
+        let [n, cin, h, w] = x.dims();
+        let f32s = all_f32(&[&x]) && layers.iter().all(|l| all_f32(&[&l.weight]));
+        let params: Option<Vec<_>> = layers
+            .iter()
+            .map(|l| {
+                let wp = contiguous(l.weight.clone());
+                let (a, b) = (vec1(l.scale.clone())?, vec1(l.shift.clone())?);
+                Some((wp, a, b))
+            })
+            .collect();
+        let (true, Some(params)) = (f32s, params) else {
+            return fold_stack(x, layers);
+        };
+        let views: Option<Vec<StackView<'_>>> = layers
+            .iter()
+            .zip(&params)
+            .map(|(l, (wp, a, b))| {
+                let [cout, _, kh, kw] = l.weight.dims();
+                Some(StackView {
+                    w: values(wp)?,
+                    cout,
+                    kernel: [kh, kw],
+                    stride: l.spec.stride,
+                    padding: l.spec.padding,
+                    scale: a,
+                    shift: b,
+                    relu: l.relu,
+                })
+            })
+            .collect();
+        let geoms = views
+            .as_ref()
+            .and_then(|v| conv::stack_geometries(n, cin, h, w, v));
+        let (Some(views), Some(geoms)) = (views, geoms) else {
+            return fold_stack(x, layers);
+        };
+        let Some(last) = geoms.last().copied() else {
+            return x;
+        };
+        let xp = contiguous(x);
+        let Some(xs) = values(&xp) else {
+            unreachable_layout()
+        };
+        let out = timed(Op::ConvStack, || conv::stack_forward(&geoms, &views, xs));
+        tensor(out, [n, last.cout, last.out_h(), last.out_w()])
+    }
+
     fn kernel_affine_backward(saved: NormSaved<Self>, grad: Tensor<Self, 4>) -> NormGrads<Self> {
         let dims = grad.dims();
         let d = nc(dims);
@@ -215,6 +263,18 @@ impl Kernels for Flex {
             tensor(dshift, [d.c]),
         )
     }
+}
+
+/// The provided layer-by-layer composition (for inputs the fused kernel does not take).
+fn fold_stack(x: Tensor<Flex, 4>, layers: Vec<StackLayer<Flex>>) -> Tensor<Flex, 4> {
+    layers.into_iter().fold(x, |h, l| {
+        Flex::kernel_affine(
+            Flex::kernel_conv2d(h, l.weight, l.spec),
+            l.scale,
+            l.shift,
+            l.relu,
+        )
+    })
 }
 
 fn norm_inputs_ok(saved: &NormSaved<Flex>, grad: &Tensor<Flex, 4>) -> bool {

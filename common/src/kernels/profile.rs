@@ -16,15 +16,18 @@ pub enum Op {
     NormForward,
     /// BatchNorm / affine (+ ReLU) gradients.
     NormBackward,
+    /// A fused evaluation-mode stack of conv → affine → ReLU layers.
+    ConvStack,
 }
 
 impl Op {
     /// All operations, in report order.
-    pub const ALL: [Op; 4] = [
+    pub const ALL: [Op; 5] = [
         Op::ConvForward,
         Op::ConvBackward,
         Op::NormForward,
         Op::NormBackward,
+        Op::ConvStack,
     ];
 
     /// A short label.
@@ -34,17 +37,18 @@ impl Op {
             Op::ConvBackward => "conv backward (input + weight)",
             Op::NormForward => "BatchNorm+ReLU forward",
             Op::NormBackward => "BatchNorm+ReLU backward",
+            Op::ConvStack => "fused conv+BN+ReLU stack",
         }
     }
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
-static NANOS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
-static CALLS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+static NANOS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+static CALLS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 
 /// Starts (or stops) collecting, and clears the totals.
 pub fn enable(on: bool) {
-    for i in 0..4 {
+    for i in 0..Op::ALL.len() {
         NANOS[i].store(0, Ordering::Relaxed);
         CALLS[i].store(0, Ordering::Relaxed);
     }

@@ -340,3 +340,59 @@ fn input_smaller_than_the_kernel_matches_burn() {
     let theirs = reference::conv2d::<Flex>(x, w, spec);
     assert_close(&values(ours), &values(theirs), 1e-5, "small input");
 }
+
+#[test]
+fn fused_stack_matches_layer_by_layer_burn_ops() {
+    // Three layers: a 3-channel input, 3×3 stride 1, 5×5 stride 2, 1×1 without ReLU; enough
+    // images for several groups.
+    let (n, cin, h, w) = (37, 3, 11, 9);
+    let plan = [(4, 3, 1, 1, true), (6, 5, 2, 2, true), (5, 1, 1, 0, false)];
+    let x = random(n * cin * h * w, 40);
+    let mut c = cin;
+    let layers: Vec<_> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, &(cout, k, s, p, relu))| {
+            let weight = random(cout * c * k * k, 41 + i as u64);
+            let l = (
+                weight,
+                [cout, c, k, k],
+                s,
+                p,
+                relu,
+                random(cout, 50 + i as u64),
+                random(cout, 60 + i as u64),
+            );
+            c = cout;
+            l
+        })
+        .collect();
+    let build = || -> Vec<StackLayer<Flex>> {
+        layers
+            .iter()
+            .map(|(wv, ws, s, p, relu, a, b)| StackLayer {
+                weight: tensor(wv.clone(), *ws),
+                spec: ConvSpec {
+                    stride: [*s, *s],
+                    padding: [*p, *p],
+                },
+                scale: tensor(a.clone(), [a.len()]),
+                shift: tensor(b.clone(), [b.len()]),
+                relu: *relu,
+            })
+            .collect()
+    };
+    let fused = conv_stack(tensor::<Flex, 4>(x.clone(), [n, cin, h, w]), build());
+    let reference = build()
+        .into_iter()
+        .fold(tensor::<Flex, 4>(x, [n, cin, h, w]), |t, l| {
+            reference::affine(
+                reference::conv2d(t, l.weight, l.spec),
+                l.scale,
+                l.shift,
+                l.relu,
+            )
+        });
+    assert_eq!(fused.dims(), reference.dims());
+    assert_close(&values(fused), &values(reference), 1e-5, "fused stack");
+}

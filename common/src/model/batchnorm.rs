@@ -67,6 +67,16 @@ impl<B: Backend> BatchNorm2d<B> {
         self.forward_with(x, mode, relu, Ops::Kernels)
     }
 
+    /// The per-channel `(scale, shift)` evaluation mode applies:
+    /// `γ / √(running var + ε)` and `β − running mean · scale`.
+    pub fn eval_affine(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let rm = self.running_mean.value_sync();
+        let rv = self.running_var.value_sync();
+        let scale = self.gamma.val().div(rv.add_scalar(self.epsilon).sqrt());
+        let shift = self.beta.val().sub(rm.mul(scale.clone()));
+        (scale, shift)
+    }
+
     /// [`BatchNorm2d::forward_fused`] with the chosen implementation of the operations.
     pub fn forward_with(&self, x: Tensor<B, 4>, mode: BnMode, relu: bool, ops: Ops) -> Tensor<B, 4>
     where
@@ -74,10 +84,7 @@ impl<B: Backend> BatchNorm2d<B> {
     {
         match mode {
             BnMode::Eval => {
-                let rm = self.running_mean.value_sync();
-                let rv = self.running_var.value_sync();
-                let scale = self.gamma.val().div(rv.add_scalar(self.epsilon).sqrt());
-                let shift = self.beta.val().sub(rm.mul(scale.clone()));
+                let (scale, shift) = self.eval_affine();
                 match ops {
                     Ops::Kernels => kernels::affine(x, scale, shift, relu),
                     Ops::Burn => reference::affine(x, scale, shift, relu),

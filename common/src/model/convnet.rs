@@ -11,7 +11,7 @@ use burn::prelude::*;
 use super::batchnorm::BatchNorm2d;
 pub use super::batchnorm::BnMode;
 use super::IMAGE_SIDE;
-use crate::kernels::{self, reference, ConvSpec, Kernels, Ops};
+use crate::kernels::{self, reference, ConvSpec, Kernels, Ops, StackLayer};
 
 /// Hyper-parameters of [`ConvNetS`].
 #[derive(Debug, Clone, Copy)]
@@ -47,14 +47,18 @@ impl<B: Backend> ConvBlock<B> {
         }
     }
 
+    fn spec(&self) -> ConvSpec {
+        ConvSpec {
+            stride: self.conv.stride,
+            padding: [1, 1],
+        }
+    }
+
     fn forward(&self, x: Tensor<B, 4>, mode: BnMode, ops: Ops) -> Tensor<B, 4>
     where
         B: Kernels,
     {
-        let spec = ConvSpec {
-            stride: self.conv.stride,
-            padding: [1, 1],
-        };
+        let spec = self.spec();
         let w = self.conv.weight.val();
         let y = match ops {
             Ops::Kernels => kernels::conv2d(x, w, spec),
@@ -101,10 +105,26 @@ impl<B: Kernels> ConvNetS<B> {
     /// [`ConvNetS::forward`] with the chosen implementation of the operations
     /// ([`Ops::Burn`] is the reference the kernels are tested and benchmarked against).
     pub fn forward_with(&self, x: Tensor<B, 4>, mode: BnMode, ops: Ops) -> Tensor<B, 2> {
-        let mut h = x;
-        for b in &self.blocks {
-            h = b.forward(h, mode, ops);
-        }
+        let h = if mode == BnMode::Eval && ops == Ops::Kernels {
+            // Inference: one fused conv → BN → ReLU stack.
+            let layers = self
+                .blocks
+                .iter()
+                .map(|b| {
+                    let (scale, shift) = b.bn.eval_affine();
+                    StackLayer {
+                        weight: b.conv.weight.val(),
+                        spec: b.spec(),
+                        scale,
+                        shift,
+                        relu: true,
+                    }
+                })
+                .collect();
+            kernels::conv_stack(x, layers)
+        } else {
+            self.blocks.iter().fold(x, |h, b| b.forward(h, mode, ops))
+        };
         let [n, c, hh, ww] = h.dims();
         h.reshape([n, c, hh * ww]).mean_dim(2).reshape([n, c])
     }

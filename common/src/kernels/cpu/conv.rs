@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::matmul::{sgemm, View};
 use super::scratch;
-use super::vector::{add_assign, gather_strided, scatter_add_strided};
+use super::vector::{add_assign, affine_in_place, gather_strided, scatter_add_strided};
 
 /// Columns (g·P) a group aims for.
 const GROUP_COLUMNS: usize = 512;
@@ -112,12 +112,12 @@ fn valid_cols(g: &ConvGeom, kx: usize, wo: usize) -> (usize, usize) {
     (lo.min(wo), hi.min(wo).max(lo.min(wo)))
 }
 
-/// Writes image `x` (`[cin, h, w]`) as rows `cin·kh·kw` of `col` (row stride `rs`), columns
-/// `off .. off + P`.
-fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32], rs: usize, off: usize) {
+/// Writes one image as rows `cin·kh·kw` of `col` (row stride `rs`), columns
+/// `off .. off + P`. Channel `ci` of the image is `x[ci·plane_stride ..][.. h·w]`.
+fn im2col(g: &ConvGeom, x: &[f32], plane_stride: usize, col: &mut [f32], rs: usize, off: usize) {
     let (ho, wo) = (g.out_h(), g.out_w());
     for ci in 0..g.cin {
-        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        let plane = &x[ci * plane_stride..ci * plane_stride + g.h * g.w];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let row = (ci * g.kh + ky) * g.kw + kx;
@@ -184,7 +184,7 @@ fn group_cols(g: &ConvGeom, x: &[f32], first: usize, imgs: usize) -> Vec<f32> {
     let mut col = scratch::take(k * cols);
     for j in 0..imgs {
         let img = &x[(first + j) * g.in_len()..(first + j + 1) * g.in_len()];
-        im2col(g, img, &mut col, cols, j * p);
+        im2col(g, img, g.h * g.w, &mut col, cols, j * p);
     }
     col
 }
@@ -374,4 +374,156 @@ pub fn backward(
         };
         (None, dw)
     }
+}
+
+/// One layer of an evaluation-mode convolution stack: convolution (no bias), per-channel
+/// affine map (folded BatchNorm), optional ReLU.
+#[derive(Debug, Clone, Copy)]
+pub struct StackLayer<'a> {
+    /// Weight `[cout, cin, kh, kw]`.
+    pub w: &'a [f32],
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Padding.
+    pub padding: [usize; 2],
+    /// Per-channel scale.
+    pub scale: &'a [f32],
+    /// Per-channel shift.
+    pub shift: &'a [f32],
+    /// ReLU after the affine map.
+    pub relu: bool,
+}
+
+/// Largest im2col buffer (floats) a group of images may need in [`stack_forward`], so a
+/// group's working set stays in the core's L2 cache (measured flat between 120 K and 400 K
+/// on ConvNet-S; 800 K is 10 % slower).
+const STACK_COL_BUDGET: usize = 192 * 1024;
+
+/// The geometries of the layers of a stack for `n` images of `[cin, h, w]`, or `None` if
+/// some layer does not fit its input.
+pub fn stack_geometries(
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    layers: &[StackLayer<'_>],
+) -> Option<Vec<ConvGeom>> {
+    let (mut c, mut h, mut w) = (cin, h, w);
+    let mut out = Vec::with_capacity(layers.len());
+    for l in layers {
+        let g = ConvGeom {
+            n,
+            cin: c,
+            h,
+            w,
+            cout: l.cout,
+            kh: l.kernel[0],
+            kw: l.kernel[1],
+            sh: l.stride[0],
+            sw: l.stride[1],
+            ph: l.padding[0],
+            pw: l.padding[1],
+        };
+        let fits = g.is_valid()
+            && l.w.len() == g.cout * g.k()
+            && l.scale.len() == g.cout
+            && l.shift.len() == g.cout;
+        if !fits {
+            return None;
+        }
+        (c, h, w) = (g.cout, g.out_h(), g.out_w());
+        out.push(g);
+    }
+    Some(out)
+}
+
+/// Evaluation-mode forward of a whole stack of conv → affine → ReLU layers on `x`
+/// (`[n, cin, h, w]`), returning the last layer's activations (`[n, cout, ho, wo]`).
+///
+/// A group of images goes through every layer before the next group starts, with the
+/// activations kept channel-major (`[c, images·pixels]`, the layout the GEMM produces), so
+/// the im2col matrix, the GEMM output and the affine epilogue of each layer stay in cache
+/// and nothing is written back to memory between layers.
+pub fn stack_forward(geoms: &[ConvGeom], layers: &[StackLayer<'_>], x: &[f32]) -> Vec<f32> {
+    let (Some(first), Some(last)) = (geoms.first(), geoms.last()) else {
+        return x.to_vec();
+    };
+    assert!(geoms.len() == layers.len() && x.len() == first.n * first.in_len());
+    let n = first.n;
+    let worst = geoms
+        .iter()
+        .map(|g| g.k() * g.p())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let gs = (STACK_COL_BUDGET / worst).clamp(1, n.max(1));
+    let out_len = last.out_len();
+    let mut out = vec![0.0f32; n * out_len];
+    let outer = n.div_ceil(gs) >= 2 * super::threads();
+    let run = |gi: usize, chunk: &mut [f32]| {
+        let first_img = gi * gs;
+        let imgs = chunk.len() / out_len;
+        // The group's input, channel-major: [cin, imgs·h·w].
+        let plane = first.h * first.w;
+        let mut cur = scratch::take(first.cin * imgs * plane);
+        for j in 0..imgs {
+            for ci in 0..first.cin {
+                let src = ((first_img + j) * first.cin + ci) * plane;
+                cur[(ci * imgs + j) * plane..(ci * imgs + j + 1) * plane]
+                    .copy_from_slice(&x[src..src + plane]);
+            }
+        }
+        for (g, l) in geoms.iter().zip(layers) {
+            let (k, p) = (g.k(), g.p());
+            let cols = imgs * p;
+            let plane = g.h * g.w;
+            let mut col = scratch::take(k * cols);
+            for j in 0..imgs {
+                im2col(g, &cur[j * plane..], imgs * plane, &mut col, cols, j * p);
+            }
+            let mut next = scratch::take(g.cout * cols);
+            sgemm(
+                g.cout,
+                cols,
+                k,
+                &mut next,
+                cols,
+                View::rows(l.w, k),
+                View::rows(&col, cols),
+                false,
+                !outer,
+            );
+            for co in 0..g.cout {
+                let row = &mut next[co * cols..(co + 1) * cols];
+                affine_in_place(row, l.scale[co], l.shift[co], l.relu);
+            }
+            scratch::give(col);
+            scratch::give(std::mem::replace(&mut cur, next));
+        }
+        // Back to NCHW.
+        let p = last.p();
+        for j in 0..imgs {
+            for co in 0..last.cout {
+                let src = co * imgs * p + j * p;
+                chunk[(j * last.cout + co) * p..(j * last.cout + co + 1) * p]
+                    .copy_from_slice(&cur[src..src + p]);
+            }
+        }
+        scratch::give(cur);
+    };
+    let chunk = gs * out_len;
+    if outer {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(gi, c)| run(gi, c));
+    } else {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(gi, c)| run(gi, c));
+    }
+    out
 }

@@ -91,6 +91,19 @@ pub fn affine(y: &[f32], out: &mut [f32], a: f32, b: f32, relu: bool) {
     }
 }
 
+/// v = max(0, v·a + b) in place (or without the max when `relu` is false).
+pub fn affine_in_place(v: &mut [f32], a: f32, b: f32, relu: bool) {
+    if relu {
+        for x in v.iter_mut() {
+            *x = (*x * a + b).max(0.0);
+        }
+    } else {
+        for x in v.iter_mut() {
+            *x = *x * a + b;
+        }
+    }
+}
+
 /// dst[i] = src[i·step] for every i of dst (as far as src reaches).
 pub fn gather_strided(dst: &mut [f32], src: &[f32], step: usize) {
     match step {
