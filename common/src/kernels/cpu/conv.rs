@@ -115,6 +115,9 @@ fn valid_cols(g: &ConvGeom, kx: usize, wo: usize) -> (usize, usize) {
 /// Writes one image as rows `cin·kh·kw` of `col` (row stride `rs`), columns
 /// `off .. off + P`. Channel `ci` of the image is `x[ci·plane_stride ..][.. h·w]`.
 fn im2col(g: &ConvGeom, x: &[f32], plane_stride: usize, col: &mut [f32], rs: usize, off: usize) {
+    if g.sh != 1 || g.sw != 1 {
+        return im2col_strided(g, x, plane_stride, col, rs, off);
+    }
     let (ho, wo) = (g.out_h(), g.out_w());
     for ci in 0..g.cin {
         let plane = &x[ci * plane_stride..ci * plane_stride + g.h * g.w];
@@ -149,6 +152,9 @@ fn im2col(g: &ConvGeom, x: &[f32], plane_stride: usize, col: &mut [f32], rs: usi
 /// Adds the columns `off .. off + P` of `col` (row stride `rs`) back into image `dx`:
 /// the adjoint of [`im2col`].
 fn col2im(g: &ConvGeom, col: &[f32], rs: usize, off: usize, dx: &mut [f32]) {
+    if g.sh != 1 || g.sw != 1 {
+        return col2im_strided(g, col, rs, off, dx);
+    }
     let (ho, wo) = (g.out_h(), g.out_w());
     for ci in 0..g.cin {
         let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
@@ -175,6 +181,96 @@ fn col2im(g: &ConvGeom, col: &[f32], rs: usize, off: usize, dx: &mut [f32]) {
             }
         }
     }
+}
+
+/// Addressing for strided convolutions: each input plane is copied into a zero-padded
+/// plane, where tap (ky, kx) of output pixel p reads `padded[base[p] + ky·wp + kx]` with no
+/// bounds logic, instead of many short strided row segments (7 or 4 pixels wide in the deep
+/// layers, where per-segment overhead dominated).
+struct Padded {
+    /// Padded plane width.
+    wp: usize,
+    /// Padded plane (hp × wp).
+    plane: Vec<f32>,
+    /// Offset of every output pixel's top-left tap in the padded plane.
+    base: Vec<usize>,
+}
+
+impl Padded {
+    fn new(g: &ConvGeom) -> Self {
+        let (wp, hp) = (g.w + 2 * g.pw, g.h + 2 * g.ph);
+        let mut base = Vec::with_capacity(g.p());
+        for oy in 0..g.out_h() {
+            for ox in 0..g.out_w() {
+                base.push(oy * g.sh * wp + ox * g.sw);
+            }
+        }
+        let mut plane = scratch::take(hp * wp);
+        plane.truncate(hp * wp);
+        Self { wp, plane, base }
+    }
+
+    fn load(&mut self, g: &ConvGeom, src: &[f32]) {
+        self.plane.fill(0.0);
+        for y in 0..g.h {
+            let at = (y + g.ph) * self.wp + g.pw;
+            self.plane[at..at + g.w].copy_from_slice(&src[y * g.w..(y + 1) * g.w]);
+        }
+    }
+
+    fn finish(self) {
+        scratch::give(self.plane);
+    }
+}
+
+fn im2col_strided(
+    g: &ConvGeom,
+    x: &[f32],
+    plane_stride: usize,
+    col: &mut [f32],
+    rs: usize,
+    off: usize,
+) {
+    let mut pad = Padded::new(g);
+    let p = g.p();
+    for ci in 0..g.cin {
+        pad.load(g, &x[ci * plane_stride..ci * plane_stride + g.h * g.w]);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = (ci * g.kh + ky) * g.kw + kx;
+                let tap = &pad.plane[ky * pad.wp + kx..];
+                let dst = &mut col[row * rs + off..row * rs + off + p];
+                for (d, &b) in dst.iter_mut().zip(&pad.base) {
+                    *d = tap[b];
+                }
+            }
+        }
+    }
+    pad.finish();
+}
+
+fn col2im_strided(g: &ConvGeom, col: &[f32], rs: usize, off: usize, dx: &mut [f32]) {
+    let mut pad = Padded::new(g);
+    let p = g.p();
+    for ci in 0..g.cin {
+        pad.plane.fill(0.0);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = (ci * g.kh + ky) * g.kw + kx;
+                let src = &col[row * rs + off..row * rs + off + p];
+                let tap = &mut pad.plane[ky * pad.wp + kx..];
+                for (&s, &b) in src.iter().zip(&pad.base) {
+                    tap[b] += s;
+                }
+            }
+        }
+        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for y in 0..g.h {
+            let at = (y + g.ph) * pad.wp + g.pw;
+            add_assign(&mut plane[y * g.w..(y + 1) * g.w], &pad.plane[at..at + g.w]);
+        }
+    }
+    pad.finish();
 }
 
 /// Builds the im2col matrix of images `first .. first + imgs` into a scratch buffer.
