@@ -176,6 +176,22 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
             table.note(format!("PyTorch reference not run: {e:#}"));
         }
     }
+    let (fwd_flop, train_flop) = convnet_s_flops();
+    table.note(format!(
+        "work: {:.1} MFLOP per view forward, {:.1} MFLOP per view for a training step (2 views per image); fedssl runs training at {:.0} GFLOP/s and forward at {:.0} GFLOP/s{}",
+        fwd_flop * 1e-6,
+        train_flop * 1e-6,
+        train_ips * 2.0 * train_flop * 1e-9,
+        fwd_ips * fwd_flop * 1e-9,
+        match &torch {
+            Ok(t) => format!(
+                ", PyTorch at {:.0} and {:.0} GFLOP/s",
+                t.train_images_per_s * 2.0 * train_flop * 1e-9,
+                t.forward_images_per_s * fwd_flop * 1e-9
+            ),
+            Err(_) => String::new(),
+        }
+    ));
     table.note(format!(
         "speed-up of the kernels over burn's own ops: {:.1}× training, {:.1}× forward",
         train_ips / burn.train_ips,
@@ -200,6 +216,24 @@ struct Timed {
     forward_ips: f64,
     train_profile: String,
     forward_profile: String,
+}
+
+/// Multiply-adds ×2 of ConvNet-S's convolutions per 28×28 view: (forward, training step =
+/// forward + weight gradient + input gradient, the first layer's input needing none).
+fn convnet_s_flops() -> (f64, f64) {
+    // (cin, cout, output side) of the four 3×3 convolutions.
+    let layers = [
+        (1.0, 32.0, 28.0),
+        (32.0, 64.0, 14.0),
+        (64.0, 128.0, 7.0),
+        (128.0, 128.0, 4.0),
+    ];
+    let per: Vec<f64> = layers
+        .iter()
+        .map(|(cin, cout, side): &(f64, f64, f64)| 2.0 * cin * cout * 9.0 * side * side)
+        .collect();
+    let forward: f64 = per.iter().sum();
+    (forward, 3.0 * forward - per[0])
 }
 
 /// "x % short of 1.0×" or "x % ahead".
