@@ -230,7 +230,7 @@ struct SimArgs {
     finetune_steps: usize,
     /// How the sites share the cores: `serial` (one site trains at a time, on every core)
     /// or `split` (cores divided among the sites, which train side by side).
-    #[arg(long, default_value = "split")]
+    #[arg(long, default_value = "serial")]
     schedule: fedssl_client::Schedule,
     /// Seed.
     #[arg(long, default_value_t = 1)]
