@@ -1,6 +1,8 @@
 //! Dense row-major matrix products for the evaluation code, on the `gemm` crate
 //! (the same kernels burn's CPU backend uses), parallel over rayon's threads.
 
+use crate::kernels::cpu::matmul::{sgemm, View};
+
 /// A row-major matrix view: `rows × cols` values, optionally read transposed.
 #[derive(Debug, Clone, Copy)]
 pub struct MatRef<'a> {
@@ -52,11 +54,12 @@ impl<'a> MatRef<'a> {
     }
 
     /// (column stride, row stride) of the logical matrix.
-    fn strides(&self) -> (isize, isize) {
+    /// The strided view the GEMM wrapper takes.
+    fn view(&self) -> View<'a> {
         if self.transposed {
-            (self.cols as isize, 1)
+            View::transposed(self.data, self.cols)
         } else {
-            (1, self.cols as isize)
+            View::rows(self.data, self.cols)
         }
     }
 }
@@ -86,40 +89,9 @@ pub fn matmul_into(a: MatRef<'_>, b: MatRef<'_>, out: &mut [f32]) {
         out.fill(0.0);
         return;
     }
-    let (a_cs, a_rs) = a.strides();
-    let (b_cs, b_rs) = b.strides();
-    let threads = rayon::current_num_threads().max(1);
-    let par = if m * n * k >= 1 << 16 && threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: every pointer addresses a buffer whose length was checked above against the
-    // shape and strides passed with it; `out` is uniquely borrowed and not read (read_dst
-    // is false).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.data.as_ptr(),
-            a_cs,
-            a_rs,
-            b.data.as_ptr(),
-            b_cs,
-            b_rs,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
+    // Small products on one thread; larger ones split across the pool.
+    let parallel = m * n * k >= 1 << 16;
+    sgemm(m, n, k, out, n, a.view(), b.view(), false, parallel);
 }
 
 /// The rows `idx` of `x` (`n × dim`, row-major), in that order.

@@ -10,7 +10,7 @@ use burn::tensor::DType;
 use super::cpu::conv::{self, ConvGeom, StackLayer as StackView};
 use super::cpu::norm::{self, Nc};
 use super::profile::{timed, Op};
-use super::{reference, ConvSpec, Kernels, NormGrads, NormSaved, StackLayer};
+use super::{compose_stack, reference, ConvSpec, Kernels, NormGrads, NormSaved, StackLayer};
 
 /// The tensor's storage as one contiguous buffer (a copy only when it is a strided view).
 fn contiguous<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
@@ -205,7 +205,7 @@ impl Kernels for Flex {
             })
             .collect();
         let (true, Some(params)) = (f32s, params) else {
-            return fold_stack(x, layers);
+            return compose_stack(x, layers);
         };
         let views: Option<Vec<StackView<'_>>> = layers
             .iter()
@@ -228,7 +228,7 @@ impl Kernels for Flex {
             .as_ref()
             .and_then(|v| conv::stack_geometries(n, cin, h, w, v));
         let (Some(views), Some(geoms)) = (views, geoms) else {
-            return fold_stack(x, layers);
+            return compose_stack(x, layers);
         };
         let Some(last) = geoms.last().copied() else {
             return x;
@@ -263,18 +263,6 @@ impl Kernels for Flex {
             tensor(dshift, [d.c]),
         )
     }
-}
-
-/// The provided layer-by-layer composition (for inputs the fused kernel does not take).
-fn fold_stack(x: Tensor<Flex, 4>, layers: Vec<StackLayer<Flex>>) -> Tensor<Flex, 4> {
-    layers.into_iter().fold(x, |h, l| {
-        Flex::kernel_affine(
-            Flex::kernel_conv2d(h, l.weight, l.spec),
-            l.scale,
-            l.shift,
-            l.relu,
-        )
-    })
 }
 
 fn norm_inputs_ok(saved: &NormSaved<Flex>, grad: &Tensor<Flex, 4>) -> bool {

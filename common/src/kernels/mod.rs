@@ -139,14 +139,7 @@ pub trait Kernels: Backend {
     /// [`Kernels::kernel_conv2d`] and one [`Kernels::kernel_affine`] per layer (so autodiff
     /// backends differentiate it); Flex runs the whole stack per group of images in cache.
     fn kernel_conv_stack(x: Tensor<Self, 4>, layers: Vec<StackLayer<Self>>) -> Tensor<Self, 4> {
-        layers.into_iter().fold(x, |h, l| {
-            Self::kernel_affine(
-                Self::kernel_conv2d(h, l.weight, l.spec),
-                l.scale,
-                l.shift,
-                l.relu,
-            )
-        })
+        compose_stack(x, layers)
     }
 
     /// Gradients of [`Kernels::kernel_affine`]: `(dy, dscale, dshift)` (`saved.a` is the
@@ -181,6 +174,21 @@ pub fn affine<B: Kernels>(
     relu: bool,
 ) -> Tensor<B, 4> {
     B::kernel_affine(y, scale, shift, relu)
+}
+
+/// A conv stack layer by layer: [`Kernels::kernel_conv2d`] then [`Kernels::kernel_affine`].
+pub(crate) fn compose_stack<B: Kernels>(
+    x: Tensor<B, 4>,
+    layers: Vec<StackLayer<B>>,
+) -> Tensor<B, 4> {
+    layers.into_iter().fold(x, |h, l| {
+        B::kernel_affine(
+            B::kernel_conv2d(h, l.weight, l.spec),
+            l.scale,
+            l.shift,
+            l.relu,
+        )
+    })
 }
 
 /// Evaluation-mode stack of conv → affine (+ ReLU) layers.

@@ -273,6 +273,26 @@ fn col2im_strided(g: &ConvGeom, col: &[f32], rs: usize, off: usize, dx: &mut [f3
     pad.finish();
 }
 
+/// Calls `run(group index, group's output chunk)` for every `chunk`-sized piece of `out`, in
+/// parallel over the pool when `outer` (each GEMM then single-threaded), else in order.
+fn for_each_group(
+    out: &mut [f32],
+    chunk: usize,
+    outer: bool,
+    run: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let chunk = chunk.max(1);
+    if outer {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(gi, c)| run(gi, c));
+    } else {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(gi, c)| run(gi, c));
+    }
+}
+
 /// Builds the im2col matrix of images `first .. first + imgs` into a scratch buffer.
 fn group_cols(g: &ConvGeom, x: &[f32], first: usize, imgs: usize) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
@@ -332,16 +352,7 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
         }
         scratch::give(col);
     };
-    let chunk = gs * g.out_len();
-    if outer {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(gi, c)| run(gi, c));
-    } else {
-        out.chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(gi, c)| run(gi, c));
-    }
+    for_each_group(&mut out, gs * g.out_len(), outer, run);
     out
 }
 
@@ -611,15 +622,6 @@ pub fn stack_forward(geoms: &[ConvGeom], layers: &[StackLayer<'_>], x: &[f32]) -
         }
         scratch::give(cur);
     };
-    let chunk = gs * out_len;
-    if outer {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(gi, c)| run(gi, c));
-    } else {
-        out.chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(gi, c)| run(gi, c));
-    }
+    for_each_group(&mut out, gs * out_len, outer, run);
     out
 }

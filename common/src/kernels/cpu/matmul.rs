@@ -3,8 +3,11 @@
 /// A strided read-only matrix view: element (i, j) is `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
+    /// The values.
     pub data: &'a [f32],
+    /// Row stride.
     pub rs: usize,
+    /// Column stride.
     pub cs: usize,
 }
 

@@ -5,7 +5,7 @@
 pub mod conv;
 pub mod norm;
 
-mod matmul;
+pub(crate) mod matmul;
 mod scratch;
 mod vector;
 
