@@ -199,9 +199,12 @@ struct SimArgs {
     /// Local learning rate (Adam).
     #[arg(long, default_value_t = 1e-3)]
     learning_rate: f64,
-    /// NT-Xent temperature.
+    /// NT-Xent temperature (SimCLR).
     #[arg(long, default_value_t = 0.2)]
     temperature: f64,
+    /// Self-supervised objective: simclr, simsiam or vicreg.
+    #[arg(long, default_value = "simclr")]
+    objective: fedssl_common::ssl::Objective,
     /// Pretraining samples in total (0 = the whole training split).
     #[arg(long, default_value_t = 0)]
     train_samples: usize,
@@ -300,6 +303,8 @@ fn main() -> anyhow::Result<()> {
                     clip_norm: a.clip_norm,
                     noise_multiplier: a.noise_multiplier,
                     seed: a.seed,
+                    objective: a.objective,
+                    ..PlanConfig::default()
                 },
                 train_samples: a.train_samples,
                 probe_train: a.probe_train,

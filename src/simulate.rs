@@ -67,6 +67,8 @@ pub struct SimulateArgs {
 /// `summary.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The self-supervised objective trained.
+    pub objective: fedssl_common::ssl::Objective,
     /// Rounds committed.
     pub rounds_completed: u64,
     /// Clients.
@@ -258,6 +260,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         .map(|r| r.epsilon)
         .fold(0.0f64, f64::max);
     let summary = Summary {
+        objective: args.plan.objective,
         rounds_completed: report.rounds_completed,
         clients: args.clients,
         linear_probe_accuracy: eval.as_ref().map(|e| e.linear_probe_accuracy),
@@ -311,7 +314,8 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
     let mut out = String::new();
     out.push_str("\n== fedssl simulate: report ==\n");
     out.push_str(&format!(
-        "{} clients, {} rounds, {:.0} s, final model {}\n\n",
+        "{} objective, {} clients, {} rounds, {:.0} s, final model {}\n\n",
+        s.objective,
         s.clients,
         s.rounds_completed,
         s.seconds,

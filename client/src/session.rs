@@ -370,6 +370,7 @@ impl Session {
         };
         let data = self.data.clone();
         let projector = self.state.projector();
+        let predictor = self.state.predictor();
         let plan = task.plan.clone();
         let device = self.device;
         let bar2 = bar.clone();
@@ -382,6 +383,7 @@ impl Session {
                     TrainJob {
                         global: &global2,
                         projector: projector.as_ref(),
+                        predictor: predictor.as_ref(),
                         data: &data,
                         plan: &plan,
                         site_seed,
@@ -396,6 +398,9 @@ impl Session {
             b.finish_and_clear();
         }
         self.state.save_projector(&outcome.projector)?;
+        if let Some(p) = &outcome.predictor {
+            self.state.save_predictor(p)?;
+        }
         let mut update = outcome.encoder.sub(&global)?;
         let (rho, update) = self
             .compute

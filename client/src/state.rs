@@ -31,13 +31,31 @@ impl SiteState {
 
     /// The saved projector, if any.
     pub fn projector(&self) -> Option<Weights> {
-        let p = self.dir.join("projector.safetensors");
-        p.exists().then(|| Weights::load(&p).ok()).flatten()
+        self.head("projector")
     }
 
     /// Saves the projector.
     pub fn save_projector(&self, w: &Weights) -> anyhow::Result<()> {
-        Ok(w.save(&self.dir.join("projector.safetensors"))?)
+        self.save_head("projector", w)
+    }
+
+    /// The saved predictor (objectives with one), if any.
+    pub fn predictor(&self) -> Option<Weights> {
+        self.head("predictor")
+    }
+
+    /// Saves the predictor.
+    pub fn save_predictor(&self, w: &Weights) -> anyhow::Result<()> {
+        self.save_head("predictor", w)
+    }
+
+    fn head(&self, name: &str) -> Option<Weights> {
+        let p = self.dir.join(format!("{name}.safetensors"));
+        p.exists().then(|| Weights::load(&p).ok()).flatten()
+    }
+
+    fn save_head(&self, name: &str, w: &Weights) -> anyhow::Result<()> {
+        Ok(w.save(&self.dir.join(format!("{name}.safetensors")))?)
     }
 
     /// The privatized update awaiting acknowledgement, if any.

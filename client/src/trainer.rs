@@ -22,15 +22,29 @@ use fedssl_common::model::{
     IMAGE_SIDE,
 };
 use fedssl_common::protocol::RoundPlan;
-use fedssl_common::ssl::{nt_xent, AugmentConfig, Augmenter};
+use fedssl_common::ssl::{
+    AugmentConfig, Augmenter, Objective, ObjectiveParams, PairOutputs, VicReg,
+};
+use tracing::warn;
 
-/// Encoder and projector trained together.
+/// Encoder, projector and (for objectives that use one) predictor, trained together.
 #[derive(Module, Debug)]
 pub struct SslModel<B: Backend> {
     /// Global encoder.
     pub encoder: ConvNetS<B>,
     /// Local projection head.
     pub projector: Projector<B>,
+    /// Local prediction head (SimSiam), a 128 → 64 → 128 bottleneck MLP.
+    pub predictor: Option<Projector<B>>,
+}
+
+/// The predictor's dimensions: a bottleneck, as in SimSiam.
+pub fn predictor_config() -> ProjectorConfig {
+    ProjectorConfig {
+        input: 128,
+        hidden: 64,
+        output: 128,
+    }
 }
 
 /// What a round of local training produced.
@@ -40,6 +54,8 @@ pub struct TrainOutcome {
     pub encoder: Weights,
     /// Projector weights after training (stay local).
     pub projector: Weights,
+    /// Predictor weights after training (stay local), for objectives with a predictor.
+    pub predictor: Option<Weights>,
     /// Mean loss over all steps.
     pub mean_loss: f32,
     /// Optimizer steps taken.
@@ -54,6 +70,8 @@ pub struct TrainJob<'a> {
     pub global: &'a Weights,
     /// The site's projector from earlier rounds, if any.
     pub projector: Option<&'a Weights>,
+    /// The site's predictor from earlier rounds, if any.
+    pub predictor: Option<&'a Weights>,
     /// Unlabeled local data.
     pub data: &'a Dataset,
     /// Round hyper-parameters.
@@ -121,21 +139,50 @@ pub fn simclr_loss_with<B: Kernels>(
     temperature: f64,
     ops: Ops,
 ) -> Tensor<B, 1> {
+    let params = ObjectiveParams {
+        temperature,
+        vicreg: VicReg::default(),
+    };
+    ssl_loss(model, x, Objective::SimClr, &params, ops)
+}
+
+/// The loss of `objective` on a batch holding two views (first half, second half) of each
+/// image.
+pub fn ssl_loss<B: Kernels>(
+    model: &SslModel<B>,
+    x: Tensor<B, 4>,
+    objective: Objective,
+    params: &ObjectiveParams,
+    ops: Ops,
+) -> Tensor<B, 1> {
     let k = x.dims()[0] / 2;
     let z = model
         .projector
         .forward(model.encoder.forward_with(x, BnMode::Train, ops));
-    let z1 = z.clone().slice(0..k);
-    let z2 = z.slice(k..2 * k);
-    nt_xent(z1, z2, temperature)
+    let p = model.predictor.as_ref().map(|pred| pred.forward(z.clone()));
+    let out = PairOutputs {
+        z1: z.clone().slice(0..k),
+        z2: z.slice(k..2 * k),
+        p1: p.as_ref().map(|p| p.clone().slice(0..k)),
+        p2: p.map(|p| p.slice(k..2 * k)),
+    };
+    objective.loss(out, params)
 }
 
 /// A fresh SimCLR model (encoder + projector) on `dev`, seeded.
 pub fn init_model<B: Backend>(dev: &B::Device, seed: u64) -> SslModel<B> {
+    init_model_for(dev, seed, Objective::SimClr)
+}
+
+/// A fresh model for `objective` (with a predictor when it uses one), seeded.
+pub fn init_model_for<B: Backend>(dev: &B::Device, seed: u64, objective: Objective) -> SslModel<B> {
     B::seed(dev, seed);
     SslModel {
         encoder: ConvNetSConfig::default().init::<B>(dev),
         projector: ProjectorConfig::default().init::<B>(dev),
+        predictor: objective
+            .uses_predictor()
+            .then(|| predictor_config().init::<B>(dev)),
     }
 }
 
@@ -158,16 +205,26 @@ pub fn train_on<B: AutodiffKernels>(
     }
     let plan = job.plan;
     let seed = plan.seed ^ job.site_seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    let mut model = init_model::<B>(&dev, seed);
+    let mut model = init_model_for::<B>(&dev, seed, plan.objective);
     model.encoder = job
         .global
         .load_into(model.encoder)
         .context("the global model does not fit ConvNet-S")?;
+    // The local heads from earlier rounds; a head saved under another objective or shape
+    // does not fit and is started afresh.
     if let Some(p) = job.projector {
-        model.projector = p
-            .load_into(model.projector)
-            .context("the saved projector does not fit")?;
+        match p.load_into(model.projector.clone()) {
+            Ok(m) => model.projector = m,
+            Err(e) => warn!("the saved projector does not fit ({e}); starting a fresh one"),
+        }
     }
+    if let (Some(w), Some(pred)) = (job.predictor, model.predictor.clone()) {
+        match w.load_into(pred) {
+            Ok(m) => model.predictor = Some(m),
+            Err(e) => warn!("the saved predictor does not fit ({e}); starting a fresh one"),
+        }
+    }
+    let params = plan.objective_params();
     let mut optim = optimizer::<B>();
     let aug = Augmenter::new(AugmentConfig::default());
     let bs = (plan.batch_size as usize).min(n);
@@ -182,7 +239,7 @@ pub fn train_on<B: AutodiffKernels>(
             }
             let step_seed = seed ^ ((epoch as u64) << 32 | b as u64);
             let x = views::<B>(job.data, idx, &aug, step_seed, &dev);
-            let loss = simclr_loss(&model, x, plan.temperature);
+            let loss = ssl_loss(&model, x, plan.objective, &params, Ops::Kernels);
             let value = scalar(&loss);
             if !value.is_finite() {
                 bail!("local training diverged (loss {value}) in epoch {epoch}, batch {b}; lower the learning rate");
@@ -200,6 +257,7 @@ pub fn train_on<B: AutodiffKernels>(
     Ok(TrainOutcome {
         encoder: Weights::global_from_module(&model.encoder),
         projector: Weights::from_module(&model.projector),
+        predictor: model.predictor.as_ref().map(Weights::from_module),
         mean_loss: (loss_sum / steps.max(1) as f64) as f32,
         steps,
         seconds: start.elapsed().as_secs_f64(),
@@ -240,6 +298,8 @@ mod tests {
         }
     }
 
+    /// For every objective: more local steps on structured data reach a lower mean loss,
+    /// the encoder moves, and the predictor exists exactly when the objective has one.
     #[test]
     fn a_few_steps_lower_the_loss_and_change_the_encoder() {
         let data = fedssl_common::data::synthetic::generate(64, 3).unlabeled();
@@ -247,53 +307,50 @@ mod tests {
         <Flex as Backend>::seed(&dev, 1);
         let enc = ConvNetSConfig::default().init::<Flex>(&dev);
         let global = Weights::global_from_module(&enc);
-        let plan = RoundPlan {
-            local_epochs: 6,
-            batch_size: 32,
-            learning_rate: 2e-3,
-            temperature: 0.2,
-            dp: DpParams {
-                clip_norm: 1.0,
-                noise_multiplier: 1.0,
-            },
-            seed: 5,
-            evaluate: false,
-        };
-        let first = train(
-            ComputeDevice::Cpu,
-            TrainJob {
-                global: &global,
-                projector: None,
-                data: &data,
-                plan: &RoundPlan {
-                    local_epochs: 1,
-                    ..plan.clone()
+        for objective in [Objective::SimClr, Objective::SimSiam, Objective::VicReg] {
+            let plan = RoundPlan {
+                local_epochs: 6,
+                batch_size: 32,
+                learning_rate: 2e-3,
+                temperature: 0.2,
+                dp: DpParams {
+                    clip_norm: 1.0,
+                    noise_multiplier: 1.0,
                 },
-                site_seed: 1,
-                progress: None,
-            },
-        )
-        .unwrap();
-        let out = train(
-            ComputeDevice::Cpu,
-            TrainJob {
-                global: &global,
-                projector: None,
-                data: &data,
-                plan: &plan,
-                site_seed: 1,
-                progress: None,
-            },
-        )
-        .unwrap();
-        assert_eq!(out.steps, 12);
-        assert!(out.mean_loss.is_finite());
-        assert!(
-            out.mean_loss < first.mean_loss,
-            "{} !< {}",
-            out.mean_loss,
-            first.mean_loss
-        );
-        assert!(out.encoder.sub(&global).unwrap().l2_norm() > 0.0);
+                seed: 5,
+                evaluate: false,
+                objective,
+                vicreg: VicReg::default(),
+            };
+            let run = |epochs: u32| {
+                train(
+                    ComputeDevice::Cpu,
+                    TrainJob {
+                        global: &global,
+                        projector: None,
+                        predictor: None,
+                        data: &data,
+                        plan: &RoundPlan {
+                            local_epochs: epochs,
+                            ..plan.clone()
+                        },
+                        site_seed: 1,
+                        progress: None,
+                    },
+                )
+                .unwrap()
+            };
+            let (first, out) = (run(1), run(6));
+            assert_eq!(out.steps, 12, "{objective}");
+            assert!(out.mean_loss.is_finite(), "{objective}");
+            assert!(
+                out.mean_loss < first.mean_loss,
+                "{objective}: {} !< {}",
+                out.mean_loss,
+                first.mean_loss
+            );
+            assert!(out.encoder.sub(&global).unwrap().l2_norm() > 0.0);
+            assert_eq!(out.predictor.is_some(), objective.uses_predictor());
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Configuration files (TOML) for the server and the client, with validation that names
 //! the offending field.
 
+use crate::ssl::{Objective, VicReg};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -31,6 +32,12 @@ pub struct PlanConfig {
     pub noise_multiplier: f64,
     /// Seed of the run.
     pub seed: u64,
+    /// Self-supervised objective: `simclr`, `simsiam` or `vicreg`.
+    #[serde(default)]
+    pub objective: Objective,
+    /// VICReg's coefficients (used when `objective = "vicreg"`).
+    #[serde(default)]
+    pub vicreg: VicReg,
 }
 
 impl Default for PlanConfig {
@@ -43,6 +50,8 @@ impl Default for PlanConfig {
             clip_norm: 1.0,
             noise_multiplier: 0.01,
             seed: 1,
+            objective: Objective::default(),
+            vicreg: VicReg::default(),
         }
     }
 }
@@ -64,6 +73,8 @@ impl PlanConfig {
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
                 .wrapping_add(round),
             evaluate: false,
+            objective: self.objective,
+            vicreg: self.vicreg,
         }
     }
 
@@ -89,6 +100,11 @@ impl PlanConfig {
                 "plan.learning_rate must be in (0, 10), got {}",
                 self.learning_rate
             );
+        }
+        if self.objective == Objective::VicReg {
+            self.vicreg
+                .validate()
+                .map_err(|e| anyhow::anyhow!("plan.{e}"))?;
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             bail!(
@@ -366,6 +382,22 @@ impl ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objective_and_vicreg_coefficients_parse_and_validate() {
+        let p: PlanConfig = toml::from_str("objective = \"simsiam\"").unwrap();
+        assert_eq!(p.objective, Objective::SimSiam);
+        assert!(p.validate().is_ok());
+        let p: PlanConfig =
+            toml::from_str("objective = \"vicreg\"\n[vicreg]\ninvariance = 10.0").unwrap();
+        assert_eq!((p.vicreg.invariance, p.vicreg.variance), (10.0, 25.0));
+        let bad: PlanConfig =
+            toml::from_str("objective = \"vicreg\"\n[vicreg]\nvariance = -1.0").unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("plan.objective.vicreg"), "{e}");
+        let e = toml::from_str::<PlanConfig>("objective = \"byol\"").unwrap_err();
+        assert!(e.to_string().contains("byol"), "{e}");
+    }
 
     const SERVER: &str = r#"
 listen = "0.0.0.0:4433"

@@ -492,6 +492,8 @@ mod tests {
             },
             seed: 0,
             evaluate: false,
+            objective: Default::default(),
+            vicreg: Default::default(),
         }
     }
 

@@ -25,6 +25,7 @@ pub fn run(params: &[usize], round_samples: usize) -> anyhow::Result<Table> {
         TrainJob {
             global: &global,
             projector: None,
+            predictor: None,
             data: &data,
             plan: &plan,
             site_seed: 1,

@@ -19,6 +19,7 @@ pub fn tiny_plan() -> PlanConfig {
         clip_norm: 1.0,
         noise_multiplier: 0.01,
         seed: 3,
+        ..PlanConfig::default()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Messages exchanged between clients and the server.
 
+use crate::ssl::{Objective, ObjectiveParams, VicReg};
 use serde::{Deserialize, Serialize};
 
 use super::tensors::ModelPayload;
@@ -182,6 +183,20 @@ pub struct RoundPlan {
     pub seed: u64,
     /// Sites holding labels evaluate the task's global model and report the accuracy.
     pub evaluate: bool,
+    /// The self-supervised objective every site trains.
+    pub objective: Objective,
+    /// VICReg's coefficients (when `objective` is VICReg).
+    pub vicreg: VicReg,
+}
+
+impl RoundPlan {
+    /// The settings the objective reads.
+    pub fn objective_params(&self) -> ObjectiveParams {
+        ObjectiveParams {
+            temperature: self.temperature,
+            vicreg: self.vicreg,
+        }
+    }
 }
 
 /// Parameters of the client-level Gaussian mechanism.

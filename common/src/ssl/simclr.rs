@@ -6,6 +6,21 @@
 
 use burn::prelude::*;
 
+use super::objective::{PairObjective, PairOutputs};
+
+/// SimCLR as a [`PairObjective`]: NT-Xent at `temperature`, negatives from the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct SimClr {
+    /// Softmax temperature τ.
+    pub temperature: f64,
+}
+
+impl PairObjective for SimClr {
+    fn loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1> {
+        nt_xent(out.z1, out.z2, self.temperature)
+    }
+}
+
 /// NT-Xent loss of paired projections `z1`, `z2` (`[N, D]` each) at temperature `tau`.
 pub fn nt_xent<B: Backend>(z1: Tensor<B, 2>, z2: Tensor<B, 2>, tau: f64) -> Tensor<B, 1> {
     let [n, _] = z1.dims();
