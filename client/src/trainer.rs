@@ -18,8 +18,8 @@ use rayon::prelude::*;
 use fedssl_common::data::Dataset;
 use fedssl_common::device::ComputeDevice;
 use fedssl_common::model::{
-    scalar, BnMode, ConvNetS, ConvNetSConfig, Projector, ProjectorConfig, Weights, IMAGE_PIXELS,
-    IMAGE_SIDE,
+    scalar, BnMode, ConvNetS, ConvNetSConfig, Predictor, PredictorConfig, Projector,
+    ProjectorConfig, Weights, IMAGE_PIXELS, IMAGE_SIDE,
 };
 use fedssl_common::protocol::RoundPlan;
 use fedssl_common::ssl::{
@@ -35,16 +35,7 @@ pub struct SslModel<B: Backend> {
     /// Local projection head.
     pub projector: Projector<B>,
     /// Local prediction head (SimSiam), a 128 → 64 → 128 bottleneck MLP.
-    pub predictor: Option<Projector<B>>,
-}
-
-/// The predictor's dimensions: a bottleneck, as in SimSiam.
-pub fn predictor_config() -> ProjectorConfig {
-    ProjectorConfig {
-        input: 128,
-        hidden: 64,
-        output: 128,
-    }
+    pub predictor: Option<Predictor<B>>,
 }
 
 /// What a round of local training produced.
@@ -182,7 +173,7 @@ pub fn init_model_for<B: Backend>(dev: &B::Device, seed: u64, objective: Objecti
         projector: ProjectorConfig::default().init::<B>(dev),
         predictor: objective
             .uses_predictor()
-            .then(|| predictor_config().init::<B>(dev)),
+            .then(|| PredictorConfig::default().init::<B>(dev)),
     }
 }
 

@@ -6,10 +6,12 @@
 
 pub mod batchnorm;
 pub mod convnet;
+pub mod predictor;
 pub mod projector;
 pub mod weights;
 
 pub use convnet::{BnMode, ConvNetS, ConvNetSConfig};
+pub use predictor::{Predictor, PredictorConfig};
 pub use projector::{Projector, ProjectorConfig};
 pub use weights::{Weights, WeightsSpec};
 

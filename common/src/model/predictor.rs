@@ -1,0 +1,56 @@
+//! The predictor of SimSiam-style objectives: Linear → BatchNorm → ReLU → Linear, a
+//! bottleneck (128 → 64 → 128). The BatchNorm in the hidden layer is what the SimSiam paper
+//! uses; without it the predictor collapses the representation at small batch counts (we
+//! measured an effective rank of 5 of 128). It stays on the client.
+
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+/// Predictor MLP.
+#[derive(Module, Debug)]
+pub struct Predictor<B: Backend> {
+    /// Input → hidden.
+    pub fc1: Linear<B>,
+    /// Hidden normalization.
+    pub bn: BatchNorm<B>,
+    /// Hidden → output.
+    pub fc2: Linear<B>,
+}
+
+/// Dimensions of the predictor.
+#[derive(Debug, Clone, Copy)]
+pub struct PredictorConfig {
+    /// Input and output width (the projection's).
+    pub dim: usize,
+    /// Hidden (bottleneck) width.
+    pub hidden: usize,
+}
+
+impl Default for PredictorConfig {
+    fn default() -> Self {
+        Self {
+            dim: 128,
+            hidden: 64,
+        }
+    }
+}
+
+impl PredictorConfig {
+    /// Builds the predictor.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Predictor<B> {
+        Predictor {
+            fc1: LinearConfig::new(self.dim, self.hidden).init(device),
+            bn: BatchNormConfig::new(self.hidden).init(device),
+            fc2: LinearConfig::new(self.hidden, self.dim).init(device),
+        }
+    }
+}
+
+impl<B: Backend> Predictor<B> {
+    /// Predicts `[N, dim]` from `[N, dim]`.
+    pub fn forward(&self, z: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.fc2.forward(relu(self.bn.forward(self.fc1.forward(z))))
+    }
+}
