@@ -219,6 +219,14 @@ pub fn train_on<B: AutodiffKernels>(
     let mut optim = optimizer::<B>();
     let aug = Augmenter::new(AugmentConfig::default());
     let bs = (plan.batch_size as usize).min(n);
+    if n < plan.batch_size as usize {
+        warn!(
+            samples = n,
+            batch_size = plan.batch_size,
+            "this site has fewer samples than one batch; training with batches of {n} (the objective {} needs at least 2)",
+            plan.objective
+        );
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..n).collect();
     let (mut loss_sum, mut steps) = (0.0f64, 0usize);
