@@ -6,7 +6,7 @@ local SimCLR step, loaded from the weights and input fedssl exports (safetensors
 both sides can first be checked to compute the same loss and then be timed.
 
 Usage: pytorch_reference.py --weights W.safetensors --input X.safetensors --threads N
-                            --steps S --warmup K --temperature T --lr LR
+                            --steps S --warmup K --temperature T --lr LR [--profile]
 Prints one JSON object on stdout. Exits with code 3 when torch is not installed.
 """
 import argparse
@@ -94,6 +94,8 @@ def main():
     ap.add_argument("--forward-batches", type=int, default=20)
     ap.add_argument("--temperature", type=float, default=0.2)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--profile", action="store_true",
+                    help="also print torch.profiler's per-operator table of 3 steps to stderr")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -137,6 +139,15 @@ def main():
         for _ in range(a.forward_batches):
             enc(xb)
         fwd_s = time.perf_counter() - t
+
+    if a.profile:
+        from torch.profiler import profile, ProfilerActivity
+        model.train()  # the forward-only part left the encoder in eval mode
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12),
+              file=sys.stderr)
 
     print(json.dumps({
         "torch_version": torch.__version__,

@@ -114,16 +114,8 @@ pub fn views<B: Backend>(
     )
 }
 
-/// SimCLR loss of a batch holding two views (first half, second half) of each image.
-pub fn simclr_loss<B: Kernels>(
-    model: &SslModel<B>,
-    x: Tensor<B, 4>,
-    temperature: f64,
-) -> Tensor<B, 1> {
-    simclr_loss_with(model, x, temperature, Ops::Kernels)
-}
-
-/// [`simclr_loss`] with the chosen implementation of the encoder's operations.
+/// SimCLR loss of a batch holding two views (first half, second half) of each image, with
+/// the chosen implementation of the encoder's operations.
 pub fn simclr_loss_with<B: Kernels>(
     model: &SslModel<B>,
     x: Tensor<B, 4>,
@@ -192,7 +184,7 @@ pub fn train_on<B: AutodiffKernels>(
     let start = Instant::now();
     let n = job.data.len();
     if n < 2 {
-        bail!("this site has {n} training samples; contrastive learning needs at least 2");
+        bail!("this site has {n} training samples; every objective needs pairs of samples, so at least 2");
     }
     let plan = job.plan;
     let seed = plan.seed ^ job.site_seed.wrapping_mul(0xD1B5_4A32_D192_ED03);

@@ -14,11 +14,11 @@ use burn::optim::{GradientsParams, Optimizer};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use fedssl_client::trainer::{init_model, optimizer, simclr_loss, simclr_loss_with, views};
+use fedssl_client::trainer::{init_model, optimizer, simclr_loss_with, views};
 use fedssl_common::data::synthetic;
 use fedssl_common::kernels::{profile, Ops};
 use fedssl_common::model::weights::WeightTensor;
-use fedssl_common::model::{scalar, BnMode, Weights, IMAGE_SIDE};
+use fedssl_common::model::{scalar, BnMode, ConvNetS, Weights, IMAGE_SIDE};
 use fedssl_common::ssl::{AugmentConfig, Augmenter};
 
 use super::table::{machine, num, Table};
@@ -89,13 +89,19 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
     .save(&input_path)?;
 
     // 1. Loss on the exported weights and input, before any step.
-    let initial_loss = scalar(&simclr_loss(&model.valid(), x.clone().inner(), TEMPERATURE)) as f64;
+    let initial_loss = scalar(&simclr_loss_with(
+        &model.valid(),
+        x.clone().inner(),
+        TEMPERATURE,
+        Ops::Kernels,
+    )) as f64;
 
-    // 2. Training steps and forward-only batches, with fedssl's kernels (profiled) and
-    //    with burn's own ops (the reference the kernels replace, fewer steps: it is slow).
-    // PyTorch runs before and after fedssl, and its better figures count: on a shared
-    // machine speeds drift, and this keeps the drift from favouring fedssl.
+    // 2. PyTorch runs before and after fedssl, and its better figures count: on a shared
+    //    machine speeds drift, and this keeps the drift from favouring fedssl.
     let torch_before = run_torch(cfg, &weights_path, &input_path);
+    // 3. Training steps and forward-only batches, with fedssl's kernels (profiled) and
+    //    with burn's own ops (the reference the kernels replace, fewer steps: it is slow).
+    let (fwd_flop, train_flop) = convnet_s_flops(&model.encoder);
     let ours = time_ops(cfg, model.clone(), &x, Ops::Kernels, cfg.steps, true)?;
     let burn_steps = cfg.steps.clamp(1, 3);
     let burn = time_ops(cfg, model, &x, Ops::Burn, burn_steps, false)?;
@@ -176,7 +182,6 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
             table.note(format!("PyTorch reference not run: {e:#}"));
         }
     }
-    let (fwd_flop, train_flop) = convnet_s_flops();
     table.note(format!(
         "work: {:.1} MFLOP per view forward, {:.1} MFLOP per view for a training step (2 views per image); fedssl runs training at {:.0} GFLOP/s and forward at {:.0} GFLOP/s{}",
         fwd_flop * 1e-6,
@@ -197,12 +202,17 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
         train_ips / burn.train_ips,
         fwd_ips / burn.forward_ips
     ));
-    for (what, profile) in [
-        ("training step", &ours.train_profile),
-        ("forward batch", &ours.forward_profile),
-    ] {
-        table.note(format!("profile of one {what}: {profile}"));
+    if let Some((train, forward)) = &ours.profile {
+        table.note(format!("profile of one training step: {train}"));
+        table.note(format!("profile of one forward batch: {forward}"));
     }
+    let ceiling = gemm_rate();
+    table.note(format!(
+        "ceiling: a 1024³ matrix product runs at {ceiling:.0} GFLOP/s on {} threads here; training uses {:.0} %, forward {:.0} % of it",
+        rayon::current_num_threads(),
+        100.0 * train_ips * 2.0 * train_flop * 1e-9 / ceiling,
+        100.0 * fwd_ips * fwd_flop * 1e-9 / ceiling
+    ));
     table.note("images/s counts source images; each is processed as two augmented views");
     table.note(format!("machine: {}", machine()));
     Ok(table)
@@ -214,26 +224,43 @@ type SslModelB = fedssl_client::trainer::SslModel<B>;
 struct Timed {
     train_ips: f64,
     forward_ips: f64,
-    train_profile: String,
-    forward_profile: String,
+    /// Where a training step's and a forward batch's time went (when profiled).
+    profile: Option<(String, String)>,
 }
 
-/// Multiply-adds ×2 of ConvNet-S's convolutions per 28×28 view: (forward, training step =
-/// forward + weight gradient + input gradient, the first layer's input needing none).
-fn convnet_s_flops() -> (f64, f64) {
-    // (cin, cout, output side) of the four 3×3 convolutions.
-    let layers = [
-        (1.0, 32.0, 28.0),
-        (32.0, 64.0, 14.0),
-        (64.0, 128.0, 7.0),
-        (128.0, 128.0, 4.0),
-    ];
-    let per: Vec<f64> = layers
+/// Multiply-adds ×2 of the encoder's convolutions per 28×28 view, from its weights:
+/// (forward, training step = forward + weight gradient + input gradient, the first layer's
+/// input needing none).
+fn convnet_s_flops(enc: &ConvNetS<B>) -> (f64, f64) {
+    let mut side = IMAGE_SIDE;
+    let per: Vec<f64> = enc
+        .blocks
         .iter()
-        .map(|(cin, cout, side): &(f64, f64, f64)| 2.0 * cin * cout * 9.0 * side * side)
+        .map(|b| {
+            let [cout, cin, kh, kw] = b.conv.weight.dims();
+            side = side.div_ceil(b.conv.stride[0]); // 3×3, padding 1
+            2.0 * (cout * cin * kh * kw * side * side) as f64
+        })
         .collect();
     let forward: f64 = per.iter().sum();
-    (forward, 3.0 * forward - per[0])
+    (forward, 3.0 * forward - per.first().copied().unwrap_or(0.0))
+}
+
+/// GFLOP/s of a 1024³ single-precision matrix product on the compute pool (best of 3): what
+/// the same GEMM kernels reach on large, well-shaped matrices.
+fn gemm_rate() -> f64 {
+    use fedssl_common::eval::linalg::{matmul, MatRef};
+    let n = 1024;
+    let a = vec![0.5f32; n * n];
+    let b = vec![0.25f32; n * n];
+    let best = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(matmul(MatRef::new(&a, n, n), MatRef::new(&b, n, n)));
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * (n * n * n) as f64 / best * 1e-9
 }
 
 /// "x % short of 1.0×" or "x % ahead".
@@ -298,7 +325,7 @@ fn time_ops(
         model = step(model)?;
     }
     let seconds = t.elapsed().as_secs_f64();
-    let train_profile = profile_summary(seconds, steps);
+    let train_profile = profiled.then(|| profile_summary(seconds, steps));
     let train_ips = (cfg.batch * steps) as f64 / seconds;
 
     // Forward only (eval-mode encoder, one view).
@@ -318,13 +345,12 @@ fn time_ops(
         let _ = enc.forward_with(xb.clone(), BnMode::Eval, ops).into_data();
     }
     let seconds = t.elapsed().as_secs_f64();
-    let forward_profile = profile_summary(seconds, batches);
+    let forward_profile = profiled.then(|| profile_summary(seconds, batches));
     profile::enable(false);
     Ok(Timed {
         train_ips,
         forward_ips: (cfg.batch * batches) as f64 / seconds,
-        train_profile,
-        forward_profile,
+        profile: train_profile.zip(forward_profile),
     })
 }
 

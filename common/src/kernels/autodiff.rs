@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::backend::BackendTypes;
 use burn::tensor::TensorPrimitive;
 
-use super::{reference, ConvSpec, Kernels, NormGrads, NormSaved};
+use super::{reference, ConvSpec, Kernels, NormGrads, NormKind, NormSaved};
 
 type Prim<B> = <B as BackendTypes>::FloatTensorPrimitive;
 /// burn-autodiff's tensor (its type is not exported by name).
@@ -59,48 +59,16 @@ impl<B: Kernels> Backward<B, 2> for ConvBackward {
     }
 }
 
-/// Which normalization a [`NormBackward`] node differentiates.
-#[derive(Debug, Clone, Copy)]
-enum NormKind {
-    BatchNorm,
-    Affine,
-}
-
 #[derive(Debug)]
 struct NormBackward;
 
-/// Saved tensors of a normalization node: y, out, a, b, gamma, eps, relu, kind.
-type NormState<B> = (
-    Prim<B>,
-    Prim<B>,
-    Prim<B>,
-    Prim<B>,
-    Prim<B>,
-    f64,
-    bool,
-    NormKind,
-);
-
 impl<B: Kernels> Backward<B, 3> for NormBackward {
-    type State = NormState<B>;
+    type State = NormSaved<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_y, node_scale, node_shift] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (y, out, a, b, gamma, eps, relu, kind) = ops.state;
-        let saved = NormSaved {
-            y: wrap(y),
-            out: wrap(out),
-            a: wrap(a),
-            b: wrap(b),
-            gamma: wrap(gamma),
-            eps,
-            relu,
-        };
-        let (dy, dscale, dshift): NormGrads<B> = match kind {
-            NormKind::BatchNorm => B::kernel_batch_norm_backward(saved, wrap(grad)),
-            NormKind::Affine => B::kernel_affine_backward(saved, wrap(grad)),
-        };
+        let (dy, dscale, dshift): NormGrads<B> = B::kernel_norm_backward(ops.state, wrap(grad));
         for (node, g) in [
             (node_y, unwrap(dy)),
             (node_scale, unwrap(dscale)),
@@ -117,7 +85,7 @@ impl<B: Kernels> Backward<B, 3> for NormBackward {
 fn norm_node<B: Kernels, C: CheckpointStrategy>(
     inputs: [&AutodiffTensor<B>; 3],
     out: Prim<B>,
-    state: impl FnOnce() -> NormState<B>,
+    state: impl FnOnce() -> NormSaved<B>,
 ) -> AutodiffTensor<B> {
     let nodes = inputs.map(|t| t.node.clone());
     match NormBackward.prepare::<C>(nodes).compute_bound().stateful() {
@@ -172,17 +140,16 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             relu,
         );
         let (out, mean, var) = (unwrap(out), unwrap(mean), unwrap(var));
-        let node = norm_node::<B, C>([&y, &gamma, &beta], out.clone(), || {
-            (
-                y.primitive.clone(),
-                out,
-                mean.clone(),
-                var.clone(),
-                gamma.primitive.clone(),
+        let node = norm_node::<B, C>([&y, &gamma, &beta], out.clone(), || NormSaved {
+            y: wrap(y.primitive.clone()),
+            out: wrap(out),
+            relu,
+            kind: NormKind::BatchNorm {
+                mean: wrap(mean.clone()),
+                var: wrap(var.clone()),
+                gamma: wrap(gamma.primitive.clone()),
                 eps,
-                relu,
-                NormKind::BatchNorm,
-            )
+            },
         });
         (
             from_ad(node),
@@ -208,16 +175,14 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             relu,
         ));
         from_ad(norm_node::<B, C>([&y, &scale, &shift], out.clone(), || {
-            (
-                y.primitive.clone(),
-                out,
-                scale.primitive.clone(),
-                scale.primitive.clone(),
-                scale.primitive.clone(),
-                0.0,
+            NormSaved {
+                y: wrap(y.primitive.clone()),
+                out: wrap(out),
                 relu,
-                NormKind::Affine,
-            )
+                kind: NormKind::Affine {
+                    scale: wrap(scale.primitive.clone()),
+                },
+            }
         }))
     }
 }

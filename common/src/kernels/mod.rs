@@ -1,15 +1,15 @@
 //! Fast CPU kernels for the layers the encoders use, plugged into burn as a backend
 //! extension ([`Kernels`]).
 //!
-//! Model code calls the functions of this module ([`conv2d`], [`batch_norm`], [`affine`])
-//! and stays generic over the backend:
+//! Model code calls the methods of [`Kernels`] (`B::kernel_conv2d`, `kernel_batch_norm`,
+//! `kernel_affine`, `kernel_conv_stack`) and stays generic over the backend:
 //! - on **Flex** (the pure-Rust CPU backend) they run this crate's kernels ([`cpu`]):
 //!   convolution forward, input gradient and weight gradient as batched im2col GEMMs,
 //!   BatchNorm fused with ReLU in both directions;
 //! - on **`Autodiff<B>`** each is one autodiff node whose backward calls `B`'s gradient
 //!   kernels, so the graph holds one node per layer instead of a dozen elementwise ones;
 //! - on **every other backend** (CUDA) the provided methods fall back to burn's own ops
-//!   ([`reference`]), which burn's autodiff differentiates as usual.
+//!   ([`reference`](mod@reference)), which burn's autodiff differentiates as usual.
 
 mod autodiff;
 pub mod cpu;
@@ -26,7 +26,7 @@ pub enum Ops {
     /// [`Kernels`]: fedssl's own on Flex, burn's elsewhere.
     #[default]
     Kernels,
-    /// burn's own tensor ops everywhere ([`reference`]).
+    /// burn's own tensor ops everywhere ([`reference`](mod@reference)).
     Burn,
 }
 
@@ -47,22 +47,37 @@ pub struct NormSaved<B: Backend> {
     pub y: Tensor<B, 4>,
     /// The output (its sign gives the ReLU mask).
     pub out: Tensor<B, 4>,
-    /// Batch mean (batch norm) or scale (affine), `[c]`.
-    pub a: Tensor<B, 1>,
-    /// Biased batch variance (batch norm), unused by affine, `[c]`.
-    pub b: Tensor<B, 1>,
-    /// γ (batch norm), `[c]`.
-    pub gamma: Tensor<B, 1>,
-    /// ε added to the variance.
-    pub eps: f64,
     /// Whether a ReLU follows.
     pub relu: bool,
+    /// Which normalization, with its per-channel values.
+    pub kind: NormKind<B>,
+}
+
+/// The normalization a [`NormSaved`] belongs to.
+#[derive(Debug, Clone)]
+pub enum NormKind<B: Backend> {
+    /// Training-mode batch normalization with these batch statistics.
+    BatchNorm {
+        /// Batch mean `[c]`.
+        mean: Tensor<B, 1>,
+        /// Biased batch variance `[c]`.
+        var: Tensor<B, 1>,
+        /// γ `[c]`.
+        gamma: Tensor<B, 1>,
+        /// ε added to the variance.
+        eps: f64,
+    },
+    /// `y·scale + shift` per channel.
+    Affine {
+        /// The scale `[c]`.
+        scale: Tensor<B, 1>,
+    },
 }
 
 /// Gradients of a per-channel normalization: input, scale-like and shift-like parameters.
 pub type NormGrads<B> = (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>);
 
-/// One layer of an evaluation-mode convolution stack ([`conv_stack`]): convolution, then
+/// One layer of an evaluation-mode convolution stack ([`Kernels::kernel_conv_stack`]): convolution, then
 /// `y·scale + shift` per channel (a folded BatchNorm), then ReLU when `relu`.
 #[derive(Debug, Clone)]
 pub struct StackLayer<B: Backend> {
@@ -117,12 +132,10 @@ pub trait Kernels: Backend {
         reference::batch_norm(y, gamma, beta, eps, relu)
     }
 
-    /// Gradients of [`Kernels::kernel_batch_norm`]: `(dy, dgamma, dbeta)`.
-    fn kernel_batch_norm_backward(
-        saved: NormSaved<Self>,
-        grad: Tensor<Self, 4>,
-    ) -> NormGrads<Self> {
-        reference::batch_norm_backward(saved, grad)
+    /// Gradients of [`Kernels::kernel_batch_norm`] (`(dy, dgamma, dbeta)`) or of
+    /// [`Kernels::kernel_affine`] (`(dy, dscale, dshift)`), as `saved.kind` says.
+    fn kernel_norm_backward(saved: NormSaved<Self>, grad: Tensor<Self, 4>) -> NormGrads<Self> {
+        reference::norm_backward(saved, grad)
     }
 
     /// Per-channel `y·scale + shift`, then ReLU when `relu` (evaluation-mode BatchNorm).
@@ -141,39 +154,6 @@ pub trait Kernels: Backend {
     fn kernel_conv_stack(x: Tensor<Self, 4>, layers: Vec<StackLayer<Self>>) -> Tensor<Self, 4> {
         compose_stack(x, layers)
     }
-
-    /// Gradients of [`Kernels::kernel_affine`]: `(dy, dscale, dshift)` (`saved.a` is the
-    /// scale).
-    fn kernel_affine_backward(saved: NormSaved<Self>, grad: Tensor<Self, 4>) -> NormGrads<Self> {
-        reference::affine_backward(saved, grad)
-    }
-}
-
-/// Convolution (see [`ConvSpec`] for what is supported).
-pub fn conv2d<B: Kernels>(x: Tensor<B, 4>, weight: Tensor<B, 4>, spec: ConvSpec) -> Tensor<B, 4> {
-    B::kernel_conv2d(x, weight, spec)
-}
-
-/// Training-mode batch normalization (+ ReLU): `(out, batch mean, biased batch variance)`.
-/// The statistics carry no gradient.
-pub fn batch_norm<B: Kernels>(
-    y: Tensor<B, 4>,
-    gamma: Tensor<B, 1>,
-    beta: Tensor<B, 1>,
-    eps: f64,
-    relu: bool,
-) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
-    B::kernel_batch_norm(y, gamma, beta, eps, relu)
-}
-
-/// Per-channel affine map (+ ReLU).
-pub fn affine<B: Kernels>(
-    y: Tensor<B, 4>,
-    scale: Tensor<B, 1>,
-    shift: Tensor<B, 1>,
-    relu: bool,
-) -> Tensor<B, 4> {
-    B::kernel_affine(y, scale, shift, relu)
 }
 
 /// A conv stack layer by layer: [`Kernels::kernel_conv2d`] then [`Kernels::kernel_affine`].
@@ -189,11 +169,6 @@ pub(crate) fn compose_stack<B: Kernels>(
             l.relu,
         )
     })
-}
-
-/// Evaluation-mode stack of conv → affine (+ ReLU) layers.
-pub fn conv_stack<B: Kernels>(x: Tensor<B, 4>, layers: Vec<StackLayer<B>>) -> Tensor<B, 4> {
-    B::kernel_conv_stack(x, layers)
 }
 
 impl Kernels for burn::backend::Cuda {}

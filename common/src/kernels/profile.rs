@@ -43,8 +43,8 @@ impl Op {
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
-static NANOS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
-static CALLS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+static NANOS: [AtomicU64; Op::ALL.len()] = [const { AtomicU64::new(0) }; Op::ALL.len()];
+static CALLS: [AtomicU64; Op::ALL.len()] = [const { AtomicU64::new(0) }; Op::ALL.len()];
 
 /// Starts (or stops) collecting, and clears the totals.
 pub fn enable(on: bool) {

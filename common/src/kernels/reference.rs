@@ -6,7 +6,7 @@ use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::TensorPrimitive;
 
-use super::{ConvSpec, NormGrads, NormSaved};
+use super::{ConvSpec, NormGrads, NormKind, NormSaved};
 
 fn options(spec: ConvSpec) -> ConvOptions<2> {
     ConvOptions::new(spec.stride, spec.padding, [1, 1], 1)
@@ -88,6 +88,20 @@ pub fn batch_norm<B: Backend>(
     )
 }
 
+/// Gradients of [`batch_norm`] or [`affine`] with tensor ops, as `saved.kind` says.
+pub fn norm_backward<B: Backend>(saved: NormSaved<B>, grad: Tensor<B, 4>) -> NormGrads<B> {
+    let dz = masked(&saved, grad);
+    match saved.kind {
+        NormKind::BatchNorm {
+            mean,
+            var,
+            gamma,
+            eps,
+        } => batch_norm_backward(saved.y, dz, mean, var, gamma, eps),
+        NormKind::Affine { scale } => affine_backward(saved.y, dz, scale),
+    }
+}
+
 /// The ReLU-masked output gradient, as `[n, c, h·w]`.
 fn masked<B: Backend>(saved: &NormSaved<B>, grad: Tensor<B, 4>) -> Tensor<B, 3> {
     let [n, c, h, w] = grad.dims();
@@ -106,24 +120,28 @@ fn channel_sum<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 1> {
     t.sum_dim(2).sum_dim(0).reshape([c])
 }
 
-/// Gradients of [`batch_norm`] with tensor ops (`saved.a` = mean, `saved.b` = variance).
-pub fn batch_norm_backward<B: Backend>(saved: NormSaved<B>, grad: Tensor<B, 4>) -> NormGrads<B> {
-    let [n, c, h, w] = grad.dims();
+/// Batch-norm gradients from the masked output gradient `dz` (`[n, c, h·w]`).
+fn batch_norm_backward<B: Backend>(
+    y: Tensor<B, 4>,
+    dz: Tensor<B, 3>,
+    mean: Tensor<B, 1>,
+    var: Tensor<B, 1>,
+    gamma: Tensor<B, 1>,
+    eps: f64,
+) -> NormGrads<B> {
+    let [n, c, h, w] = y.dims();
     let m = (n * h * w) as f64;
-    let dz = masked(&saved, grad);
-    let inv = saved.b.clone().add_scalar(saved.eps).sqrt().recip();
-    let xhat = saved
-        .y
-        .clone()
+    let inv = var.add_scalar(eps).sqrt().recip();
+    let xhat = y
         .reshape([n, c, h * w])
-        .sub(per_channel(saved.a.clone(), n))
+        .sub(per_channel(mean, n))
         .mul(per_channel(inv.clone(), n));
     let dbeta = channel_sum(dz.clone());
     let dgamma = channel_sum(dz.clone().mul(xhat.clone()));
     let dy = dz
         .sub(per_channel(dbeta.clone().div_scalar(m), n))
         .sub(xhat.mul(per_channel(dgamma.clone().div_scalar(m), n)))
-        .mul(per_channel(saved.gamma.clone().mul(inv), n));
+        .mul(per_channel(gamma.mul(inv), n));
     (dy.reshape([n, c, h, w]), dgamma, dbeta)
 }
 
@@ -142,12 +160,15 @@ pub fn affine<B: Backend>(
     relu_if(out, relu).reshape([n, c, h, w])
 }
 
-/// Gradients of [`affine`] with tensor ops (`saved.a` = scale).
-pub fn affine_backward<B: Backend>(saved: NormSaved<B>, grad: Tensor<B, 4>) -> NormGrads<B> {
-    let [n, c, h, w] = grad.dims();
-    let dz = masked(&saved, grad);
+/// Affine-map gradients from the masked output gradient `dz` (`[n, c, h·w]`).
+fn affine_backward<B: Backend>(
+    y: Tensor<B, 4>,
+    dz: Tensor<B, 3>,
+    scale: Tensor<B, 1>,
+) -> NormGrads<B> {
+    let [n, c, h, w] = y.dims();
     let dshift = channel_sum(dz.clone());
-    let dscale = channel_sum(dz.clone().mul(saved.y.clone().reshape([n, c, h * w])));
-    let dy = dz.mul(per_channel(saved.a.clone(), n));
+    let dscale = channel_sum(dz.clone().mul(y.reshape([n, c, h * w])));
+    let dy = dz.mul(per_channel(scale, n));
     (dy.reshape([n, c, h, w]), dscale, dshift)
 }

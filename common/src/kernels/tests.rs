@@ -129,7 +129,7 @@ fn conv_autodiff_node_matches_burn_autodiff() {
         let xt = tensor::<A, 4>(x.clone(), xs).require_grad();
         let wt = tensor::<A, 4>(w.clone(), ws).require_grad();
         let out = if ours {
-            conv2d(xt.clone(), wt.clone(), spec)
+            A::kernel_conv2d(xt.clone(), wt.clone(), spec)
         } else {
             reference::conv2d(xt.clone(), wt.clone(), spec)
         };
@@ -210,13 +210,13 @@ fn norm_run(bn: bool, relu: bool, ours: bool, dims: [usize; 4], seed: u64) -> [V
     let b = tensor::<A, 1>(random(c, seed + 2), [c]).require_grad();
     let (out, mean, var) = if bn {
         if ours {
-            batch_norm(y.clone(), a.clone(), b.clone(), 1e-5, relu)
+            A::kernel_batch_norm(y.clone(), a.clone(), b.clone(), 1e-5, relu)
         } else {
             reference::batch_norm(y.clone(), a.clone(), b.clone(), 1e-5, relu)
         }
     } else {
         let out = if ours {
-            affine(y.clone(), a.clone(), b.clone(), relu)
+            A::kernel_affine(y.clone(), a.clone(), b.clone(), relu)
         } else {
             reference::affine(y.clone(), a.clone(), b.clone(), relu)
         };
@@ -382,7 +382,7 @@ fn fused_stack_matches_layer_by_layer_burn_ops() {
             })
             .collect()
     };
-    let fused = conv_stack(tensor::<Flex, 4>(x.clone(), [n, cin, h, w]), build());
+    let fused = Flex::kernel_conv_stack(tensor::<Flex, 4>(x.clone(), [n, cin, h, w]), build());
     let reference = build()
         .into_iter()
         .fold(tensor::<Flex, 4>(x, [n, cin, h, w]), |t, l| {

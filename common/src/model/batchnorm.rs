@@ -1,4 +1,4 @@
-//! BatchNorm over NCHW tensors on [`Kernels`](crate::kernels::Kernels): fused with the
+//! BatchNorm over NCHW tensors on [`Kernels`]: fused with the
 //! following ReLU, one autodiff node per layer, fedssl's own kernels on the CPU and burn's
 //! ops elsewhere. The math is PyTorch's BatchNorm2d (biased variance for normalization);
 //! the running variance is updated with the biased batch variance.
@@ -6,7 +6,7 @@
 use burn::module::{Module, Param, RunningState};
 use burn::prelude::*;
 
-use crate::kernels::{self, reference, Kernels, Ops};
+use crate::kernels::{reference, Kernels, Ops};
 
 /// How a BatchNorm layer normalizes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,14 +86,14 @@ impl<B: Backend> BatchNorm2d<B> {
             BnMode::Eval => {
                 let (scale, shift) = self.eval_affine();
                 match ops {
-                    Ops::Kernels => kernels::affine(x, scale, shift, relu),
+                    Ops::Kernels => B::kernel_affine(x, scale, shift, relu),
                     Ops::Burn => reference::affine(x, scale, shift, relu),
                 }
             }
             BnMode::Train | BnMode::Calibrate(_) => {
                 let (gamma, beta, eps) = (self.gamma.val(), self.beta.val(), self.epsilon);
                 let (out, mean, var) = match ops {
-                    Ops::Kernels => kernels::batch_norm(x, gamma, beta, eps, relu),
+                    Ops::Kernels => B::kernel_batch_norm(x, gamma, beta, eps, relu),
                     Ops::Burn => reference::batch_norm(x, gamma, beta, eps, relu),
                 };
                 let momentum = match mode {

@@ -11,7 +11,7 @@ use burn::prelude::*;
 use super::batchnorm::BatchNorm2d;
 pub use super::batchnorm::BnMode;
 use super::IMAGE_SIDE;
-use crate::kernels::{self, reference, ConvSpec, Kernels, Ops, StackLayer};
+use crate::kernels::{reference, ConvSpec, Kernels, Ops, StackLayer};
 
 /// Hyper-parameters of [`ConvNetS`].
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +61,7 @@ impl<B: Backend> ConvBlock<B> {
         let spec = self.spec();
         let w = self.conv.weight.val();
         let y = match ops {
-            Ops::Kernels => kernels::conv2d(x, w, spec),
+            Ops::Kernels => B::kernel_conv2d(x, w, spec),
             Ops::Burn => reference::conv2d(x, w, spec),
         };
         self.bn.forward_with(y, mode, true, ops)
@@ -121,7 +121,7 @@ impl<B: Kernels> ConvNetS<B> {
                     }
                 })
                 .collect();
-            kernels::conv_stack(x, layers)
+            B::kernel_conv_stack(x, layers)
         } else {
             self.blocks.iter().fold(x, |h, b| b.forward(h, mode, ops))
         };

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::matmul::{sgemm, View};
 use super::scratch;
-use super::vector::{add_assign, affine_in_place, gather_strided, scatter_add_strided};
+use super::vector::{add_assign, affine_in_place};
 
 /// Columns (g·P) a group aims for.
 const GROUP_COLUMNS: usize = 512;
@@ -44,6 +44,31 @@ pub struct ConvGeom {
 }
 
 impl ConvGeom {
+    /// The convolution of `[n, cin, h, w]` images to `cout` channels with the given kernel
+    /// size, stride and padding (height, width each).
+    pub fn new(
+        input: [usize; 4],
+        cout: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Self {
+        let [n, cin, h, w] = input;
+        Self {
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: stride[0],
+            sw: stride[1],
+            ph: padding[0],
+            pw: padding[1],
+        }
+    }
+
     /// Whether the geometry describes a convolution with at least one output pixel.
     pub fn is_valid(&self) -> bool {
         self.sh > 0
@@ -95,98 +120,19 @@ impl ConvGeom {
     }
 }
 
-/// For every output pixel of one output row, the input column it reads at kernel column
-/// `kx` is `ox·sw + kx − pw`; returns the `ox` range whose input column lies inside the image.
-fn valid_cols(g: &ConvGeom, kx: usize, wo: usize) -> (usize, usize) {
-    // ix ≥ 0  ⇔  ox ≥ ceil((pw − kx) / sw);  ix < w  ⇔  ox·sw < w + pw − kx.
-    let lo = if g.pw > kx {
-        (g.pw - kx).div_ceil(g.sw)
-    } else {
-        0
-    };
-    let hi = if g.w + g.pw > kx {
-        (g.w + g.pw - kx).div_ceil(g.sw)
-    } else {
-        0
-    };
-    (lo.min(wo), hi.min(wo).max(lo.min(wo)))
+/// Moves images between their planes and the rows of an im2col matrix (`im2col`) and back
+/// (`col2im`, its adjoint). Built once per group of images.
+///
+/// Stride-1 layers copy whole row segments. Strided layers copy each input plane into a
+/// zero-padded plane, where tap (ky, kx) of output pixel p reads `padded[base[p] + ky·wp + kx]`
+/// with no bounds logic, instead of many short strided row segments (7 or 4 pixels wide in
+/// the deep layers, where per-segment overhead dominated).
+struct Unfold<'g> {
+    g: &'g ConvGeom,
+    /// The padded plane and offset table (strided layers only).
+    padded: Option<Padded>,
 }
 
-/// Writes one image as rows `cin·kh·kw` of `col` (row stride `rs`), columns
-/// `off .. off + P`. Channel `ci` of the image is `x[ci·plane_stride ..][.. h·w]`.
-fn im2col(g: &ConvGeom, x: &[f32], plane_stride: usize, col: &mut [f32], rs: usize, off: usize) {
-    if g.sh != 1 || g.sw != 1 {
-        return im2col_strided(g, x, plane_stride, col, rs, off);
-    }
-    let (ho, wo) = (g.out_h(), g.out_w());
-    for ci in 0..g.cin {
-        let plane = &x[ci * plane_stride..ci * plane_stride + g.h * g.w];
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let row = (ci * g.kh + ky) * g.kw + kx;
-                let dst = &mut col[row * rs + off..row * rs + off + ho * wo];
-                let (lo, hi) = valid_cols(g, kx, wo);
-                for oy in 0..ho {
-                    let d = &mut dst[oy * wo..(oy + 1) * wo];
-                    let iy = (oy * g.sh + ky) as isize - g.ph as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        d.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    d[..lo].fill(0.0);
-                    d[hi..].fill(0.0);
-                    if g.sw == 1 {
-                        let start = lo + kx - g.pw;
-                        d[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
-                    } else {
-                        let start = lo * g.sw + kx - g.pw;
-                        gather_strided(&mut d[lo..hi], &src[start..], g.sw);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Adds the columns `off .. off + P` of `col` (row stride `rs`) back into image `dx`:
-/// the adjoint of [`im2col`].
-fn col2im(g: &ConvGeom, col: &[f32], rs: usize, off: usize, dx: &mut [f32]) {
-    if g.sh != 1 || g.sw != 1 {
-        return col2im_strided(g, col, rs, off, dx);
-    }
-    let (ho, wo) = (g.out_h(), g.out_w());
-    for ci in 0..g.cin {
-        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let row = (ci * g.kh + ky) * g.kw + kx;
-                let src = &col[row * rs + off..row * rs + off + ho * wo];
-                let (lo, hi) = valid_cols(g, kx, wo);
-                for oy in 0..ho {
-                    let iy = (oy * g.sh + ky) as isize - g.ph as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    let s = &src[oy * wo..(oy + 1) * wo];
-                    let d = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    if g.sw == 1 {
-                        let start = lo + kx - g.pw;
-                        add_assign(&mut d[start..start + (hi - lo)], &s[lo..hi]);
-                    } else {
-                        let start = lo * g.sw + kx - g.pw;
-                        scatter_add_strided(&mut d[start..], &s[lo..hi], g.sw);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Addressing for strided convolutions: each input plane is copied into a zero-padded
-/// plane, where tap (ky, kx) of output pixel p reads `padded[base[p] + ky·wp + kx]` with no
-/// bounds logic, instead of many short strided row segments (7 or 4 pixels wide in the deep
-/// layers, where per-segment overhead dominated).
 struct Padded {
     /// Padded plane width.
     wp: usize,
@@ -196,81 +142,125 @@ struct Padded {
     base: Vec<usize>,
 }
 
-impl Padded {
-    fn new(g: &ConvGeom) -> Self {
-        let (wp, hp) = (g.w + 2 * g.pw, g.h + 2 * g.ph);
-        let mut base = Vec::with_capacity(g.p());
-        for oy in 0..g.out_h() {
-            for ox in 0..g.out_w() {
-                base.push(oy * g.sh * wp + ox * g.sw);
+impl<'g> Unfold<'g> {
+    fn new(g: &'g ConvGeom) -> Self {
+        let padded = (g.sh != 1 || g.sw != 1).then(|| {
+            let (wp, hp) = (g.w + 2 * g.pw, g.h + 2 * g.ph);
+            let base = (0..g.out_h())
+                .flat_map(|oy| (0..g.out_w()).map(move |ox| oy * g.sh * wp + ox * g.sw))
+                .collect();
+            let mut plane = scratch::take(hp * wp);
+            plane.truncate(hp * wp);
+            Padded { wp, plane, base }
+        });
+        Self { g, padded }
+    }
+
+    /// For a stride-1 layer: the output columns `ox` whose input column `ox + kx − pw` lies
+    /// inside the image.
+    fn valid_cols(&self, kx: usize) -> (usize, usize) {
+        let (g, wo) = (self.g, self.g.out_w());
+        let lo = g.pw.saturating_sub(kx).min(wo);
+        let hi = (g.w + g.pw).saturating_sub(kx).min(wo).max(lo);
+        (lo, hi)
+    }
+
+    /// The input row an output row reads at kernel row `ky` (stride 1), if inside the image.
+    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy + ky).checked_sub(self.g.ph).filter(|&iy| iy < self.g.h)
+    }
+
+    /// Writes one image as rows `cin·kh·kw` of `col` (row stride `rs`), columns
+    /// `off .. off + P`. Channel `ci` of the image is `x[ci·plane_stride ..][.. h·w]`.
+    fn im2col(&mut self, x: &[f32], plane_stride: usize, col: &mut [f32], rs: usize, off: usize) {
+        let g = self.g;
+        let (hw, p, wo) = (g.h * g.w, g.p(), g.out_w());
+        for ci in 0..g.cin {
+            let plane = &x[ci * plane_stride..ci * plane_stride + hw];
+            if let Some(pad) = &mut self.padded {
+                pad.plane.fill(0.0);
+                for y in 0..g.h {
+                    let at = (y + g.ph) * pad.wp + g.pw;
+                    pad.plane[at..at + g.w].copy_from_slice(&plane[y * g.w..(y + 1) * g.w]);
+                }
             }
-        }
-        let mut plane = scratch::take(hp * wp);
-        plane.truncate(hp * wp);
-        Self { wp, plane, base }
-    }
-
-    fn load(&mut self, g: &ConvGeom, src: &[f32]) {
-        self.plane.fill(0.0);
-        for y in 0..g.h {
-            let at = (y + g.ph) * self.wp + g.pw;
-            self.plane[at..at + g.w].copy_from_slice(&src[y * g.w..(y + 1) * g.w]);
-        }
-    }
-
-    fn finish(self) {
-        scratch::give(self.plane);
-    }
-}
-
-fn im2col_strided(
-    g: &ConvGeom,
-    x: &[f32],
-    plane_stride: usize,
-    col: &mut [f32],
-    rs: usize,
-    off: usize,
-) {
-    let mut pad = Padded::new(g);
-    let p = g.p();
-    for ci in 0..g.cin {
-        pad.load(g, &x[ci * plane_stride..ci * plane_stride + g.h * g.w]);
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let row = (ci * g.kh + ky) * g.kw + kx;
-                let tap = &pad.plane[ky * pad.wp + kx..];
-                let dst = &mut col[row * rs + off..row * rs + off + p];
-                for (d, &b) in dst.iter_mut().zip(&pad.base) {
-                    *d = tap[b];
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let row = (ci * g.kh + ky) * g.kw + kx;
+                    let dst = &mut col[row * rs + off..row * rs + off + p];
+                    if let Some(pad) = &self.padded {
+                        let tap = &pad.plane[ky * pad.wp + kx..];
+                        for (d, &b) in dst.iter_mut().zip(&pad.base) {
+                            *d = tap[b];
+                        }
+                        continue;
+                    }
+                    let (lo, hi) = self.valid_cols(kx);
+                    for oy in 0..g.out_h() {
+                        let d = &mut dst[oy * wo..(oy + 1) * wo];
+                        let Some(iy) = self.input_row(oy, ky) else {
+                            d.fill(0.0);
+                            continue;
+                        };
+                        let start = iy * g.w + lo + kx - g.pw;
+                        d[..lo].fill(0.0);
+                        d[hi..].fill(0.0);
+                        d[lo..hi].copy_from_slice(&plane[start..start + (hi - lo)]);
+                    }
                 }
             }
         }
     }
-    pad.finish();
-}
 
-fn col2im_strided(g: &ConvGeom, col: &[f32], rs: usize, off: usize, dx: &mut [f32]) {
-    let mut pad = Padded::new(g);
-    let p = g.p();
-    for ci in 0..g.cin {
-        pad.plane.fill(0.0);
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let row = (ci * g.kh + ky) * g.kw + kx;
-                let src = &col[row * rs + off..row * rs + off + p];
-                let tap = &mut pad.plane[ky * pad.wp + kx..];
-                for (&s, &b) in src.iter().zip(&pad.base) {
-                    tap[b] += s;
+    /// Adds the columns `off .. off + P` of `col` (row stride `rs`) back into image `dx`.
+    fn col2im(&mut self, col: &[f32], rs: usize, off: usize, dx: &mut [f32]) {
+        let g = self.g;
+        let (hw, p, wo) = (g.h * g.w, g.p(), g.out_w());
+        for ci in 0..g.cin {
+            let plane = &mut dx[ci * hw..(ci + 1) * hw];
+            if let Some(pad) = &mut self.padded {
+                pad.plane.fill(0.0);
+            }
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let row = (ci * g.kh + ky) * g.kw + kx;
+                    let src = &col[row * rs + off..row * rs + off + p];
+                    if let Some(pad) = &mut self.padded {
+                        let tap = &mut pad.plane[ky * pad.wp + kx..];
+                        for (&s, &b) in src.iter().zip(&pad.base) {
+                            tap[b] += s;
+                        }
+                        continue;
+                    }
+                    let (lo, hi) = self.valid_cols(kx);
+                    for oy in 0..g.out_h() {
+                        let Some(iy) = self.input_row(oy, ky) else {
+                            continue;
+                        };
+                        let start = iy * g.w + lo + kx - g.pw;
+                        add_assign(
+                            &mut plane[start..start + (hi - lo)],
+                            &src[oy * wo + lo..oy * wo + hi],
+                        );
+                    }
+                }
+            }
+            if let Some(pad) = &self.padded {
+                for y in 0..g.h {
+                    let at = (y + g.ph) * pad.wp + g.pw;
+                    add_assign(&mut plane[y * g.w..(y + 1) * g.w], &pad.plane[at..at + g.w]);
                 }
             }
         }
-        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for y in 0..g.h {
-            let at = (y + g.ph) * pad.wp + g.pw;
-            add_assign(&mut plane[y * g.w..(y + 1) * g.w], &pad.plane[at..at + g.w]);
+    }
+}
+
+impl Drop for Unfold<'_> {
+    fn drop(&mut self) {
+        if let Some(pad) = self.padded.take() {
+            scratch::give(pad.plane);
         }
     }
-    pad.finish();
 }
 
 /// Calls `run(group index, group's output chunk)` for every `chunk`-sized piece of `out`, in
@@ -298,9 +288,10 @@ fn group_cols(g: &ConvGeom, x: &[f32], first: usize, imgs: usize) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
     let cols = imgs * p;
     let mut col = scratch::take(k * cols);
+    let mut unfold = Unfold::new(g);
     for j in 0..imgs {
         let img = &x[(first + j) * g.in_len()..(first + j + 1) * g.in_len()];
-        im2col(g, img, g.h * g.w, &mut col, cols, j * p);
+        unfold.im2col(img, g.h * g.w, &mut col, cols, j * p);
     }
     col
 }
@@ -418,9 +409,9 @@ pub fn backward(
                 false,
                 !outer,
             );
+            let mut unfold = Unfold::new(g);
             for j in 0..imgs {
-                col2im(
-                    g,
+                unfold.col2im(
                     &col,
                     cols,
                     j * p,
@@ -434,53 +425,38 @@ pub fn backward(
         }
     };
     let wlen = g.cout * k;
-    let add = |mut a: Vec<f32>, b: Vec<f32>| {
-        add_assign(&mut a, &b);
-        a
+    let mut dx = need_dx.then(|| vec![0.0f32; g.n * g.in_len()]);
+    // Each group's slice of dx (or none), so one loop serves both cases.
+    let chunks: Vec<Option<&mut [f32]>> = match dx.as_mut() {
+        Some(d) => d.chunks_mut(gs * g.in_len()).map(Some).collect(),
+        None => (0..groups).map(|_| None).collect(),
     };
-    if need_dx {
-        let mut dx = vec![0.0f32; g.n * g.in_len()];
-        let chunk = gs * g.in_len();
-        let dw = if outer {
-            dx.par_chunks_mut(chunk)
-                .enumerate()
-                .fold(
-                    || vec![0.0f32; wlen],
-                    |mut acc, (gi, c)| {
-                        run(gi, Some(c), &mut acc);
-                        acc
-                    },
-                )
-                .reduce(|| vec![0.0f32; wlen], add)
-        } else {
-            let mut acc = vec![0.0f32; wlen];
-            for (gi, c) in dx.chunks_mut(chunk).enumerate() {
-                run(gi, Some(c), &mut acc);
-            }
-            acc
-        };
-        (Some(dx), dw)
+    let dw = if outer {
+        chunks
+            .into_par_iter()
+            .enumerate()
+            .fold(
+                || vec![0.0f32; wlen],
+                |mut acc, (gi, c)| {
+                    run(gi, c, &mut acc);
+                    acc
+                },
+            )
+            .reduce(
+                || vec![0.0f32; wlen],
+                |mut a, b| {
+                    add_assign(&mut a, &b);
+                    a
+                },
+            )
     } else {
-        let dw = if outer {
-            (0..groups)
-                .into_par_iter()
-                .fold(
-                    || vec![0.0f32; wlen],
-                    |mut acc, gi| {
-                        run(gi, None, &mut acc);
-                        acc
-                    },
-                )
-                .reduce(|| vec![0.0f32; wlen], add)
-        } else {
-            let mut acc = vec![0.0f32; wlen];
-            for gi in 0..groups {
-                run(gi, None, &mut acc);
-            }
-            acc
-        };
-        (None, dw)
-    }
+        let mut acc = vec![0.0f32; wlen];
+        for (gi, c) in chunks.into_iter().enumerate() {
+            run(gi, c, &mut acc);
+        }
+        acc
+    };
+    (dx, dw)
 }
 
 /// One layer of an evaluation-mode convolution stack: convolution (no bias), per-channel
@@ -522,19 +498,7 @@ pub fn stack_geometries(
     let (mut c, mut h, mut w) = (cin, h, w);
     let mut out = Vec::with_capacity(layers.len());
     for l in layers {
-        let g = ConvGeom {
-            n,
-            cin: c,
-            h,
-            w,
-            cout: l.cout,
-            kh: l.kernel[0],
-            kw: l.kernel[1],
-            sh: l.stride[0],
-            sw: l.stride[1],
-            ph: l.padding[0],
-            pw: l.padding[1],
-        };
+        let g = ConvGeom::new([n, c, h, w], l.cout, l.kernel, l.stride, l.padding);
         let fits = g.is_valid()
             && l.w.len() == g.cout * g.k()
             && l.scale.len() == g.cout
@@ -589,8 +553,9 @@ pub fn stack_forward(geoms: &[ConvGeom], layers: &[StackLayer<'_>], x: &[f32]) -
             let cols = imgs * p;
             let plane = g.h * g.w;
             let mut col = scratch::take(k * cols);
+            let mut unfold = Unfold::new(g);
             for j in 0..imgs {
-                im2col(g, &cur[j * plane..], imgs * plane, &mut col, cols, j * p);
+                unfold.im2col(&cur[j * plane..], imgs * plane, &mut col, cols, j * p);
             }
             let mut next = scratch::take(g.cout * cols);
             sgemm(

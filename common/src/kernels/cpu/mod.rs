@@ -1,6 +1,6 @@
 //! Slice-level CPU kernels: plain `&[f32]` in, `Vec<f32>` out, NCHW layout, parallel with
 //! rayon, matrix products on the `gemm` crate (AVX-512 / AVX2 / portable kernels chosen at
-//! run time). Nothing here knows about burn; [`super::flex`] adapts them to the Flex backend.
+//! run time). Nothing here knows about burn; `kernels/flex.rs` adapts them to the Flex backend.
 
 pub mod conv;
 pub mod norm;

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::vector::{affine, combine as combine_segment, masked_sums, sum, sum_sq_dev};
+use super::vector::{affine_in_place, combine_segment, masked_sums, sum, sum_sq_dev};
 
 /// Shape `[n, c, s]` of an NCHW tensor with `s = H·W`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +69,10 @@ pub fn affine_forward(d: Nc, y: &[f32], scale: &[f32], shift: &[f32], relu: bool
         .zip(y.par_chunks(img))
         .for_each(|(o, yi)| {
             for ch in 0..d.c {
-                let r = ch * d.s..(ch + 1) * d.s;
-                affine(&yi[r.clone()], &mut o[r], scale[ch], shift[ch], relu);
+                // One channel's segment is in L1: copy it, then map it in place.
+                let seg = &mut o[ch * d.s..(ch + 1) * d.s];
+                seg.copy_from_slice(&yi[ch * d.s..(ch + 1) * d.s]);
+                affine_in_place(seg, scale[ch], shift[ch], relu);
             }
         });
     out

@@ -63,7 +63,7 @@ pub fn masked_sums(g: &[f32], y: &[f32], o: &[f32], relu: bool) -> (f32, f32) {
 
 /// dst = a·dz + b·y + c with dz = g·[o > 0] when `relu` (else dz = g).
 #[allow(clippy::too_many_arguments)]
-pub fn combine(
+pub fn combine_segment(
     dst: &mut [f32],
     g: &[f32],
     y: &[f32],
@@ -78,19 +78,6 @@ pub fn combine(
     }
 }
 
-/// out = max(0, y·a + b) (or without the max when `relu` is false).
-pub fn affine(y: &[f32], out: &mut [f32], a: f32, b: f32, relu: bool) {
-    if relu {
-        for (o, &v) in out.iter_mut().zip(y) {
-            *o = (v * a + b).max(0.0);
-        }
-    } else {
-        for (o, &v) in out.iter_mut().zip(y) {
-            *o = v * a + b;
-        }
-    }
-}
-
 /// v = max(0, v·a + b) in place (or without the max when `relu` is false).
 pub fn affine_in_place(v: &mut [f32], a: f32, b: f32, relu: bool) {
     if relu {
@@ -100,58 +87,6 @@ pub fn affine_in_place(v: &mut [f32], a: f32, b: f32, relu: bool) {
     } else {
         for x in v.iter_mut() {
             *x = *x * a + b;
-        }
-    }
-}
-
-/// dst[i] = src[i·step] for every i of dst (as far as src reaches).
-pub fn gather_strided(dst: &mut [f32], src: &[f32], step: usize) {
-    match step {
-        1 => {
-            let n = dst.len().min(src.len());
-            dst[..n].copy_from_slice(&src[..n]);
-        }
-        2 => {
-            // Whole pairs, then a last odd element: LLVM turns this into shuffles.
-            let (pairs, rest) = src.as_chunks::<2>();
-            let n = dst.len().min(pairs.len());
-            for (d, p) in dst[..n].iter_mut().zip(pairs) {
-                *d = p[0];
-            }
-            if n < dst.len() {
-                if let Some(&v) = rest.first() {
-                    dst[n] = v;
-                }
-            }
-        }
-        _ => {
-            for (d, s) in dst.iter_mut().zip(src.iter().step_by(step)) {
-                *d = *s;
-            }
-        }
-    }
-}
-
-/// dst[i·step] += src[i] for every i of src (as far as dst reaches).
-pub fn scatter_add_strided(dst: &mut [f32], src: &[f32], step: usize) {
-    match step {
-        1 => add_assign(dst, src),
-        2 => {
-            let (pairs, rest) = dst.as_chunks_mut::<2>();
-            let n = src.len().min(pairs.len());
-            for (p, s) in pairs[..n].iter_mut().zip(src) {
-                p[0] += *s;
-            }
-            if n < src.len() {
-                if let Some(v) = rest.first_mut() {
-                    *v += src[n];
-                }
-            }
-        }
-        _ => {
-            for (d, s) in dst.iter_mut().step_by(step).zip(src) {
-                *d += *s;
-            }
         }
     }
 }
