@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 use fedssl::bench;
 use fedssl::simulate::{render_report, simulate, SimulateArgs};
 use fedssl_common::config::{PlanConfig, ServerConfig};
-use fedssl_common::data::Partition;
+use fedssl_common::data::{Partition, SampleShape};
 use fedssl_common::eval::FinetuneConfig;
+use fedssl_common::federation::Federation;
 use fedssl_server::evaluate::EvalOptions;
 
 #[derive(Parser)]
@@ -61,7 +62,11 @@ enum Cmd {
         /// Encoder file (safetensors, e.g. a server checkpoint).
         #[arg(long)]
         model: PathBuf,
-        /// IDX folder; omitted = the generated default dataset.
+        /// The run's `[plan]` as a TOML file (data shape, encoder, objective); omitted =
+        /// ConvNet-S on 28×28 images with SimCLR.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// IDX folder; omitted = the generated default dataset of the plan's modality.
         #[arg(long)]
         data: Option<PathBuf>,
         /// Labeled training samples for the probe.
@@ -202,9 +207,23 @@ struct SimArgs {
     /// NT-Xent temperature (SimCLR).
     #[arg(long, default_value_t = 0.2)]
     temperature: f64,
-    /// Self-supervised objective: simclr, simsiam or vicreg.
-    #[arg(long, default_value = "simclr")]
-    objective: fedssl_common::ssl::Objective,
+    /// Self-supervised objective: simclr, simsiam, vicreg, byol, masked, denoising, cpc,
+    /// clip (default simclr, or the --plan file's).
+    #[arg(long)]
+    objective: Option<fedssl_common::ssl::Objective>,
+    /// Modality of the generated data: image (28×28 shapes), series (6-channel sensor
+    /// windows of 64 steps) or tabular (records of 16 features).
+    #[arg(long)]
+    modality: Option<Modality>,
+    /// Federated SSL algorithm: fedavg, fedema[:TAU] (default τ 0.7) or fedu[:THRESHOLD]
+    /// (default 5.0; makes the predictor global).
+    #[arg(long)]
+    federation: Option<FederationArg>,
+    /// A TOML file with the whole `[plan]` (objective, data shape, encoder, parts,
+    /// augmentations, objective settings); when given, the plan flags above are ignored
+    /// except --objective, --modality and --federation.
+    #[arg(long)]
+    plan: Option<PathBuf>,
     /// Pretraining samples in total (0 = the whole training split).
     #[arg(long, default_value_t = 0)]
     train_samples: usize,
@@ -295,16 +314,38 @@ fn main() -> anyhow::Result<()> {
                 device: a.device,
                 epsilon_budget: a.epsilon_budget,
                 delta: a.delta,
-                plan: PlanConfig {
-                    local_epochs: a.local_epochs,
-                    batch_size: a.batch_size,
-                    learning_rate: a.learning_rate,
-                    temperature: a.temperature,
-                    clip_norm: a.clip_norm,
-                    noise_multiplier: a.noise_multiplier,
-                    seed: a.seed,
-                    objective: a.objective,
-                    ..PlanConfig::default()
+                plan: {
+                    let mut plan = match &a.plan {
+                        Some(path) => {
+                            let text = std::fs::read_to_string(path)
+                                .with_context(|| format!("cannot read {}", path.display()))?;
+                            toml::from_str::<PlanConfig>(&text)
+                                .with_context(|| format!("{}: invalid plan", path.display()))?
+                        }
+                        None => PlanConfig {
+                            local_epochs: a.local_epochs,
+                            batch_size: a.batch_size,
+                            learning_rate: a.learning_rate,
+                            temperature: a.temperature,
+                            clip_norm: a.clip_norm,
+                            noise_multiplier: a.noise_multiplier,
+                            seed: a.seed,
+                            ..PlanConfig::default()
+                        },
+                    };
+                    if let Some(o) = a.objective {
+                        plan.objective = o;
+                    }
+                    if let Some(m) = a.modality {
+                        plan.data = m.shape();
+                    }
+                    if let Some(FederationArg(f)) = a.federation {
+                        plan.federation = f;
+                        if matches!(f, Federation::FedU { .. }) {
+                            plan.parts.predictor = fedssl_common::model::Placement::Global;
+                        }
+                    }
+                    plan
                 },
                 train_samples: a.train_samples,
                 probe_train: a.probe_train,
@@ -373,7 +414,10 @@ fn main() -> anyhow::Result<()> {
                     params,
                     round_samples,
                 } => {
-                    let mut p = vec![fedssl_common::model::encoder_spec().num_params()];
+                    let mut p = vec![fedssl_common::model::ModelSpec::default()
+                        .initial_global(0)
+                        .map_err(anyhow::Error::msg)?
+                        .num_params()];
                     p.extend(params);
                     (bench::dp::run(&p, round_samples)?, "dp")
                 }
@@ -430,6 +474,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Probe {
             model,
+            plan,
             data,
             probe_train,
             probe_test,
@@ -437,8 +482,19 @@ fn main() -> anyhow::Result<()> {
             seed,
         } => {
             let w = fedssl_common::model::Weights::load(&model)?;
-            let splits = fedssl_common::data::load_splits(data.as_deref(), seed)?;
+            let spec = match &plan {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    toml::from_str::<PlanConfig>(&text)
+                        .with_context(|| format!("{}: invalid plan", path.display()))?
+                        .model_spec()
+                }
+                None => fedssl_common::model::ModelSpec::default(),
+            };
+            let splits = fedssl_common::data::load_splits(data.as_deref(), spec.shape, seed)?;
             let r = fedssl_server::evaluate::evaluate(
+                &spec,
                 &w,
                 &splits.train.take(probe_train),
                 &splits.test.take(probe_test),
@@ -448,4 +504,59 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--modality`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Modality {
+    /// 28×28 grayscale images.
+    Image,
+    /// 6-channel windows of 64 steps.
+    Series,
+    /// Records of 16 features.
+    Tabular,
+}
+
+impl Modality {
+    fn shape(self) -> SampleShape {
+        match self {
+            Self::Image => SampleShape::GRAY_28,
+            Self::Series => SampleShape::Series {
+                channels: fedssl_common::data::sensors::CHANNELS,
+                length: fedssl_common::data::sensors::LENGTH,
+            },
+            Self::Tabular => SampleShape::Tabular {
+                features: fedssl_common::data::records::FEATURES,
+            },
+        }
+    }
+}
+
+/// `--federation fedavg | fedema[:TAU] | fedu[:THRESHOLD]`.
+#[derive(Debug, Clone, Copy)]
+struct FederationArg(Federation);
+
+impl std::str::FromStr for FederationArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, value) = match s.split_once(':') {
+            Some((n, v)) => (n, Some(v.parse::<f64>().map_err(|e| format!("{s}: {e}"))?)),
+            None => (s, None),
+        };
+        let f = match name {
+            "fedavg" => Federation::FedAvg,
+            "fedema" => Federation::FedEma {
+                tau: value.unwrap_or(0.7),
+            },
+            "fedu" => Federation::FedU {
+                threshold: value.unwrap_or(5.0),
+            },
+            other => return Err(format!(
+                "unknown federation {other:?} (expected fedavg, fedema[:TAU] or fedu[:THRESHOLD])"
+            )),
+        };
+        f.validate()?;
+        Ok(Self(f))
+    }
 }

@@ -117,7 +117,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
 
     // Data: one pool partitioned across the simulated sites; a labeled probe set.
-    let splits = load_splits(args.data.as_deref(), args.plan.seed)?;
+    let splits = load_splits(args.data.as_deref(), args.plan.data, args.plan.seed)?;
     let pool = if args.train_samples > 0 {
         splits.train.take(args.train_samples)
     } else {
@@ -215,6 +215,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
                 shard: None,
                 partition: args.partition.to_string(),
                 seed: args.plan.seed,
+                shape: args.plan.data,
             },
             device: args.device.clone(),
             epsilon_budget: args.epsilon_budget,
@@ -247,6 +248,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
                 ..opts.clone()
             };
             Some(evaluate(
+                &args.plan.model_spec(),
                 &report.final_model,
                 &probe_train,
                 &probe_test,

@@ -31,7 +31,7 @@ fn fashion_mnist_loads_with_its_published_shape() {
     for c in 0..10u8 {
         assert_eq!(labels.iter().filter(|&&l| l == c).count(), 1000);
     }
-    assert!(s.train.images.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert!(s.train.samples.iter().all(|v| (0.0..=1.0).contains(v)));
 }
 
 #[test]
@@ -42,9 +42,9 @@ fn raw_pixel_probe_and_knn_reach_known_accuracies_on_a_subset() {
     // Logistic regression on raw Fashion-MNIST pixels reaches 84% with all 60k labels; on
     // 3000 it lands around 78–80%. kNN on raw pixels is in the same range.
     let p = linear_probe(
-        &tr.images,
+        &tr.samples,
         &ytr,
-        &te.images,
+        &te.samples,
         &yte,
         IMAGE_PIXELS,
         10,
@@ -56,9 +56,9 @@ fn raw_pixel_probe_and_knn_reach_known_accuracies_on_a_subset() {
         p.test_accuracy
     );
     let k = knn_accuracy(
-        &tr.images,
+        &tr.samples,
         &ytr,
-        &te.images,
+        &te.samples,
         &yte,
         IMAGE_PIXELS,
         10,
@@ -71,7 +71,7 @@ fn raw_pixel_probe_and_knn_reach_known_accuracies_on_a_subset() {
 fn random_init_features_are_informative_and_not_collapsed() {
     let Some(s) = fashion() else { return };
     let (tr, te) = (s.train.take(2000), s.test.take(500));
-    let f = encode_with_weights(None, 3, &tr, &[&tr, &te]).unwrap();
+    let f = encode_with_weights(&Default::default(), None, 3, &tr, &[&tr, &te]).unwrap();
     let dim = f[0].len() / tr.len();
     let c = collapse_metrics(&f[1], dim);
     assert!(c.effective_rank > 2.0, "rank {}", c.effective_rank);

@@ -6,7 +6,7 @@ use fedssl_common::data::{load_splits, partition::partition, Dataset, Partition}
 /// The site's training data (labels, where the source has them, are used only for
 /// federated evaluation when `local_eval_labels` asks for it).
 pub fn load(cfg: &ClientData) -> anyhow::Result<Dataset> {
-    let splits = load_splits(cfg.dir.as_deref(), cfg.seed)?;
+    let splits = load_splits(cfg.dir.as_deref(), cfg.shape, cfg.seed)?;
     let train = splits.train;
     let data = match cfg.shard {
         None => train,

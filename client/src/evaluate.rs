@@ -6,7 +6,7 @@ use tracing::warn;
 
 use fedssl_common::data::Dataset;
 use fedssl_common::eval::{collapse_metrics, encode_with_weights, Labels, Scorer};
-use fedssl_common::model::Weights;
+use fedssl_common::model::{ModelSpec, Weights};
 use fedssl_common::protocol::{LocalMetrics, SiteEval};
 
 /// Local samples the collapse monitors look at.
@@ -37,6 +37,7 @@ impl LocalLabels {
     /// Probes `global` on these labels (BatchNorm calibrated on the site's `data`).
     pub fn evaluate(
         &self,
+        spec: &ModelSpec,
         global: &Weights,
         data: &Dataset,
         seed: u64,
@@ -44,7 +45,8 @@ impl LocalLabels {
         let (Some(ytr), Some(yte)) = (&self.train.labels, &self.test.labels) else {
             anyhow::bail!("local evaluation labels are missing");
         };
-        let feats = encode_with_weights(Some(global), seed, data, &[&self.train, &self.test])?;
+        let feats =
+            encode_with_weights(spec, Some(global), seed, data, &[&self.train, &self.test])?;
         let dim = feats[0].len() / self.train.len().max(1);
         let labels = Labels {
             train: ytr,
@@ -61,15 +63,17 @@ impl LocalLabels {
     }
 }
 
-/// Collapse monitors of `encoder` on (up to 512 of) the site's samples.
+/// Collapse monitors of `encoder` (global weights of `spec`'s model) on (up to 512 of) the
+/// site's samples.
 pub fn local_metrics(
+    spec: &ModelSpec,
     encoder: &Weights,
     data: &Dataset,
     seed: u64,
     site_eval: Option<SiteEval>,
 ) -> anyhow::Result<LocalMetrics> {
     let sample = data.take(MONITOR_SAMPLES);
-    let feats = encode_with_weights(Some(encoder), seed, &sample, &[&sample])?;
+    let feats = encode_with_weights(spec, Some(encoder), seed, &sample, &[&sample])?;
     let dim = feats[0].len() / sample.len().max(1);
     let c = collapse_metrics(&feats[0], dim);
     for w in c.warnings() {

@@ -11,6 +11,7 @@
 pub mod compute;
 pub mod data;
 pub mod evaluate;
+pub mod federation;
 pub mod ledger;
 pub mod session;
 pub mod state;

@@ -57,7 +57,8 @@ struct Session {
     data: Arc<Dataset>,
     local_labels: Option<Arc<LocalLabels>>,
     device: ComputeDevice,
-    spec: WeightsSpec,
+    /// Names and shapes of the global model of the last plan seen.
+    spec: Option<WeightsSpec>,
     state: SiteState,
     ledger: LedgerStore,
     report: ClientReport,
@@ -88,7 +89,6 @@ pub async fn run_client_on(
     let device = device::resolve(requested);
     let state = SiteState::open(&cfg.state_dir)?;
     let ledger = LedgerStore::open(&cfg.state_dir, cfg.epsilon_budget, cfg.delta)?;
-    let spec = fedssl_common::model::encoder_spec();
     let crypto = tls::client_crypto(&cfg.tls)?;
     let settings = endpoint::TransportSettings {
         idle_timeout: Duration::from_secs_f64(cfg.idle_timeout_secs),
@@ -120,7 +120,7 @@ pub async fn run_client_on(
         data,
         local_labels,
         device,
-        spec,
+        spec: None,
         state,
         ledger,
         last_round: 0,
@@ -227,8 +227,9 @@ impl Session {
                     )
                     .await?;
                     if let ServerMsg::Model { model, .. } = resp {
+                        let spec = self.spec.clone().unwrap_or_else(|| model.declared_spec());
                         let w = model
-                            .decode(&self.spec)
+                            .decode(&spec)
                             .context("the final model from the server is invalid")?;
                         if w.hash() != model_hash {
                             warn!("final model hash differs from the announced one (a newer version?)");
@@ -298,9 +299,20 @@ impl Session {
 
     /// Trains and privatizes (or reuses a pending update for the same round and base model).
     async fn prepare(&mut self, task: Task) -> anyhow::Result<Result<Upload, ClientMsg>> {
+        let spec = task
+            .plan
+            .model
+            .initial_global(0)
+            .map_err(|e| {
+                Fatal(format!(
+                    "the server's plan does not describe a valid model: {e}"
+                ))
+            })?
+            .spec();
+        self.spec = Some(spec.clone());
         let global = task
             .model
-            .decode(&self.spec)
+            .decode(&spec)
             .context("the global model from the server is invalid")?;
         anyhow::ensure!(
             global.is_finite(),
@@ -320,7 +332,7 @@ impl Session {
         let mech = GaussianMechanism::new(
             task.plan.dp.clip_norm,
             task.plan.dp.noise_multiplier,
-            self.spec.num_params(),
+            spec.num_params(),
         )?;
         let rho = mech.rho()?;
         if let Err(e) = self.ledger.ledger.check(rho) {
@@ -350,7 +362,12 @@ impl Session {
             (Some(l), true) => {
                 // Arc clones: no data is copied.
                 let (l, g, d, seed) = (l.clone(), global.clone(), self.data.clone(), site_seed);
-                match self.compute.run(move || l.evaluate(&g, &d, seed)).await? {
+                let spec = task.plan.model;
+                match self
+                    .compute
+                    .run(move || l.evaluate(&spec, &g, &d, seed))
+                    .await?
+                {
                     Ok(e) => {
                         info!(
                             round = task.round,
@@ -369,8 +386,9 @@ impl Session {
             _ => None,
         };
         let data = self.data.clone();
-        let projector = self.state.projector();
-        let predictor = self.state.predictor();
+        let local = self.state.local_model();
+        let target = self.state.target();
+        let lambda = self.state.fedema_lambda();
         let plan = task.plan.clone();
         let device = self.device;
         let bar2 = bar.clone();
@@ -382,26 +400,41 @@ impl Session {
                     device,
                     TrainJob {
                         global: &global2,
-                        projector: projector.as_ref(),
-                        predictor: predictor.as_ref(),
+                        local: local.as_ref(),
+                        target: target.as_ref(),
+                        lambda,
                         data: &data,
                         plan: &plan,
                         site_seed,
                         progress: bar2,
                     },
                 )?;
-                let metrics = local_metrics(&outcome.encoder, &data, site_seed, site_eval)?;
+                let metrics =
+                    local_metrics(&plan.model, &outcome.global, &data, site_seed, site_eval)?;
                 anyhow::Ok((outcome, metrics))
             })
             .await??;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        self.state.save_projector(&outcome.projector)?;
-        if let Some(p) = &outcome.predictor {
-            self.state.save_predictor(p)?;
+        self.state.save_local_model(&outcome.local)?;
+        if let Some(t) = &outcome.target {
+            self.state.save_target(t)?;
         }
-        let mut update = outcome.encoder.sub(&global)?;
+        if let (None, Some(l)) = (lambda, outcome.merge.lambda) {
+            self.state.save_fedema_lambda(l)?;
+        }
+        if !outcome.merge.divergence.is_nan() {
+            info!(
+                round = task.round,
+                divergence = outcome.merge.divergence,
+                mu = ?outcome.merge.mu,
+                predictor_replaced = ?outcome.merge.predictor_replaced,
+                "merged the global model into this site's ({})",
+                task.plan.federation.name()
+            );
+        }
+        let mut update = outcome.global.sub(&global)?;
         let (rho, update) = self
             .compute
             .run(move || mech.privatize(&mut update).map(|r| (r, update)))

@@ -1,5 +1,7 @@
-//! Local state that survives a client restart: the projector (local part of the model) and
-//! an update that was privatized but not yet acknowledged (resending it costs no privacy).
+//! Local state that survives a client restart: the site's whole model from its last round
+//! (its local parts: heads, local BatchNorm, and its own encoder for FedEMA / FedU), BYOL's
+//! momentum target, FedEMA's λ, and an update that was privatized but not yet acknowledged
+//! (resending it costs no privacy).
 
 use std::path::{Path, PathBuf};
 
@@ -29,32 +31,46 @@ impl SiteState {
         &self.dir
     }
 
-    /// The saved projector, if any.
-    pub fn projector(&self) -> Option<Weights> {
-        self.head("projector")
+    /// The site's model after its last round, if any.
+    pub fn local_model(&self) -> Option<Weights> {
+        self.weights("local-model")
     }
 
-    /// Saves the projector.
-    pub fn save_projector(&self, w: &Weights) -> anyhow::Result<()> {
-        self.save_head("projector", w)
+    /// Saves the site's model.
+    pub fn save_local_model(&self, w: &Weights) -> anyhow::Result<()> {
+        self.save_weights("local-model", w)
     }
 
-    /// The saved predictor (objectives with one), if any.
-    pub fn predictor(&self) -> Option<Weights> {
-        self.head("predictor")
+    /// The saved momentum target (BYOL), if any.
+    pub fn target(&self) -> Option<Weights> {
+        self.weights("target")
     }
 
-    /// Saves the predictor.
-    pub fn save_predictor(&self, w: &Weights) -> anyhow::Result<()> {
-        self.save_head("predictor", w)
+    /// Saves the momentum target.
+    pub fn save_target(&self, w: &Weights) -> anyhow::Result<()> {
+        self.save_weights("target", w)
     }
 
-    fn head(&self, name: &str) -> Option<Weights> {
+    /// FedEMA's λ, once set.
+    pub fn fedema_lambda(&self) -> Option<f64> {
+        let text = std::fs::read_to_string(self.dir.join("fedema-lambda.txt")).ok()?;
+        text.trim().parse().ok().filter(|l: &f64| l.is_finite())
+    }
+
+    /// Saves FedEMA's λ.
+    pub fn save_fedema_lambda(&self, lambda: f64) -> anyhow::Result<()> {
+        Ok(fedssl_common::atomic_write(
+            &self.dir.join("fedema-lambda.txt"),
+            format!("{lambda}\n").as_bytes(),
+        )?)
+    }
+
+    fn weights(&self, name: &str) -> Option<Weights> {
         let p = self.dir.join(format!("{name}.safetensors"));
         p.exists().then(|| Weights::load(&p).ok()).flatten()
     }
 
-    fn save_head(&self, name: &str, w: &Weights) -> anyhow::Result<()> {
+    fn save_weights(&self, name: &str, w: &Weights) -> anyhow::Result<()> {
         Ok(w.save(&self.dir.join(format!("{name}.safetensors")))?)
     }
 

@@ -1,6 +1,7 @@
-//! Local self-supervised training: SimCLR on two augmented views per image.
+//! Local self-supervised training: the plan's objective on the site's samples, starting
+//! from the global model merged into the site's own ([`crate::federation`]).
 
-use fedssl_common::kernels::{AutodiffKernels, Kernels, Ops};
+use fedssl_common::kernels::{AutodiffKernels, Ops};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -13,40 +14,27 @@ use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
+use tracing::warn;
 
 use fedssl_common::data::Dataset;
 use fedssl_common::device::ComputeDevice;
-use fedssl_common::model::{
-    scalar, BnMode, ConvNetS, ConvNetSConfig, Predictor, PredictorConfig, Projector,
-    ProjectorConfig, Weights, IMAGE_PIXELS, IMAGE_SIDE,
-};
+use fedssl_common::model::{scalar, ModelSpec, SslModel, Weights};
 use fedssl_common::protocol::RoundPlan;
-use fedssl_common::ssl::{
-    AugmentConfig, Augmenter, Objective, ObjectiveParams, PairOutputs, VicReg,
-};
-use tracing::warn;
+use fedssl_common::ssl::{LossContext, ViewMaker};
 
-/// Encoder, projector and (for objectives that use one) predictor, trained together.
-#[derive(Module, Debug)]
-pub struct SslModel<B: Backend> {
-    /// Global encoder.
-    pub encoder: ConvNetS<B>,
-    /// Local projection head.
-    pub projector: Projector<B>,
-    /// Local prediction head (SimSiam), a 128 → 64 → 128 bottleneck MLP.
-    pub predictor: Option<Predictor<B>>,
-}
+use crate::federation::{merge, MergeReport};
 
 /// What a round of local training produced.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
-    /// Encoder weights after training (global tensors only).
-    pub encoder: Weights,
-    /// Projector weights after training (stay local).
-    pub projector: Weights,
-    /// Predictor weights after training (stay local), for objectives with a predictor.
-    pub predictor: Option<Weights>,
+    /// The global tensors after training (what the update is computed from).
+    pub global: Weights,
+    /// The whole model after training (kept on the site for its next round).
+    pub local: Weights,
+    /// The momentum target after training (BYOL), kept on the site.
+    pub target: Option<Weights>,
+    /// How the global model was merged into the site's.
+    pub merge: MergeReport,
     /// Mean loss over all steps.
     pub mean_loss: f32,
     /// Optimizer steps taken.
@@ -57,12 +45,14 @@ pub struct TrainOutcome {
 
 /// Inputs of one round of local training.
 pub struct TrainJob<'a> {
-    /// Global encoder to start from.
+    /// The global model (the plan's global tensors).
     pub global: &'a Weights,
-    /// The site's projector from earlier rounds, if any.
-    pub projector: Option<&'a Weights>,
-    /// The site's predictor from earlier rounds, if any.
-    pub predictor: Option<&'a Weights>,
+    /// The site's whole model from its previous round, if any.
+    pub local: Option<&'a Weights>,
+    /// The site's momentum target from its previous round (BYOL), if any.
+    pub target: Option<&'a Weights>,
+    /// The site's FedEMA λ, once set.
+    pub lambda: Option<f64>,
     /// Unlabeled local data.
     pub data: &'a Dataset,
     /// Round hyper-parameters.
@@ -90,83 +80,14 @@ pub fn steps_per_round(n: usize, plan: &RoundPlan) -> usize {
     (n / bs).max(1) * plan.local_epochs as usize
 }
 
-/// Two augmented views of the images at `idx`, as one `[2·|idx|, 1, 28, 28]` batch (all first
-/// views, then all second views).
-pub fn views<B: Backend>(
-    data: &Dataset,
-    idx: &[usize],
-    aug: &Augmenter,
-    seed: u64,
+/// A fresh model for `spec`, seeded.
+pub fn init_model<B: Backend>(
+    spec: &ModelSpec,
     dev: &B::Device,
-) -> Tensor<B, 4> {
-    let b = idx.len();
-    let mut buf = vec![0.0f32; 2 * b * IMAGE_PIXELS];
-    buf.par_chunks_mut(IMAGE_PIXELS)
-        .enumerate()
-        .for_each(|(j, out)| {
-            let (view, k) = (j / b, j % b);
-            let i = idx[k];
-            aug.view(data.image(i), out, seed, ((i as u64) << 1) | view as u64);
-        });
-    Tensor::from_data(
-        TensorData::new(buf, [2 * b, 1, IMAGE_SIDE, IMAGE_SIDE]),
-        dev,
-    )
-}
-
-/// SimCLR loss of a batch holding two views (first half, second half) of each image, with
-/// the chosen implementation of the encoder's operations.
-pub fn simclr_loss_with<B: Kernels>(
-    model: &SslModel<B>,
-    x: Tensor<B, 4>,
-    temperature: f64,
-    ops: Ops,
-) -> Tensor<B, 1> {
-    let params = ObjectiveParams {
-        temperature,
-        vicreg: VicReg::default(),
-    };
-    ssl_loss(model, x, Objective::SimClr, &params, ops)
-}
-
-/// The loss of `objective` on a batch holding two views (first half, second half) of each
-/// image.
-pub fn ssl_loss<B: Kernels>(
-    model: &SslModel<B>,
-    x: Tensor<B, 4>,
-    objective: Objective,
-    params: &ObjectiveParams,
-    ops: Ops,
-) -> Tensor<B, 1> {
-    let k = x.dims()[0] / 2;
-    let z = model
-        .projector
-        .forward(model.encoder.forward_with(x, BnMode::Train, ops));
-    let p = model.predictor.as_ref().map(|pred| pred.forward(z.clone()));
-    let out = PairOutputs {
-        z1: z.clone().slice(0..k),
-        z2: z.slice(k..2 * k),
-        p1: p.as_ref().map(|p| p.clone().slice(0..k)),
-        p2: p.map(|p| p.slice(k..2 * k)),
-    };
-    objective.loss(out, params)
-}
-
-/// A fresh SimCLR model (encoder + projector) on `dev`, seeded.
-pub fn init_model<B: Backend>(dev: &B::Device, seed: u64) -> SslModel<B> {
-    init_model_for(dev, seed, Objective::SimClr)
-}
-
-/// A fresh model for `objective` (with a predictor when it uses one), seeded.
-pub fn init_model_for<B: Backend>(dev: &B::Device, seed: u64, objective: Objective) -> SslModel<B> {
+    seed: u64,
+) -> anyhow::Result<SslModel<B>> {
     B::seed(dev, seed);
-    SslModel {
-        encoder: ConvNetSConfig::default().init::<B>(dev),
-        projector: ProjectorConfig::default().init::<B>(dev),
-        predictor: objective
-            .uses_predictor()
-            .then(|| PredictorConfig::default().init::<B>(dev)),
-    }
+    spec.init::<B>(dev).map_err(anyhow::Error::msg)
 }
 
 /// The optimizer every local step uses: Adam, ε = 1e-8 (PyTorch's default).
@@ -176,49 +97,92 @@ pub fn optimizer<B: AutodiffBackend>() -> impl Optimizer<SslModel<B>, B> {
         .init::<B, SslModel<B>>()
 }
 
+/// `target ← τ·target + (1 − τ)·online`, tensor by tensor.
+fn ema_update<B: Backend>(
+    target: SslModel<B>,
+    online: &SslModel<B>,
+    tau: f64,
+) -> anyhow::Result<SslModel<B>> {
+    let mixed = Weights::from_module(&target).mix(&Weights::from_module(online), tau as f32)?;
+    Ok(mixed.load_into(target)?)
+}
+
+/// Checks that the site's data fit the plan's model.
+pub fn check_data(data: &Dataset, plan: &RoundPlan) -> anyhow::Result<()> {
+    let spec = &plan.model;
+    if data.shape != spec.shape {
+        bail!(
+            "this site's data are {}, but the server trains on {} (check the data source and the server's plan.data)",
+            data.shape,
+            spec.shape
+        );
+    }
+    plan.model
+        .objective
+        .fits_with(&plan.params, data.shape)
+        .map_err(anyhow::Error::msg)?;
+    let n = data.len();
+    if n < 2 {
+        bail!("this site has {n} training samples; every objective compares or normalizes over a batch, so at least 2 are needed");
+    }
+    Ok(())
+}
+
 /// Local training on backend `B`.
 pub fn train_on<B: AutodiffKernels>(
     dev: B::Device,
     job: TrainJob<'_>,
 ) -> anyhow::Result<TrainOutcome> {
     let start = Instant::now();
-    let n = job.data.len();
-    if n < 2 {
-        bail!("this site has {n} training samples; every objective needs pairs of samples, so at least 2");
-    }
     let plan = job.plan;
+    check_data(job.data, plan)?;
+    let spec = &plan.model;
+    let n = job.data.len();
     let seed = plan.seed ^ job.site_seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    let mut model = init_model_for::<B>(&dev, seed, plan.objective);
-    model.encoder = job
-        .global
-        .load_into(model.encoder)
-        .context("the global model does not fit ConvNet-S")?;
-    // The local heads from earlier rounds; a head saved under another objective or shape
-    // does not fit and is started afresh.
-    if let Some(p) = job.projector {
-        match p.load_into(model.projector.clone()) {
-            Ok(m) => model.projector = m,
-            Err(e) => warn!("the saved projector does not fit ({e}); starting a fresh one"),
+    let mut model = init_model::<B>(spec, &dev, seed)?;
+    // The site's own model from its previous round (heads, local BatchNorm, encoder for
+    // FedEMA); one saved under another plan does not fit and is started afresh.
+    let mut local = job.local;
+    if let Some(w) = local {
+        match w.load_into(model.clone()) {
+            Ok(m) => model = m,
+            Err(e) => {
+                warn!("the saved local model does not fit this plan ({e}); starting its local parts afresh");
+                local = None;
+            }
         }
     }
-    if let (Some(w), Some(pred)) = (job.predictor, model.predictor.clone()) {
-        match w.load_into(pred) {
-            Ok(m) => model.predictor = Some(m),
-            Err(e) => warn!("the saved predictor does not fit ({e}); starting a fresh one"),
-        }
-    }
-    let params = plan.objective_params();
+    let (start_weights, merge_report) =
+        merge(plan.federation, spec, job.global, local, job.lambda)?;
+    model = start_weights
+        .load_into(model)
+        .context("the global model does not fit the plan's model")?;
+    let heads = spec.objective.heads();
+    let mut target = if heads.target {
+        let fresh = model.clone().no_grad();
+        Some(match job.target.map(|w| w.load_into(fresh.clone())) {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                warn!("the saved target network does not fit ({e}); starting it from the online network");
+                fresh
+            }
+            None => fresh,
+        })
+    } else {
+        None
+    };
     let mut optim = optimizer::<B>();
-    let aug = Augmenter::new(AugmentConfig::default());
+    let views = ViewMaker::for_shape(spec.shape, &plan.augment);
     let bs = (plan.batch_size as usize).min(n);
     if n < plan.batch_size as usize {
         warn!(
             samples = n,
             batch_size = plan.batch_size,
             "this site has fewer samples than one batch; training with batches of {n} (the objective {} needs at least 2)",
-            plan.objective
+            spec.objective
         );
     }
+    let total_steps = steps_per_round(n, plan);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..n).collect();
     let (mut loss_sum, mut steps) = (0.0f64, 0usize);
@@ -226,19 +190,34 @@ pub fn train_on<B: AutodiffKernels>(
         order.shuffle(&mut rng);
         for (b, idx) in order.chunks(bs).enumerate() {
             if idx.len() < bs.max(2) && b > 0 {
-                continue; // drop a short last batch: too few negatives
+                continue; // drop a short last batch: too few samples to compare
             }
             let step_seed = seed ^ ((epoch as u64) << 32 | b as u64);
-            let x = views::<B>(job.data, idx, &aug, step_seed, &dev);
-            let loss = ssl_loss(&model, x, plan.objective, &params, Ops::Kernels);
+            let inputs = spec
+                .objective
+                .inputs(&plan.params, job.data, idx, &views, step_seed);
+            let cx = LossContext {
+                model: &model,
+                target: target.as_ref(),
+                spec,
+                ops: Ops::Kernels,
+                device: &dev,
+            };
+            let loss = spec
+                .objective
+                .loss(&plan.params, plan.temperature, &cx, inputs);
             let value = scalar(&loss);
             if !value.is_finite() {
                 bail!("local training diverged (loss {value}) in epoch {epoch}, batch {b}; lower the learning rate");
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(plan.learning_rate, model, grads);
-            loss_sum += value as f64;
             steps += 1;
+            if let Some(t) = target.take() {
+                let tau = plan.params.byol.momentum(steps, total_steps);
+                target = Some(ema_update(t, &model, tau)?);
+            }
+            loss_sum += value as f64;
             if let Some(p) = &job.progress {
                 p.inc(1);
                 p.set_message(format!("loss {value:.3}"));
@@ -246,35 +225,87 @@ pub fn train_on<B: AutodiffKernels>(
         }
     }
     Ok(TrainOutcome {
-        encoder: Weights::global_from_module(&model.encoder),
-        projector: Weights::from_module(&model.projector),
-        predictor: model.predictor.as_ref().map(Weights::from_module),
+        global: spec.global(&model),
+        local: Weights::from_module(&model),
+        target: target.as_ref().map(Weights::from_module),
+        merge: merge_report,
         mean_loss: (loss_sum / steps.max(1) as f64) as f32,
         steps,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
 
+/// SimCLR's loss on a batch of flat samples holding two views (first half, second half) of
+/// each sample, with the chosen implementation of the encoder's operations (the benchmark
+/// and the kernel tests compare [`Ops::Kernels`] with [`Ops::Burn`] on it).
+pub fn simclr_loss_with<B: fedssl_common::kernels::Kernels>(
+    model: &SslModel<B>,
+    x: Tensor<B, 2>,
+    temperature: f64,
+    ops: Ops,
+) -> Tensor<B, 1> {
+    let k = x.dims()[0] / 2;
+    let z = model.project(x, fedssl_common::model::BnMode::Train, ops);
+    fedssl_common::ssl::nt_xent(z.clone().slice(0..k), z.slice(k..2 * k), temperature)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedssl_common::protocol::DpParams;
+    use fedssl_common::config::PlanConfig;
+    use fedssl_common::data::{records, sensors, synthetic, SampleShape};
+    use fedssl_common::model::convnet::is_bn_statistic;
+    use fedssl_common::model::{BatchNormPlacement, Parts};
+    use fedssl_common::ssl::pairs::two_views;
+    use fedssl_common::ssl::{AugmentConfig, Augmenter, Objective};
+
+    fn plan_for(objective: Objective, shape: SampleShape, epochs: u32) -> RoundPlan {
+        PlanConfig {
+            local_epochs: epochs,
+            batch_size: 32,
+            learning_rate: 2e-3,
+            temperature: 0.2,
+            seed: 5,
+            objective,
+            data: shape,
+            ..PlanConfig::default()
+        }
+        .plan(1)
+    }
+
+    fn run(data: &Dataset, plan: &RoundPlan, target: Option<&Weights>) -> TrainOutcome {
+        let global = plan.model.initial_global(1).unwrap();
+        train(
+            ComputeDevice::Cpu,
+            TrainJob {
+                global: &global,
+                local: None,
+                target,
+                lambda: None,
+                data,
+                plan,
+                site_seed: 1,
+                progress: None,
+            },
+        )
+        .unwrap()
+    }
 
     /// Ten Adam steps from the same start on the same views: the loss curve with fedssl's
     /// kernels follows the one with burn's ops.
     #[test]
     fn loss_curve_matches_burn_ops() {
         type A = Autodiff<Flex>;
-        let data = fedssl_common::data::synthetic::generate(32, 9).unlabeled();
-        let aug = Augmenter::new(AugmentConfig::default());
+        let data = synthetic::generate(32, 9).unlabeled();
+        let views = ViewMaker::Image(Augmenter::new(AugmentConfig::default()));
         let idx: Vec<usize> = (0..32).collect();
         let curve = |ops: Ops| {
             let dev = Default::default();
-            let mut model = init_model::<A>(&dev, 5);
+            let mut model = init_model::<A>(&ModelSpec::default(), &dev, 5).unwrap();
             let mut optim = optimizer::<A>();
             let mut losses = Vec::new();
             for step in 0..10 {
-                let x = views::<A>(&data, &idx, &aug, step, &dev);
+                let x = two_views(&data, &idx, &views, step).x_tensor::<A>(&dev);
                 let loss = simclr_loss_with(&model, x, 0.2, ops);
                 losses.push(scalar(&loss));
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -289,59 +320,104 @@ mod tests {
         }
     }
 
-    /// For every objective: more local steps on structured data reach a lower mean loss,
-    /// the encoder moves, and the predictor exists exactly when the objective has one.
+    /// Every objective, on a modality it fits: more local steps on structured data reach a
+    /// lower mean loss, the encoder moves, and the heads exist as the objective declares.
     #[test]
-    fn a_few_steps_lower_the_loss_and_change_the_encoder() {
-        let data = fedssl_common::data::synthetic::generate(64, 3).unlabeled();
-        let dev = Default::default();
-        <Flex as Backend>::seed(&dev, 1);
-        let enc = ConvNetSConfig::default().init::<Flex>(&dev);
-        let global = Weights::global_from_module(&enc);
-        for objective in [Objective::SimClr, Objective::SimSiam, Objective::VicReg] {
-            let plan = RoundPlan {
-                local_epochs: 6,
-                batch_size: 32,
-                learning_rate: 2e-3,
-                temperature: 0.2,
-                dp: DpParams {
-                    clip_norm: 1.0,
-                    noise_multiplier: 1.0,
-                },
-                seed: 5,
-                evaluate: false,
-                objective,
-                vicreg: VicReg::default(),
-            };
-            let run = |epochs: u32| {
-                train(
-                    ComputeDevice::Cpu,
-                    TrainJob {
-                        global: &global,
-                        projector: None,
-                        predictor: None,
-                        data: &data,
-                        plan: &RoundPlan {
-                            local_epochs: epochs,
-                            ..plan.clone()
-                        },
-                        site_seed: 1,
-                        progress: None,
-                    },
-                )
-                .unwrap()
-            };
-            let (first, out) = (run(1), run(6));
-            assert_eq!(out.steps, 12, "{objective}");
-            assert!(out.mean_loss.is_finite(), "{objective}");
+    fn every_objective_lowers_its_loss_on_structured_data() {
+        let images = synthetic::generate(64, 3).unlabeled();
+        let series = sensors::generate(64, 6, 64, 3).unlabeled();
+        let table = records::generate(64, 16, 3).unlabeled();
+        let cases = [
+            (Objective::SimClr, &images),
+            (Objective::SimSiam, &images),
+            (Objective::VicReg, &images),
+            (Objective::Byol, &images),
+            (Objective::Masked, &images),
+            (Objective::Denoising, &images),
+            (Objective::Masked, &series),
+            (Objective::Cpc, &series),
+            (Objective::Clip, &series),
+            (Objective::SimClr, &table),
+            (Objective::Denoising, &table),
+            (Objective::Clip, &table),
+        ];
+        for (objective, data) in cases {
+            let what = format!("{objective} on {}", data.shape);
+            let first = run(data, &plan_for(objective, data.shape, 1), None);
+            let plan = plan_for(objective, data.shape, 6);
+            let out = run(data, &plan, None);
+            assert_eq!(out.steps, 12, "{what}");
+            assert!(out.mean_loss.is_finite(), "{what}");
             assert!(
                 out.mean_loss < first.mean_loss,
-                "{objective}: {} !< {}",
+                "{what}: {} !< {}",
                 out.mean_loss,
                 first.mean_loss
             );
-            assert!(out.encoder.sub(&global).unwrap().l2_norm() > 0.0);
-            assert_eq!(out.predictor.is_some(), objective.uses_predictor());
+            let start = plan.model.initial_global(1).unwrap();
+            assert!(out.global.sub(&start).unwrap().l2_norm() > 0.0, "{what}");
+            let heads = objective.heads();
+            assert_eq!(out.target.is_some(), heads.target, "{what}");
+            let has = |p: &str| out.local.tensors.iter().any(|t| t.name.starts_with(p));
+            assert_eq!(has("predictor."), heads.predictor, "{what}");
+            assert_eq!(has("decoder."), heads.decoder, "{what}");
+            assert_eq!(has("context."), heads.context, "{what}");
+            assert_eq!(has("partner."), heads.partner, "{what}");
         }
+    }
+
+    /// BYOL's target starts as the online network, trails it by EMA, and continues from
+    /// the saved one in the next round.
+    #[test]
+    fn byol_target_trails_the_online_network_across_rounds() {
+        let data = synthetic::generate(64, 4).unlabeled();
+        let plan = plan_for(Objective::Byol, SampleShape::GRAY_28, 1);
+        let first = run(&data, &plan, None);
+        let t1 = first.target.clone().unwrap();
+        let enc = |w: &Weights| w.filtered(|n| n.starts_with("encoder.") && !is_bn_statistic(n));
+        let online = enc(&first.local);
+        let start = plan.model.initial_global(1).unwrap();
+        let d_online = online.sub(&enc(&start)).unwrap().l2_norm();
+        let d_target = enc(&t1).sub(&enc(&start)).unwrap().l2_norm();
+        // τ ≥ 0.99: the target moved, by much less than the online network.
+        assert!(
+            d_target > 0.0 && d_target < 0.1 * d_online,
+            "{d_target} vs {d_online}"
+        );
+        let second = run(&data, &plan, Some(&t1));
+        let t2 = second.target.unwrap();
+        let from_saved = enc(&t2).sub(&enc(&t1)).unwrap().l2_norm();
+        let from_start = enc(&t2).sub(&enc(&start)).unwrap().l2_norm();
+        assert!(from_saved < from_start, "{from_saved} vs {from_start}");
+    }
+
+    /// The declared parts decide which tensors are global.
+    #[test]
+    fn declared_parts_decide_what_is_sent() {
+        let data = synthetic::generate(32, 4).unlabeled();
+        let mut plan = plan_for(Objective::SimSiam, SampleShape::GRAY_28, 1);
+        let names = |plan: &RoundPlan| -> Vec<String> {
+            run(&data, plan, None)
+                .global
+                .tensors
+                .into_iter()
+                .map(|t| t.name)
+                .collect()
+        };
+        let default = names(&plan);
+        assert!(default.iter().all(|n| n.starts_with("encoder.")));
+        assert!(default.iter().any(|n| n.ends_with("bn.gamma")));
+        assert!(!default.iter().any(|n| n.ends_with("running_mean")));
+        plan.model.parts = Parts {
+            projector: fedssl_common::model::Placement::Global,
+            predictor: fedssl_common::model::Placement::Global,
+            batch_norm: BatchNormPlacement::Local,
+        };
+        let fedbn = names(&plan);
+        assert!(fedbn.iter().any(|n| n.starts_with("projector.")));
+        assert!(fedbn.iter().any(|n| n.starts_with("predictor.")));
+        assert!(!fedbn.iter().any(|n| n.contains("bn.")), "{fedbn:?}");
+        plan.model.parts.batch_norm = BatchNormPlacement::Global;
+        assert!(names(&plan).iter().any(|n| n.ends_with("running_var")));
     }
 }

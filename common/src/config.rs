@@ -1,7 +1,12 @@
 //! Configuration files (TOML) for the server and the client, with validation that names
 //! the offending field.
 
-use crate::ssl::{Objective, VicReg};
+use crate::data::SampleShape;
+use crate::federation::Federation;
+use crate::model::{EncoderConfig, ModelSpec, Parts};
+use crate::ssl::{
+    AugmentSettings, Byol, Cpc, CrossModal, Denoising, Masked, Objective, ObjectiveParams, VicReg,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -32,12 +37,34 @@ pub struct PlanConfig {
     pub noise_multiplier: f64,
     /// Seed of the run.
     pub seed: u64,
-    /// Self-supervised objective: `simclr`, `simsiam` or `vicreg`.
-    #[serde(default)]
+    /// Self-supervised objective: `simclr`, `simsiam`, `vicreg`, `byol`, `masked`,
+    /// `denoising`, `cpc` or `clip`.
     pub objective: Objective,
-    /// VICReg's coefficients (used when `objective = "vicreg"`).
-    #[serde(default)]
+    /// The shape of every site's samples (`[plan.data.series] channels = 6, length = 64`,
+    /// `[plan.data.tabular] features = 16`, `[plan.data.image] ...`).
+    pub data: SampleShape,
+    /// The encoder (`encoder = "convnet-s"`, `[plan.encoder.cnn1d] width = 32`,
+    /// `[plan.encoder.mlp] hidden = 256`); the modality's default if unset.
+    pub encoder: Option<EncoderConfig>,
+    /// Which parts of the model are global.
+    pub parts: Parts,
+    /// How sites merge the global model into their own (`federation = "fedavg"`,
+    /// `[plan.federation.fedema] tau = 0.7`, `[plan.federation.fedu] threshold = 1.0`).
+    pub federation: Federation,
+    /// Augmentations per modality.
+    pub augment: AugmentSettings,
+    /// VICReg's coefficients.
     pub vicreg: VicReg,
+    /// BYOL's momentum.
+    pub byol: Byol,
+    /// Masked modeling's masks.
+    pub masked: Masked,
+    /// The denoising autoencoder's corruption.
+    pub denoising: Denoising,
+    /// CPC's segments and steps.
+    pub cpc: Cpc,
+    /// Cross-modal alignment's split and temperature.
+    pub clip: CrossModal,
 }
 
 impl Default for PlanConfig {
@@ -51,7 +78,17 @@ impl Default for PlanConfig {
             noise_multiplier: 0.01,
             seed: 1,
             objective: Objective::default(),
+            data: SampleShape::GRAY_28,
+            encoder: None,
+            parts: Parts::default(),
+            federation: Federation::default(),
+            augment: AugmentSettings::default(),
             vicreg: VicReg::default(),
+            byol: Byol::default(),
+            masked: Masked::default(),
+            denoising: Denoising::default(),
+            cpc: Cpc::default(),
+            clip: CrossModal::default(),
         }
     }
 }
@@ -73,8 +110,36 @@ impl PlanConfig {
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
                 .wrapping_add(round),
             evaluate: false,
-            objective: self.objective,
+            model: self.model_spec(),
+            params: self.params(),
+            augment: self.augment,
+            federation: self.federation,
+        }
+    }
+
+    /// The objectives' settings.
+    pub fn params(&self) -> ObjectiveParams {
+        ObjectiveParams {
             vicreg: self.vicreg,
+            byol: self.byol,
+            masked: self.masked,
+            denoising: self.denoising,
+            cpc: self.cpc,
+            clip: self.clip,
+        }
+    }
+
+    /// The model every site trains.
+    pub fn model_spec(&self) -> ModelSpec {
+        ModelSpec {
+            shape: self.data,
+            encoder: self
+                .encoder
+                .unwrap_or_else(|| EncoderConfig::default_for(self.data)),
+            objective: self.objective,
+            parts: self.parts,
+            split: self.clip.resolved_split(self.data),
+            cpc_steps: self.cpc.steps,
         }
     }
 
@@ -101,10 +166,24 @@ impl PlanConfig {
                 self.learning_rate
             );
         }
-        if self.objective == Objective::VicReg {
-            self.vicreg
-                .validate()
-                .map_err(|e| anyhow::anyhow!("plan.{e}"))?;
+        let plan_err = |e: String| anyhow::anyhow!("plan.{e}");
+        self.params().validate().map_err(plan_err)?;
+        self.federation.validate().map_err(plan_err)?;
+        let spec = self.model_spec();
+        spec.encoder
+            .check(self.data)
+            .map_err(|e| anyhow::anyhow!("plan.encoder: {e}"))?;
+        self.objective
+            .fits_with(&self.params(), self.data)
+            .map_err(|e| anyhow::anyhow!("plan.objective: {e}"))?;
+        spec.towers()
+            .map_err(|e| anyhow::anyhow!("plan.clip.split: {e}"))?;
+        if let Federation::FedU { .. } = self.federation {
+            if !self.objective.uses_predictor()
+                || self.parts.predictor != crate::model::Placement::Global
+            {
+                bail!("plan.federation: FedU updates a global predictor; use an objective with a predictor (simsiam, byol) and set plan.parts.predictor = \"global\"");
+            }
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             bail!(
@@ -286,6 +365,15 @@ pub struct ClientData {
     /// Seed of the dataset generator and the partition.
     #[serde(default = "d_seed")]
     pub seed: u64,
+    /// The samples' shape (`[data.shape.series] channels = 6, length = 64`; must
+    /// match the server's `plan.data`); the generated set of that modality is used when
+    /// `dir` is absent.
+    #[serde(default = "d_shape")]
+    pub shape: SampleShape,
+}
+
+fn d_shape() -> SampleShape {
+    SampleShape::GRAY_28
 }
 
 fn d_partition() -> String {
@@ -383,6 +471,65 @@ impl ClientConfig {
 mod tests {
     use super::*;
 
+    fn plan(toml_text: &str) -> PlanConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    fn plan_error(toml_text: &str) -> String {
+        plan(toml_text).validate().unwrap_err().to_string()
+    }
+
+    const SERIES: &str = "[data.series]\nchannels = 6\nlength = 64\n";
+
+    #[test]
+    fn modality_encoder_and_objective_combinations_are_checked_by_field() {
+        let p = plan(&format!("objective = \"cpc\"\n{SERIES}"));
+        p.validate().unwrap();
+        assert_eq!(p.model_spec().encoder, EncoderConfig::Cnn1d { width: 32 });
+        let p = plan(
+            "objective = \"clip\"\n[data.tabular]\nfeatures = 16\n[encoder.mlp]\nhidden = 64\n",
+        );
+        p.validate().unwrap();
+        assert_eq!(p.model_spec().split, 8);
+        let e = plan_error(&format!("{SERIES}[encoder.mlp]\nhidden = 64\n"));
+        assert!(e.contains("plan.encoder") && e.contains("cnn1d"), "{e}");
+        let e = plan_error("objective = \"cpc\"");
+        assert!(
+            e.contains("plan.objective") && e.contains("time series"),
+            "{e}"
+        );
+        let e = plan_error("objective = \"clip\"");
+        assert!(e.contains("plan.objective"), "{e}");
+        let e = plan_error(&format!(
+            "objective = \"cpc\"\n{SERIES}[cpc]\nsegments = 5\n"
+        ));
+        assert!(e.contains("plan.cpc.segments"), "{e}");
+        let e = plan_error("objective = \"byol\"\n[federation.fedu]\nthreshold = 1.0\n");
+        assert!(e.contains("plan.federation"), "{e}");
+        plan("objective = \"byol\"\n[parts]\npredictor = \"global\"\n[federation.fedu]\nthreshold = 1.0\n")
+            .validate()
+            .unwrap();
+        let e = plan_error("[federation.fedema]\ntau = 2.0\n");
+        assert!(e.contains("plan.federation.tau"), "{e}");
+    }
+
+    #[test]
+    fn every_plan_survives_the_wire_format() {
+        // The round plan travels as bincode, which cannot carry serde's tagged enums.
+        let texts = [
+            format!("objective = \"cpc\"\n{SERIES}[federation.fedema]\ntau = 0.5\n"),
+            "objective = \"byol\"\n[parts]\npredictor = \"global\"\nbatch_norm = \"local\"\n[federation.fedu]\nthreshold = 1.0\n".into(),
+            "objective = \"denoising\"\n[data.tabular]\nfeatures = 16\n".into(),
+        ];
+        for t in texts {
+            let rp = plan(&t).plan(3);
+            let bytes = bincode::serde::encode_to_vec(&rp, bincode::config::standard()).unwrap();
+            let (back, _): (RoundPlan, usize) =
+                bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+            assert_eq!(back, rp);
+        }
+    }
+
     #[test]
     fn objective_and_vicreg_coefficients_parse_and_validate() {
         let p: PlanConfig = toml::from_str("objective = \"simsiam\"").unwrap();
@@ -394,9 +541,9 @@ mod tests {
         let bad: PlanConfig =
             toml::from_str("objective = \"vicreg\"\n[vicreg]\nvariance = -1.0").unwrap();
         let e = bad.validate().unwrap_err().to_string();
-        assert!(e.contains("plan.objective.vicreg"), "{e}");
-        let e = toml::from_str::<PlanConfig>("objective = \"byol\"").unwrap_err();
-        assert!(e.to_string().contains("byol"), "{e}");
+        assert!(e.contains("plan.vicreg"), "{e}");
+        let e = toml::from_str::<PlanConfig>("objective = \"bogus\"").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
     }
 
     const SERVER: &str = r#"

@@ -18,6 +18,7 @@ pub mod data;
 pub mod device;
 pub mod dp;
 pub mod eval;
+pub mod federation;
 pub mod kernels;
 pub mod model;
 pub mod net;
@@ -25,7 +26,7 @@ pub mod protocol;
 pub mod ssl;
 
 /// Version of the wire protocol; peers with a different value refuse each other.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Version of this software, sent in the handshake for diagnostics.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -93,12 +93,23 @@ impl Shared {
 }
 
 /// Loads the last committed model, or creates and persists a seeded initial one.
-fn initial_state(store: &mut Store, seed: u64) -> anyhow::Result<(u64, Weights)> {
-    if let Some((v, w)) = store.latest_model()? {
-        info!(round = v, hash = %w.hash(), "resuming from the last committed round");
-        return Ok((v, w));
+fn initial_state(
+    store: &mut Store,
+    spec: &fedssl_common::model::ModelSpec,
+    seed: u64,
+) -> anyhow::Result<(u64, Weights)> {
+    let w = spec.initial_global(seed).map_err(anyhow::Error::msg)?;
+    if let Some((v, stored)) = store.latest_model()? {
+        anyhow::ensure!(
+            stored.spec() == w.spec(),
+            "the run directory holds a model of another architecture than plan {:?} describes (encoder {}, objective {}); use a new run_dir",
+            spec.shape,
+            spec.encoder.name(),
+            spec.objective
+        );
+        info!(round = v, hash = %stored.hash(), "resuming from the last committed round");
+        return Ok((v, stored));
     }
-    let w = fedssl_common::model::initial_encoder_weights(seed);
     store.save_initial(&w)?;
     info!(hash = %w.hash(), params = w.num_params(), "initial global encoder created");
     Ok((0, w))
@@ -108,7 +119,7 @@ fn initial_state(store: &mut Store, seed: u64) -> anyhow::Result<(u64, Weights)>
 pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Result<ServerReport> {
     cfg.validate().context("invalid server configuration")?;
     let mut store = Store::open(&cfg.run_dir)?;
-    let (committed, global) = initial_state(&mut store, cfg.plan.seed)?;
+    let (committed, global) = initial_state(&mut store, &cfg.plan.model_spec(), cfg.plan.seed)?;
     let engine = Engine::new(global, committed, cfg.rounds);
     let crypto = tls::server_crypto(&cfg.tls)?;
     let settings = endpoint::TransportSettings {
@@ -153,9 +164,9 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
     let cfg = &sh.cfg;
     let eval_set = match &cfg.eval {
         Some(e) => {
-            let (e, seed) = (e.clone(), cfg.plan.seed);
+            let (e, seed, spec) = (e.clone(), cfg.plan.seed, cfg.plan.model_spec());
             Some(Arc::new(
-                tokio::task::spawn_blocking(move || EvalSet::load(&e, seed))
+                tokio::task::spawn_blocking(move || EvalSet::load(&e, spec, seed))
                     .await
                     .context("the evaluation-set task panicked")?
                     .context("cannot load the server's evaluation set")?,

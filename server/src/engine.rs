@@ -492,8 +492,10 @@ mod tests {
             },
             seed: 0,
             evaluate: false,
-            objective: Default::default(),
-            vicreg: Default::default(),
+            model: Default::default(),
+            params: Default::default(),
+            augment: Default::default(),
+            federation: Default::default(),
         }
     }
 

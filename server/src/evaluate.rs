@@ -12,7 +12,7 @@ use fedssl_common::eval::{
     collapse_metrics, encode_with_weights, finetune, linear_probe, CollapseMetrics, FinetuneConfig,
     KnnConfig, Labels, ProbeConfig, Scorer,
 };
-use fedssl_common::model::{Weights, IMAGE_PIXELS};
+use fedssl_common::model::{ModelSpec, Weights};
 
 /// What to evaluate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +95,7 @@ fn labels(d: &Dataset, what: &str) -> anyhow::Result<Vec<u8>> {
 /// Evaluates `encoder` with the labeled `train` set (probe fitting, kNN memory bank,
 /// BatchNorm calibration) and the `test` set.
 pub fn evaluate(
+    spec: &ModelSpec,
     encoder: &Weights,
     train: &Dataset,
     test: &Dataset,
@@ -114,24 +115,24 @@ pub fn evaluate(
         },
         knn: opts.knn,
     };
-    let feats = encode_with_weights(Some(encoder), opts.seed, train, &[train, test])?;
+    let feats = encode_with_weights(spec, Some(encoder), opts.seed, train, &[train, test])?;
     let dim = feats[0].len() / train.len().max(1);
     let trained = scorer.score(&feats[0], &feats[1], dim, labels, &opts.label_fractions);
     let collapse = collapse_metrics(&feats[1], dim);
 
     let (mut random_probe, mut random_knn, mut raw) = (None, None, None);
     if opts.baselines {
-        let r = encode_with_weights(None, opts.seed ^ 0xA5A5, train, &[train, test])?;
+        let r = encode_with_weights(spec, None, opts.seed ^ 0xA5A5, train, &[train, test])?;
         let random = scorer.score(&r[0], &r[1], dim, labels, &[]);
         random_probe = Some(random.probe.test_accuracy);
         random_knn = Some(random.knn);
         raw = Some(
             linear_probe(
-                &train.images,
+                &train.samples,
                 labels.train,
-                &test.images,
+                &test.samples,
                 labels.test,
-                IMAGE_PIXELS,
+                train.dim(),
                 labels.classes,
                 &scorer.probe,
             )
@@ -148,8 +149,8 @@ pub fn evaluate(
                 seed: opts.seed,
                 ..*ft
             };
-            finetune_accuracy = Some(finetune(Some(encoder), &sub, test, &ft)?.test_accuracy);
-            supervised_accuracy = Some(finetune(None, &sub, test, &ft)?.test_accuracy);
+            finetune_accuracy = Some(finetune(spec, Some(encoder), &sub, test, &ft)?.test_accuracy);
+            supervised_accuracy = Some(finetune(spec, None, &sub, test, &ft)?.test_accuracy);
         }
         label_efficiency.push(LabelEfficiency {
             fraction: f.fraction,

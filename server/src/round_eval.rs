@@ -8,7 +8,7 @@ use tracing::warn;
 use fedssl_common::config::ServerEvalConfig;
 use fedssl_common::data::{load_splits, Dataset};
 use fedssl_common::eval::{collapse_metrics, encode_with_weights, Labels, Scorer};
-use fedssl_common::model::Weights;
+use fedssl_common::model::{ModelSpec, Weights};
 
 use crate::metrics::ServerEval;
 
@@ -19,12 +19,13 @@ pub struct EvalSet {
     test: Dataset,
     every: u64,
     seed: u64,
+    spec: ModelSpec,
 }
 
 impl EvalSet {
     /// Loads the set the configuration names.
-    pub fn load(cfg: &ServerEvalConfig, seed: u64) -> anyhow::Result<Self> {
-        let splits = load_splits(cfg.data.as_deref(), seed)?;
+    pub fn load(cfg: &ServerEvalConfig, spec: ModelSpec, seed: u64) -> anyhow::Result<Self> {
+        let splits = load_splits(cfg.data.as_deref(), spec.shape, seed)?;
         let train = splits.train.take(cfg.train_samples);
         let test = splits.test.take(cfg.test_samples);
         anyhow::ensure!(
@@ -36,6 +37,7 @@ impl EvalSet {
             test,
             every: cfg.every,
             seed,
+            spec,
         })
     }
 
@@ -48,7 +50,7 @@ impl EvalSet {
         } else {
             vec![&self.test]
         };
-        let feats = encode_with_weights(Some(model), self.seed, &self.train, &sets)?;
+        let feats = encode_with_weights(&self.spec, Some(model), self.seed, &self.train, &sets)?;
         let dim = feats[0].len() / self.test.len().max(1);
         let collapse = collapse_metrics(&feats[0], dim);
         for w in collapse.warnings() {

@@ -8,7 +8,7 @@ use fedssl_common::data::synthetic;
 use fedssl_common::device::ComputeDevice;
 use fedssl_common::dp::{GaussianMechanism, Mechanism};
 use fedssl_common::model::weights::WeightTensor;
-use fedssl_common::model::{encoder_spec, initial_encoder_weights, Weights};
+use fedssl_common::model::Weights;
 
 use super::table::{machine, num, Table};
 
@@ -17,15 +17,16 @@ use super::table::{machine, num, Table};
 pub fn run(params: &[usize], round_samples: usize) -> anyhow::Result<Table> {
     let plan_cfg = fedssl_common::config::PlanConfig::default();
     let plan = plan_cfg.plan(1);
-    let global = initial_encoder_weights(1);
+    let global = plan.model.initial_global(1).map_err(anyhow::Error::msg)?;
     let data = synthetic::generate(round_samples, 5).unlabeled();
     let t0 = Instant::now();
     let out = trainer::train(
         ComputeDevice::Cpu,
         TrainJob {
             global: &global,
-            projector: None,
-            predictor: None,
+            local: None,
+            target: None,
+            lambda: None,
             data: &data,
             plan: &plan,
             site_seed: 1,
@@ -33,7 +34,7 @@ pub fn run(params: &[usize], round_samples: usize) -> anyhow::Result<Table> {
         },
     )?;
     let round_s = t0.elapsed().as_secs_f64();
-    let encoder_p = encoder_spec().num_params();
+    let encoder_p = global.num_params();
 
     let mut t = Table::new(
         "bench dp: clip + exact Gaussian noise (opendp, k = -30) vs one local round",
@@ -55,7 +56,7 @@ pub fn run(params: &[usize], round_samples: usize) -> anyhow::Result<Table> {
     });
     for (p, k) in runs {
         let mut w = if p == encoder_p {
-            out.encoder.sub(&global)?
+            out.global.sub(&global)?
         } else {
             Weights {
                 tensors: vec![WeightTensor {

@@ -17,7 +17,7 @@ use fedssl_common::eval::finetune::supervised_encoder;
 use fedssl_common::eval::{
     balanced_subset, encode_with_weights, finetune, FinetuneConfig, Labels, Scorer,
 };
-use fedssl_common::model::{encoder_spec, Weights, IMAGE_PIXELS};
+use fedssl_common::model::{ModelSpec, Weights};
 
 use super::table::{machine, num, pct, Table};
 use crate::simulate::{simulate, SimulateArgs};
@@ -119,7 +119,13 @@ impl Labeled {
     }
 
     fn eval_encoder(&self, w: Option<&Weights>, seed: u64) -> anyhow::Result<Eval> {
-        let f = encode_with_weights(w, seed, &self.pool, &[&self.pool, &self.test])?;
+        let f = encode_with_weights(
+            &ModelSpec::default(),
+            w,
+            seed,
+            &self.pool,
+            &[&self.pool, &self.test],
+        )?;
         let dim = f[0].len() / self.pool.len().max(1);
         Ok(self.eval_features(&f[0], &f[1], dim))
     }
@@ -127,7 +133,10 @@ impl Labeled {
 
 /// z such that `rounds` rounds of the Gaussian mechanism with clip `c` cost `epsilon` at δ.
 pub fn calibrate_noise(epsilon: f64, delta: f64, rounds: u64, c: f64) -> anyhow::Result<f64> {
-    let p = encoder_spec().num_params();
+    let p = ModelSpec::default()
+        .initial_global(0)
+        .map_err(anyhow::Error::msg)?
+        .num_params();
     let eps_of = |z: f64| -> anyhow::Result<f64> {
         let rho = GaussianMechanism::new(c, z, p)?.rho()?;
         epsilon_from_rho(rho * rounds as f64, delta)
@@ -205,7 +214,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
     // Baselines.
     let started = Instant::now();
     info!("bench ssl: raw pixels");
-    let raw = lab.eval_features(&lab.pool.images, &lab.test.images, IMAGE_PIXELS);
+    let raw = lab.eval_features(&lab.pool.samples, &lab.test.samples, lab.pool.dim());
     push(&mut t, "raw pixels", "-", &raw, None, None, started, None);
     let started = Instant::now();
     info!("bench ssl: random-init encoder");
@@ -222,10 +231,10 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
     );
     let started = Instant::now();
     info!("bench ssl: supervised from scratch (all labels, 10%, 1%)");
-    let (sup_w, _) = supervised_encoder(&lab.pool, &ft)?;
+    let (sup_w, _) = supervised_encoder(&ModelSpec::default(), &lab.pool, &ft)?;
     let sup = lab.eval_encoder(Some(&sup_w), cfg.seed)?;
-    let sup1 = finetune(None, &sub1, &lab.test, &ft)?.test_accuracy;
-    let sup10 = finetune(None, &sub10, &lab.test, &ft)?.test_accuracy;
+    let sup1 = finetune(&ModelSpec::default(), None, &sub1, &lab.test, &ft)?.test_accuracy;
+    let sup10 = finetune(&ModelSpec::default(), None, &sub10, &lab.test, &ft)?.test_accuracy;
     push(
         &mut t,
         "supervised from scratch",
@@ -322,7 +331,8 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
             )?;
             let w = &summary.final_model;
             let e = lab.eval_encoder(Some(w), cfg.seed)?;
-            let ft1 = finetune(Some(w), &sub1, &lab.test, &ft)?.test_accuracy;
+            let ft1 =
+                finetune(&ModelSpec::default(), Some(w), &sub1, &lab.test, &ft)?.test_accuracy;
             let label = if name.ends_with("DP") {
                 format!("{name} (ε = {:.1}, z = {z:.2}, C = {c})", summary.epsilon)
             } else {

@@ -14,11 +14,13 @@ use burn::optim::{GradientsParams, Optimizer};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use fedssl_client::trainer::{init_model, optimizer, simclr_loss_with, views};
+use fedssl_client::trainer::{init_model, optimizer, simclr_loss_with};
 use fedssl_common::data::synthetic;
 use fedssl_common::kernels::{profile, Ops};
 use fedssl_common::model::weights::WeightTensor;
-use fedssl_common::model::{scalar, BnMode, ConvNetS, Weights, IMAGE_SIDE};
+use fedssl_common::model::{scalar, BnMode, ConvNetS, Encoder, ModelSpec, Weights, IMAGE_SIDE};
+use fedssl_common::ssl::pairs::two_views;
+use fedssl_common::ssl::ViewMaker;
 use fedssl_common::ssl::{AugmentConfig, Augmenter};
 
 use super::table::{machine, num, Table};
@@ -60,17 +62,12 @@ const LR: f64 = 1e-3;
 pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
     std::fs::create_dir_all(&cfg.out)?;
     let dev = Default::default();
-    let model = init_model::<B>(&dev, 7);
+    let model = init_model::<B>(&ModelSpec::default(), &dev, 7)?;
     // The same input for both frameworks: two augmented views of generated images.
     let data = synthetic::generate(cfg.batch, 3);
     let idx: Vec<usize> = (0..cfg.batch).collect();
-    let x = views::<B>(
-        &data,
-        &idx,
-        &Augmenter::new(AugmentConfig::default()),
-        11,
-        &dev,
-    );
+    let views = ViewMaker::Image(Augmenter::new(AugmentConfig::default()));
+    let x = two_views(&data, &idx, &views, 11).x_tensor::<B>(&dev);
     let x_values: Vec<f32> = x
         .clone()
         .into_data()
@@ -101,7 +98,10 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
     let torch_before = run_torch(cfg, &weights_path, &input_path);
     // 3. Training steps and forward-only batches, with fedssl's kernels (profiled) and
     //    with burn's own ops (the reference the kernels replace, fewer steps: it is slow).
-    let (fwd_flop, train_flop) = convnet_s_flops(&model.encoder);
+    let Encoder::Conv(conv) = &model.encoder else {
+        anyhow::bail!("the benchmark's model is ConvNet-S");
+    };
+    let (fwd_flop, train_flop) = convnet_s_flops(conv);
     let ours = time_ops(cfg, model.clone(), &x, Ops::Kernels, cfg.steps, true)?;
     let burn_steps = cfg.steps.clamp(1, 3);
     let burn = time_ops(cfg, model, &x, Ops::Burn, burn_steps, false)?;
@@ -218,7 +218,7 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
     Ok(table)
 }
 
-type SslModelB = fedssl_client::trainer::SslModel<B>;
+type SslModelB = fedssl_common::model::SslModel<B>;
 
 /// Speeds of one implementation of the layer operations.
 struct Timed {
@@ -303,7 +303,7 @@ fn profile_summary(seconds: f64, per: usize) -> String {
 fn time_ops(
     cfg: &TrainBench,
     mut model: SslModelB,
-    x: &burn::prelude::Tensor<B, 4>,
+    x: &burn::prelude::Tensor<B, 2>,
     ops: Ops,
     steps: usize,
     profiled: bool,

@@ -75,6 +75,7 @@ pub fn client_config(run: &Path, certs_dir: &Path, name: &str, addr: SocketAddr)
             shard: None,
             partition: "iid".into(),
             seed: 1,
+            shape: fedssl_common::data::SampleShape::GRAY_28,
         },
         device: "cpu".into(),
         epsilon_budget: 1e9,

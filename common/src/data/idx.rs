@@ -110,7 +110,8 @@ pub fn to_dataset(images: IdxArray, labels: Option<IdxArray>) -> anyhow::Result<
         .map(|l| l.iter().map(|&v| v as usize + 1).max().unwrap_or(0))
         .unwrap_or(0);
     Ok(Dataset {
-        images: images.data.iter().map(|&b| b as f32 / 255.0).collect(),
+        samples: images.data.iter().map(|&b| b as f32 / 255.0).collect(),
+        shape: super::SampleShape::GRAY_28,
         labels,
         num_classes,
     })
@@ -161,7 +162,7 @@ mod tests {
         assert_eq!(a.dims, vec![2, 28, 28]);
         let ds = to_dataset(a, None).unwrap();
         assert_eq!(ds.len(), 2);
-        assert_eq!(ds.images[0], 1.0);
+        assert_eq!(ds.samples[0], 1.0);
 
         assert!(parse(&ok[..ok.len() - 1]).is_err(), "truncated payload");
         assert!(parse(&[0, 0, 8]).is_err(), "short header");

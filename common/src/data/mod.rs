@@ -1,49 +1,168 @@
-//! Data sources: the generated default dataset ([`synthetic`]), the IDX reader ([`idx`]) and
-//! partitioning across simulated clients ([`partition`]).
+//! Data sources and datasets. Every source — the IDX reader ([`idx`]) and the generators
+//! of each modality ([`synthetic`] images, [`sensors`] time series, [`records`] tabular) —
+//! produces a [`Dataset`]: fixed-size samples of one [`SampleShape`], with optional labels
+//! used only for evaluation and fine-tuning. [`partition`] splits a pool across simulated
+//! clients.
 
 pub mod idx;
 pub mod partition;
+pub mod records;
+pub mod sensors;
 pub mod synthetic;
 
 pub use partition::Partition;
 
-use crate::model::IMAGE_PIXELS;
+use serde::{Deserialize, Serialize};
 
-/// 28×28 grayscale images in `[0, 1]`, with optional labels (used only for evaluation).
-#[derive(Debug, Clone, PartialEq, Default)]
+/// The kind and size of every sample of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleShape {
+    /// Images, `channels × height × width` values in `[0, 1]`, channel-major.
+    Image {
+        /// Colour channels (1 grayscale, 3 RGB).
+        channels: usize,
+        /// Rows.
+        height: usize,
+        /// Columns.
+        width: usize,
+    },
+    /// Windows of a multichannel time series, `channels × length` values, channel-major.
+    Series {
+        /// Sensor channels.
+        channels: usize,
+        /// Time steps per window.
+        length: usize,
+    },
+    /// Tabular records of `features` standardized numbers.
+    Tabular {
+        /// Features per record.
+        features: usize,
+    },
+    /// Byte-level text, `length` token ids (bytes 0–255, [`PAD_TOKEN`] after the end).
+    Text {
+        /// Tokens per sample.
+        length: usize,
+    },
+}
+
+/// Token id that pads a text sample after its last byte.
+pub const PAD_TOKEN: usize = 256;
+/// Token id that replaces a masked byte.
+pub const MASK_TOKEN: usize = 257;
+/// Number of token ids: 256 bytes, padding and mask.
+pub const VOCAB: usize = 258;
+
+impl SampleShape {
+    /// The shape of ConvNet-S's 28×28 grayscale images.
+    pub const GRAY_28: SampleShape = SampleShape::Image {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+
+    /// Values per sample.
+    pub fn len(&self) -> usize {
+        match *self {
+            Self::Image {
+                channels,
+                height,
+                width,
+            } => channels * height * width,
+            Self::Series { channels, length } => channels * length,
+            Self::Tabular { features } => features,
+            Self::Text { length } => length,
+        }
+    }
+
+    /// True when a sample holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The modality's name: `image`, `series`, `tabular` or `text`.
+    pub fn modality(&self) -> &'static str {
+        match self {
+            Self::Image { .. } => "image",
+            Self::Series { .. } => "series",
+            Self::Tabular { .. } => "tabular",
+            Self::Text { .. } => "text",
+        }
+    }
+}
+
+impl std::fmt::Display for SampleShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Image {
+                channels,
+                height,
+                width,
+            } => write!(f, "{channels}×{height}×{width} images"),
+            Self::Series { channels, length } => {
+                write!(f, "windows of {channels} channels × {length} steps")
+            }
+            Self::Tabular { features } => write!(f, "records of {features} features"),
+            Self::Text { length } => write!(f, "texts of {length} bytes"),
+        }
+    }
+}
+
+/// Fixed-size samples with optional labels (used only for evaluation and fine-tuning).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// Row-major pixels, `len() × 784` values.
-    pub images: Vec<f32>,
-    /// One label per image, when known.
+    /// Row-major values, `len() × shape.len()`.
+    pub samples: Vec<f32>,
+    /// The shape of every sample.
+    pub shape: SampleShape,
+    /// One label per sample, when known.
     pub labels: Option<Vec<u8>>,
     /// Number of classes (for labeled data).
     pub num_classes: usize,
 }
 
+impl Default for Dataset {
+    fn default() -> Self {
+        Self {
+            samples: Vec::new(),
+            shape: SampleShape::GRAY_28,
+            labels: None,
+            num_classes: 0,
+        }
+    }
+}
+
 impl Dataset {
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.images.len() / IMAGE_PIXELS
+    /// Values per sample.
+    pub fn dim(&self) -> usize {
+        self.shape.len()
     }
 
-    /// True when there is no image.
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len() / self.dim().max(1)
+    }
+
+    /// True when there is no sample.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[f32] {
-        &self.images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]
+    /// Values of sample `i`.
+    pub fn sample(&self, i: usize) -> &[f32] {
+        let d = self.dim();
+        &self.samples[i * d..(i + 1) * d]
     }
 
-    /// The images at `indices`, in that order.
+    /// The samples at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
-        let mut images = Vec::with_capacity(indices.len() * IMAGE_PIXELS);
+        let mut samples = Vec::with_capacity(indices.len() * self.dim());
         for &i in indices {
-            images.extend_from_slice(self.image(i));
+            samples.extend_from_slice(self.sample(i));
         }
         Dataset {
-            images,
+            samples,
+            shape: self.shape,
             labels: self
                 .labels
                 .as_ref()
@@ -52,13 +171,13 @@ impl Dataset {
         }
     }
 
-    /// The first `n` images (or all of them).
+    /// The first `n` samples (or all of them).
     pub fn take(&self, n: usize) -> Dataset {
         let idx: Vec<usize> = (0..n.min(self.len())).collect();
         self.subset(&idx)
     }
 
-    /// The same images without labels.
+    /// The same samples without labels.
     pub fn unlabeled(mut self) -> Dataset {
         self.labels = None;
         self
@@ -74,10 +193,24 @@ pub struct Splits {
     pub test: Dataset,
 }
 
-/// Loads an IDX folder, or generates the default dataset when `dir` is `None`.
-pub fn load_splits(dir: Option<&std::path::Path>, seed: u64) -> anyhow::Result<Splits> {
-    match dir {
-        Some(d) => idx::load_dir(d),
-        None => Ok(synthetic::default_splits(seed)),
+/// Loads an IDX folder of 28×28 images, or generates the default set of `shape`'s
+/// modality when `dir` is `None`.
+pub fn load_splits(
+    dir: Option<&std::path::Path>,
+    shape: SampleShape,
+    seed: u64,
+) -> anyhow::Result<Splits> {
+    match (dir, shape) {
+        (Some(d), SampleShape::GRAY_28) => idx::load_dir(d),
+        (Some(d), s) => anyhow::bail!(
+            "{}: only IDX folders of 28×28 images can be read here, but the plan's data are {s}",
+            d.display()
+        ),
+        (None, SampleShape::GRAY_28) => Ok(synthetic::default_splits(seed)),
+        (None, SampleShape::Series { channels, length }) => {
+            Ok(sensors::splits(channels, length, seed))
+        }
+        (None, SampleShape::Tabular { features }) => Ok(records::splits(features, seed)),
+        (None, s) => anyhow::bail!("fedssl generates no default data of {s}"),
     }
 }

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
-use super::{Dataset, Splits};
+use super::{Dataset, SampleShape, Splits};
 use crate::model::{IMAGE_PIXELS, IMAGE_SIDE};
 
 /// Class names, in label order.
@@ -44,7 +44,8 @@ pub fn generate(n: usize, seed: u64) -> Dataset {
         });
     let labels = (0..n).map(|i| (i % 10) as u8).collect();
     Dataset {
-        images,
+        samples: images,
+        shape: SampleShape::GRAY_28,
         labels: Some(labels),
         num_classes: 10,
     }
@@ -133,13 +134,13 @@ mod tests {
     fn deterministic_balanced_and_varied() {
         let a = generate(50, 1);
         assert_eq!(a, generate(50, 1));
-        assert_ne!(a.images, generate(50, 2).images);
+        assert_ne!(a.samples, generate(50, 2).samples);
         let labels = a.labels.as_ref().unwrap();
         for c in 0..10u8 {
             assert_eq!(labels.iter().filter(|&&l| l == c).count(), 5);
         }
         // Two images of the same class differ (within-class variation).
-        assert_ne!(a.image(0), a.image(10));
-        assert!(a.images.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert_ne!(a.sample(0), a.sample(10));
+        assert!(a.samples.iter().all(|v| (0.0..=1.0).contains(v)));
     }
 }

@@ -1,29 +1,35 @@
 //! Frozen-encoder feature extraction on the CPU backend.
 
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, Ops};
 use burn::backend::Flex;
 use burn::prelude::*;
 
 use crate::data::Dataset;
-use crate::model::{BnMode, ConvNetS, ConvNetSConfig, Weights, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::model::{split_offset, BnMode, ModelSpec, SslModel, Weights};
+use crate::ssl::objective::tensor2;
 
-/// Images `start..end` of `data` as a `[N, 1, 28, 28]` tensor.
+/// Samples `start..end` of `data` as a flat `[N, D]` tensor.
 pub fn batch_tensor<B: Backend>(
     data: &Dataset,
     start: usize,
     end: usize,
     dev: &B::Device,
-) -> Tensor<B, 4> {
-    let v = data.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS].to_vec();
-    Tensor::from_data(
-        TensorData::new(v, [end - start, 1, IMAGE_SIDE, IMAGE_SIDE]),
-        dev,
-    )
+) -> Tensor<B, 2> {
+    let d = data.dim();
+    let v = data.samples[start * d..end * d].to_vec();
+    tensor2(v, end - start, d, dev)
 }
 
-/// Sets every BatchNorm's running statistics to the mean over batches of `data`
-/// (the encoder's owner does this on its own data; statistics never travel).
-pub fn calibrate_bn<B: Kernels>(enc: &ConvNetS<B>, data: &Dataset, batch: usize, dev: &B::Device) {
+/// Sets every BatchNorm's running statistics of the encoder (both towers) to the mean over
+/// batches of `data` (the encoder's owner does this on its own data; statistics never
+/// travel).
+pub fn calibrate_bn<B: Kernels>(
+    model: &SslModel<B>,
+    split_at: usize,
+    data: &Dataset,
+    batch: usize,
+    dev: &B::Device,
+) {
     let n = data.len().min(4096);
     let mut t = 0usize;
     let mut start = 0;
@@ -31,9 +37,11 @@ pub fn calibrate_bn<B: Kernels>(enc: &ConvNetS<B>, data: &Dataset, batch: usize,
         let end = (start + batch).min(n);
         if end - start >= 2 {
             let m = 1.0 / (t as f64 + 1.0);
-            let _ = enc.forward(
+            let _ = model.represent(
                 batch_tensor::<B>(data, start, end, dev),
+                split_at,
                 BnMode::Calibrate(m),
+                Ops::Kernels,
             );
             t += 1;
         }
@@ -41,27 +49,35 @@ pub fn calibrate_bn<B: Kernels>(enc: &ConvNetS<B>, data: &Dataset, batch: usize,
     }
 }
 
-/// `[N × dim]` features of `data` in evaluation mode.
+/// `[N × dim]` representations of `data` in evaluation mode.
 pub fn extract_features<B: Kernels>(
-    enc: &ConvNetS<B>,
+    model: &SslModel<B>,
+    split_at: usize,
     data: &Dataset,
     batch: usize,
     dev: &B::Device,
 ) -> Vec<f32> {
-    let mut out = Vec::with_capacity(data.len() * enc.output_dim());
+    let mut out = Vec::new();
     let mut start = 0;
     while start < data.len() {
         let end = (start + batch).min(data.len());
-        let f = enc.forward(batch_tensor::<B>(data, start, end, dev), BnMode::Eval);
+        let f = model.represent(
+            batch_tensor::<B>(data, start, end, dev),
+            split_at,
+            BnMode::Eval,
+            Ops::Kernels,
+        );
         out.extend(f.into_data().to_vec::<f32>().unwrap_or_default());
         start = end;
     }
     out
 }
 
-/// Loads `weights` into a fresh ConvNet-S on the CPU, calibrates BatchNorm on `calibration`,
-/// and returns the features of each dataset in `sets`.
+/// Loads `weights` (global weights of `spec`'s model) into a fresh model on the CPU,
+/// calibrates BatchNorm on `calibration`, and returns the representations of each dataset
+/// in `sets`.
 pub fn encode_with_weights(
+    spec: &ModelSpec,
     weights: Option<&Weights>,
     init_seed: u64,
     calibration: &Dataset,
@@ -69,13 +85,14 @@ pub fn encode_with_weights(
 ) -> anyhow::Result<Vec<Vec<f32>>> {
     let dev = Default::default();
     <Flex as Backend>::seed(&dev, init_seed);
-    let mut enc = ConvNetSConfig::default().init::<Flex>(&dev);
+    let mut model = spec.init::<Flex>(&dev).map_err(anyhow::Error::msg)?;
     if let Some(w) = weights {
-        enc = w.load_into(enc)?;
+        model = w.load_into(model)?;
     }
-    calibrate_bn(&enc, calibration, 256, &dev);
+    let split_at = split_offset(spec.shape, spec.split);
+    calibrate_bn(&model, split_at, calibration, 256, &dev);
     Ok(sets
         .iter()
-        .map(|d| extract_features(&enc, d, 256, &dev))
+        .map(|d| extract_features(&model, split_at, d, 256, &dev))
         .collect())
 }

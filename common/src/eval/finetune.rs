@@ -1,4 +1,4 @@
-//! Supervised training of ConvNet-S plus a linear head: fine-tuning a pretrained encoder
+//! Supervised training of an encoder plus a linear head: fine-tuning a pretrained encoder
 //! end to end (small encoder learning rate), or training the same architecture from
 //! scratch as the supervised baseline. Both use the same recipe and the same labeled subset.
 
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::features::{batch_tensor, calibrate_bn};
 use super::linear_probe::argmax;
 use crate::data::Dataset;
-use crate::model::{scalar, BnMode, ConvNetS, ConvNetSConfig, Weights};
+use crate::model::{scalar, split_offset, BnMode, ModelSpec, SslModel, Weights};
 
 /// Recipe of a supervised run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -64,25 +64,35 @@ pub struct FinetuneResult {
     pub seconds: f64,
 }
 
-/// ConvNet-S with a linear classification head.
+/// The pretraining model's encoder (both towers for cross-modal objectives) with a linear
+/// classification head.
 #[derive(Module, Debug)]
 pub struct Classifier<B: Backend> {
-    /// The encoder.
-    pub encoder: ConvNetS<B>,
+    /// The pretraining model; only its encoder (and second tower) are used.
+    pub encoder: SslModel<B>,
     /// The head.
     pub head: Linear<B>,
+    /// Where the second tower's values start.
+    #[module(skip)]
+    pub split_at: usize,
 }
 
 impl<B: Kernels> Classifier<B> {
-    /// Logits of a batch.
-    pub fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 2> {
-        self.head.forward(self.encoder.forward(x, mode))
+    /// Logits of a batch of flat samples.
+    pub fn forward(&self, x: Tensor<B, 2>, mode: BnMode) -> Tensor<B, 2> {
+        self.head.forward(self.encoder.represent(
+            x,
+            self.split_at,
+            mode,
+            crate::kernels::Ops::Kernels,
+        ))
     }
 }
 
 /// Trains a classifier on the labeled `train` set, starting from `pretrained` (fine-tuning)
 /// or from a random initialization (`None`: the supervised baseline), on backend `B`.
 pub fn train_classifier<B: AutodiffKernels>(
+    spec: &ModelSpec,
     pretrained: Option<&Weights>,
     train: &Dataset,
     cfg: &FinetuneConfig,
@@ -94,17 +104,24 @@ pub fn train_classifier<B: AutodiffKernels>(
     };
     let classes = train.num_classes.max(2);
     B::seed(dev, cfg.seed);
-    let mut encoder = ConvNetSConfig::default().init::<B>(dev);
+    let mut encoder = spec.init::<B>(dev).map_err(anyhow::Error::msg)?;
     if let Some(w) = pretrained {
-        encoder = w
-            .load_into(encoder)
-            .context("the pretrained weights do not fit ConvNet-S")?;
+        encoder = w.load_into(encoder).with_context(|| {
+            format!(
+                "the pretrained weights do not fit the {} encoder",
+                spec.encoder.name()
+            )
+        })?;
     }
-    let head = LinearConfig::new(encoder.output_dim(), classes).init::<B>(dev);
-    let mut model = Classifier { encoder, head };
+    let head = LinearConfig::new(spec.repr_dim(), classes).init::<B>(dev);
+    let mut model = Classifier {
+        encoder,
+        head,
+        split_at: split_offset(spec.shape, spec.split),
+    };
     let mut enc_opt = AdamConfig::new()
         .with_epsilon(1e-8)
-        .init::<B, ConvNetS<B>>();
+        .init::<B, SslModel<B>>();
     let mut head_opt = AdamConfig::new().with_epsilon(1e-8).init::<B, Linear<B>>();
     let encoder_lr = if pretrained.is_some() {
         cfg.encoder_lr
@@ -159,7 +176,7 @@ pub fn classifier_accuracy<B: Kernels>(
         .labels
         .as_ref()
         .context("testing needs a labeled test set")?;
-    calibrate_bn(&model.encoder, train, 256, dev);
+    calibrate_bn(&model.encoder, model.split_at, train, 256, dev);
     let mut correct = 0usize;
     let mut start = 0;
     while start < test.len() {
@@ -184,13 +201,15 @@ pub fn classifier_accuracy<B: Kernels>(
 /// Trains on the CPU; returns the inference model and the run's figures (the test accuracy
 /// still unmeasured: NaN).
 fn train_on_cpu(
+    spec: &ModelSpec,
     pretrained: Option<&Weights>,
     train: &Dataset,
     cfg: &FinetuneConfig,
 ) -> anyhow::Result<(Classifier<Flex>, FinetuneResult)> {
     let start = Instant::now();
     let dev = Default::default();
-    let (model, final_loss) = train_classifier::<Autodiff<Flex>>(pretrained, train, cfg, &dev)?;
+    let (model, final_loss) =
+        train_classifier::<Autodiff<Flex>>(spec, pretrained, train, cfg, &dev)?;
     Ok((
         model.valid(),
         FinetuneResult {
@@ -205,13 +224,14 @@ fn train_on_cpu(
 
 /// Trains (fine-tunes `pretrained`, or from scratch with `None`) on the CPU and tests.
 pub fn finetune(
+    spec: &ModelSpec,
     pretrained: Option<&Weights>,
     train: &Dataset,
     test: &Dataset,
     cfg: &FinetuneConfig,
 ) -> anyhow::Result<FinetuneResult> {
     let start = Instant::now();
-    let (model, mut result) = train_on_cpu(pretrained, train, cfg)?;
+    let (model, mut result) = train_on_cpu(spec, pretrained, train, cfg)?;
     result.test_accuracy = classifier_accuracy(&model, train, test, &Default::default())?;
     result.seconds = start.elapsed().as_secs_f64();
     Ok(result)
@@ -220,11 +240,12 @@ pub fn finetune(
 /// The encoder of a supervised-from-scratch classifier, as global weights (for probing
 /// supervised features with the same tools as self-supervised ones).
 pub fn supervised_encoder(
+    spec: &ModelSpec,
     train: &Dataset,
     cfg: &FinetuneConfig,
 ) -> anyhow::Result<(Weights, FinetuneResult)> {
-    let (model, result) = train_on_cpu(None, train, cfg)?;
-    Ok((Weights::global_from_module(&model.encoder), result))
+    let (model, result) = train_on_cpu(spec, None, train, cfg)?;
+    Ok((spec.global(&model.encoder), result))
 }
 
 #[cfg(test)]
@@ -242,7 +263,7 @@ mod tests {
             batch_size: 32,
             ..FinetuneConfig::default()
         };
-        let r = finetune(None, &train, &test, &cfg).unwrap();
+        let r = finetune(&ModelSpec::default(), None, &train, &test, &cfg).unwrap();
         // 10 classes: chance is 10%.
         assert!(r.test_accuracy > 0.3, "accuracy {}", r.test_accuracy);
         assert!(r.final_loss < 2.0, "loss {}", r.final_loss);

@@ -1,7 +1,10 @@
-//! ConvNet-S: a small convolutional image encoder for 1×28×28 inputs.
+//! Convolutional encoders: stages of conv → BatchNorm → ReLU, then global average pooling.
 //!
-//! conv3×3 1→32 (stride 1), 32→64, 64→128, 128→128 (stride 2), each followed by BatchNorm
-//! and ReLU, then global average pooling to a 128-d representation.
+//! - ConvNet-S ([`ConvNetSConfig`]), for images: conv3×3 C→32 (stride 1), 32→64, 64→128,
+//!   128→128 (stride 2), a 128-d representation.
+//! - The 1-D CNN ([`Cnn1dConfig`]), for windows of a multichannel time series: kernel-5
+//!   convolutions C→w (stride 1), w→2w, 2w→4w (stride 2), 4w→128 (stride 2), run as
+//!   `[N, C, 1, L]` images with `1×5` kernels on the same kernels.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -13,17 +16,36 @@ pub use super::batchnorm::BnMode;
 use super::IMAGE_SIDE;
 use crate::kernels::{reference, ConvSpec, Kernels, Ops, StackLayer};
 
-/// Hyper-parameters of [`ConvNetS`].
+/// Hyper-parameters of ConvNet-S.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvNetSConfig {
     /// Input channels (1 for grayscale).
     pub in_channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
 }
 
 impl Default for ConvNetSConfig {
     fn default() -> Self {
-        Self { in_channels: 1 }
+        Self {
+            in_channels: 1,
+            height: IMAGE_SIDE,
+            width: IMAGE_SIDE,
+        }
     }
+}
+
+/// Hyper-parameters of the 1-D CNN for time-series windows.
+#[derive(Debug, Clone, Copy)]
+pub struct Cnn1dConfig {
+    /// Sensor channels.
+    pub channels: usize,
+    /// Time steps per window.
+    pub length: usize,
+    /// Width `w` of the first stage (the stages have w, 2w, 4w, 128 channels).
+    pub width: usize,
 }
 
 /// One conv → BN → ReLU stage.
@@ -36,11 +58,19 @@ pub struct ConvBlock<B: Backend> {
 }
 
 impl<B: Backend> ConvBlock<B> {
-    fn new(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Self {
+    /// A stage with a `kernel` convolution, "same" padding and the given stride.
+    fn new(
+        cin: usize,
+        cout: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        device: &B::Device,
+    ) -> Self {
+        let [ph, pw] = [kernel[0] / 2, kernel[1] / 2];
         Self {
-            conv: Conv2dConfig::new([cin, cout], [3, 3])
-                .with_stride([stride, stride])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            conv: Conv2dConfig::new([cin, cout], kernel)
+                .with_stride(stride)
+                .with_padding(PaddingConfig2d::Explicit(ph, pw, ph, pw))
                 .with_bias(false)
                 .init(device),
             bn: BatchNorm2d::new(cout, device),
@@ -48,9 +78,10 @@ impl<B: Backend> ConvBlock<B> {
     }
 
     fn spec(&self) -> ConvSpec {
+        let [_, _, kh, kw] = self.conv.weight.dims();
         ConvSpec {
             stride: self.conv.stride,
-            padding: [1, 1],
+            padding: [kh / 2, kw / 2],
         }
     }
 
@@ -68,36 +99,80 @@ impl<B: Backend> ConvBlock<B> {
     }
 }
 
-/// The ConvNet-S encoder.
+/// A convolutional encoder: conv → BN → ReLU stages, then global average pooling.
 #[derive(Module, Debug)]
-pub struct ConvNetS<B: Backend> {
+pub struct ConvNet<B: Backend> {
     /// Stages, in order.
     pub blocks: Vec<ConvBlock<B>>,
+    /// Input `[channels, height, width]` (height 1 for time series).
+    #[module(skip)]
+    pub input: [usize; 3],
 }
 
-/// Width of the representation ConvNet-S produces.
+/// The ConvNet-S encoder (a [`ConvNet`] with ConvNet-S's stages).
+pub type ConvNetS<B> = ConvNet<B>;
+
+/// Width of the representation the convolutional encoders produce.
 pub const CONVNET_S_DIM: usize = 128;
+
+fn build<B: Backend>(
+    plan: &[(usize, usize, usize)],
+    kernel: [usize; 2],
+    one_d: bool,
+    input: [usize; 3],
+    device: &B::Device,
+) -> ConvNet<B> {
+    ConvNet {
+        blocks: plan
+            .iter()
+            .map(|&(i, o, s)| {
+                let stride = if one_d { [1, s] } else { [s, s] };
+                ConvBlock::new(i, o, kernel, stride, device)
+            })
+            .collect(),
+        input,
+    }
+}
 
 impl ConvNetSConfig {
     /// Builds the encoder with burn's default (Kaiming-uniform) initialization.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> ConvNetS<B> {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ConvNet<B> {
         let plan = [
             (self.in_channels, 32, 1),
             (32, 64, 2),
             (64, 128, 2),
             (128, CONVNET_S_DIM, 2),
         ];
-        ConvNetS {
-            blocks: plan
-                .iter()
-                .map(|&(i, o, s)| ConvBlock::new(i, o, s, device))
-                .collect(),
-        }
+        let input = [self.in_channels, self.height, self.width];
+        build(&plan, [3, 3], false, input, device)
     }
 }
 
-impl<B: Kernels> ConvNetS<B> {
-    /// Maps `[N, C, 28, 28]` images to `[N, 128]` representations.
+impl Cnn1dConfig {
+    /// Builds the encoder with burn's default (Kaiming-uniform) initialization.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ConvNet<B> {
+        let w = self.width;
+        let plan = [
+            (self.channels, w, 1),
+            (w, 2 * w, 2),
+            (2 * w, 4 * w, 2),
+            (4 * w, CONVNET_S_DIM, 2),
+        ];
+        build(&plan, [1, 5], true, [self.channels, 1, self.length], device)
+    }
+}
+
+impl<B: Kernels> ConvNet<B> {
+    /// Maps flat samples `[N, C·H·W]` to `[N, 128]` representations. Time series may be
+    /// shorter or longer than the configured window (the pooling is global).
+    pub fn forward_flat(&self, x: Tensor<B, 2>, mode: BnMode, ops: Ops) -> Tensor<B, 2> {
+        let [n, d] = x.dims();
+        let [c, h, _] = self.input;
+        let w = d / (c * h).max(1);
+        self.forward_with(x.reshape([n, c, h, w]), mode, ops)
+    }
+
+    /// Maps `[N, C, H, W]` inputs to `[N, 128]` representations.
     pub fn forward(&self, x: Tensor<B, 4>, mode: BnMode) -> Tensor<B, 2> {
         self.forward_with(x, mode, Ops::Kernels)
     }
@@ -105,7 +180,22 @@ impl<B: Kernels> ConvNetS<B> {
     /// [`ConvNetS::forward`] with the chosen implementation of the operations
     /// ([`Ops::Burn`] is the reference the kernels are tested and benchmarked against).
     pub fn forward_with(&self, x: Tensor<B, 4>, mode: BnMode, ops: Ops) -> Tensor<B, 2> {
-        let h = if mode == BnMode::Eval && ops == Ops::Kernels {
+        let h = self.feature_map(x, mode, ops);
+        let [n, c, hh, ww] = h.dims();
+        h.reshape([n, c, hh * ww]).mean_dim(2).reshape([n, c])
+    }
+
+    /// The last stage's feature map `[N, 128, H', W']` of flat samples (before pooling).
+    pub fn feature_map_flat(&self, x: Tensor<B, 2>, mode: BnMode, ops: Ops) -> Tensor<B, 4> {
+        let [n, d] = x.dims();
+        let [c, h, _] = self.input;
+        let w = d / (c * h).max(1);
+        self.feature_map(x.reshape([n, c, h, w]), mode, ops)
+    }
+
+    /// The last stage's feature map `[N, 128, H', W']` (before pooling).
+    pub fn feature_map(&self, x: Tensor<B, 4>, mode: BnMode, ops: Ops) -> Tensor<B, 4> {
+        if mode == BnMode::Eval && ops == Ops::Kernels {
             // Inference: one fused conv → BN → ReLU stack.
             let layers = self
                 .blocks
@@ -124,26 +214,30 @@ impl<B: Kernels> ConvNetS<B> {
             B::kernel_conv_stack(x, layers)
         } else {
             self.blocks.iter().fold(x, |h, b| b.forward(h, mode, ops))
-        };
-        let [n, c, hh, ww] = h.dims();
-        h.reshape([n, c, hh * ww]).mean_dim(2).reshape([n, c])
+        }
     }
 }
 
-impl<B: Backend> ConvNetS<B> {
+impl<B: Backend> ConvNet<B> {
     /// Output dimension.
     pub fn output_dim(&self) -> usize {
         CONVNET_S_DIM
     }
 
-    /// Input side length.
-    pub fn input_side(&self) -> usize {
-        IMAGE_SIDE
+    /// Rows and columns of the last feature map for the configured input.
+    pub fn grid(&self) -> [usize; 2] {
+        let [_, mut h, mut w] = self.input;
+        for b in &self.blocks {
+            let [sh, sw] = b.conv.stride;
+            h = h.div_ceil(sh);
+            w = w.div_ceil(sw);
+        }
+        [h, w]
     }
 }
 
-/// Names of tensors that are local state and never leave a site (BatchNorm statistics).
-pub fn is_local_state(name: &str) -> bool {
+/// Whether a tensor is a BatchNorm running statistic (a direct aggregate of local data).
+pub fn is_bn_statistic(name: &str) -> bool {
     name.ends_with("running_mean") || name.ends_with("running_var")
 }
 

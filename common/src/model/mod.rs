@@ -1,33 +1,33 @@
-//! Models: the ConvNet-S encoder, the SimCLR projector, and their weights as plain tensors.
+//! Models: the encoders ([`encoder`]: ConvNet-S, the 1-D CNN, the MLP), the heads of the
+//! objectives (projector, predictor, decoder, CPC context), the whole model a site trains
+//! ([`SslModel`]) with its global and local parts ([`Parts`]), and weights as plain tensors.
 //!
-//! The encoder is the federated (global) model. The projector stays on the client.
-//! BatchNorm running statistics are never sent: they are direct aggregates of private data.
-//! Whoever evaluates an encoder recalibrates them on its own data ([`convnet::BnMode::Calibrate`]).
+//! The encoder is always global. By default the heads stay on the site, and BatchNorm
+//! running statistics are never sent (they are direct aggregates of private data); whoever
+//! evaluates an encoder recalibrates them on its own data ([`BnMode::Calibrate`]).
 
 pub mod batchnorm;
+pub mod context;
 pub mod convnet;
+pub mod decoder;
+pub mod encoder;
+pub mod mlp;
 pub mod predictor;
 pub mod projector;
+pub mod ssl_model;
 pub mod weights;
 
-pub use convnet::{BnMode, ConvNetS, ConvNetSConfig};
+pub use convnet::{BnMode, Cnn1dConfig, ConvNet, ConvNetS, ConvNetSConfig};
+pub use encoder::{Encoder, EncoderConfig, REPR_DIM};
 pub use predictor::{Predictor, PredictorConfig};
 pub use projector::{Projector, ProjectorConfig};
+pub use ssl_model::{split_offset, BatchNormPlacement, ModelSpec, Parts, Placement, SslModel};
 pub use weights::{Weights, WeightsSpec};
 
 /// Image side length ConvNet-S expects.
 pub const IMAGE_SIDE: usize = 28;
 /// Pixels per image.
 pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
-
-/// The global weights of a freshly initialized ConvNet-S (deterministic for `seed`).
-pub fn initial_encoder_weights(seed: u64) -> Weights {
-    use burn::prelude::Backend;
-    let dev = Default::default();
-    <burn::backend::Flex as Backend>::seed(&dev, seed);
-    let enc = ConvNetSConfig::default().init::<burn::backend::Flex>(&dev);
-    Weights::global_from_module(&enc)
-}
 
 /// The value of a one-element tensor such as a loss (NaN if it cannot be read).
 pub fn scalar<B: burn::prelude::Backend>(t: &burn::prelude::Tensor<B, 1>) -> f32 {
@@ -38,9 +38,4 @@ pub fn scalar<B: burn::prelude::Backend>(t: &burn::prelude::Tensor<B, 1>) -> f32
         .ok()
         .and_then(|v| v.first().copied())
         .unwrap_or(f32::NAN)
-}
-
-/// Names and shapes of ConvNet-S's global weights.
-pub fn encoder_spec() -> WeightsSpec {
-    initial_encoder_weights(0).spec()
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 
-use super::convnet::is_local_state;
+use super::convnet::is_bn_statistic;
 
 /// One named tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,9 +73,28 @@ struct Collector {
     out: Vec<WeightTensor>,
 }
 
+/// The path segment a module adds to its parameters' names: none for an enum's variant, so
+/// that a model's names do not depend on how it is wrapped.
+fn segment(name: &str, container_type: &str) -> String {
+    if container_type.starts_with("Enum:") {
+        String::new()
+    } else {
+        name.to_string()
+    }
+}
+
+/// `path` joined with dots, skipping empty segments.
+fn join(path: &[String]) -> String {
+    path.iter()
+        .filter(|s| !s.is_empty())
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 impl<B: Backend> ModuleVisitor<B> for Collector {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(segment(name, container_type));
     }
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.pop();
@@ -89,7 +108,7 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
             .to_vec::<f32>()
             .unwrap_or_default();
         self.out.push(WeightTensor {
-            name: self.path.join("."),
+            name: join(&self.path),
             shape,
             values,
         });
@@ -104,14 +123,14 @@ struct Loader<'a> {
 }
 
 impl<B: Backend> ModuleMapper<B> for Loader<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(segment(name, container_type));
     }
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.pop();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let name = self.path.join(".");
+        let name = join(&self.path);
         let (id, tensor, mapper) = param.consume();
         let Some(src) = self.by_name.get(name.as_str()) else {
             return Param::from_mapped_value(id, tensor, mapper);
@@ -149,10 +168,45 @@ impl Weights {
         Self { tensors: c.out }
     }
 
+    /// The tensors whose names satisfy `keep`.
+    pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Weights {
+        Weights {
+            tensors: self
+                .tensors
+                .iter()
+                .filter(|t| keep(&t.name))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The tensors under `prefix.`, with that prefix removed from their names.
+    pub fn strip_prefix(&self, prefix: &str) -> Weights {
+        let p = format!("{prefix}.");
+        Weights {
+            tensors: self
+                .tensors
+                .iter()
+                .filter_map(|t| {
+                    t.name.strip_prefix(&p).map(|rest| WeightTensor {
+                        name: rest.to_string(),
+                        shape: t.shape.clone(),
+                        values: t.values.clone(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// `a·self + (1 − a)·other`, tensor by tensor (both must have the same names and shapes).
+    pub fn mix(&self, other: &Weights, a: f32) -> Result<Weights, WeightsError> {
+        self.zip_with(other, |x, y| a * x + (1.0 - a) * y)
+    }
+
     /// The tensors of a module that are shared globally (BatchNorm statistics excluded).
     pub fn global_from_module<B: Backend, M: Module<B>>(module: &M) -> Self {
         let mut w = Self::from_module(module);
-        w.tensors.retain(|t| !is_local_state(&t.name));
+        w.tensors.retain(|t| !is_bn_statistic(&t.name));
         w
     }
 

@@ -1,6 +1,8 @@
 //! Messages exchanged between clients and the server.
 
-use crate::ssl::{Objective, ObjectiveParams, VicReg};
+use crate::federation::Federation;
+use crate::model::ModelSpec;
+use crate::ssl::{AugmentSettings, Objective, ObjectiveParams};
 use serde::{Deserialize, Serialize};
 
 use super::tensors::ModelPayload;
@@ -183,19 +185,20 @@ pub struct RoundPlan {
     pub seed: u64,
     /// Sites holding labels evaluate the task's global model and report the accuracy.
     pub evaluate: bool,
-    /// The self-supervised objective every site trains.
-    pub objective: Objective,
-    /// VICReg's coefficients (when `objective` is VICReg).
-    pub vicreg: VicReg,
+    /// The model every site trains: data shape, encoder, objective, global and local parts.
+    pub model: ModelSpec,
+    /// The objectives' settings.
+    pub params: ObjectiveParams,
+    /// The augmentations of every modality.
+    pub augment: AugmentSettings,
+    /// How sites merge the global model into their own.
+    pub federation: Federation,
 }
 
 impl RoundPlan {
-    /// The settings the objective reads.
-    pub fn objective_params(&self) -> ObjectiveParams {
-        ObjectiveParams {
-            temperature: self.temperature,
-            vicreg: self.vicreg,
-        }
+    /// The self-supervised objective every site trains.
+    pub fn objective(&self) -> Objective {
+        self.model.objective
     }
 }
 

@@ -98,6 +98,24 @@ impl ModelPayload {
         self.tensors.iter().map(|t| t.data.len()).sum()
     }
 
+    /// The names and shapes the payload declares (to decode a model whose architecture the
+    /// receiver does not know in advance; [`ModelPayload::decode`] still checks sizes and
+    /// the hash).
+    pub fn declared_spec(&self) -> WeightsSpec {
+        WeightsSpec {
+            entries: self
+                .tensors
+                .iter()
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        t.shape.iter().map(|&d| d as usize).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// Checks the hash and every name and shape against `spec`, then decodes the weights.
     pub fn decode(&self, spec: &WeightsSpec) -> Result<Weights, PayloadError> {
         let actual = hash_tensors(&self.tensors);

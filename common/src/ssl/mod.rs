@@ -1,14 +1,38 @@
-//! Self-supervised objectives ([`Objective`]: SimCLR, SimSiam, VICReg, each one file behind
-//! [`PairObjective`]) and the augmentations that make their views.
+//! Self-supervised objectives behind one trait ([`SslObjective`]; [`Objective`] names
+//! them) and the augmentations that make their views.
+//!
+//! - contrastive: [`simclr`]; non-contrastive: [`simsiam`], [`vicreg`], [`byol`] (all
+//!   [`PairObjective`]s on two views, shared in [`pairs`]);
+//! - masked modeling ([`masked`]) and the denoising autoencoder ([`denoising`]);
+//! - predictive coding ([`cpc`]); cross-modal alignment ([`clip`]).
 
 pub mod augment;
+pub mod byol;
+pub mod clip;
+pub mod cpc;
+pub mod denoising;
+pub mod info_nce;
+pub mod masked;
 pub mod objective;
+pub mod pairs;
+pub mod series_augment;
 pub mod simclr;
 pub mod simsiam;
 pub mod vicreg;
+pub mod views;
 
 pub use augment::{AugmentConfig, Augmenter};
-pub use objective::{Objective, ObjectiveParams, PairObjective, PairOutputs};
+pub use byol::Byol;
+pub use clip::CrossModal;
+pub use cpc::Cpc;
+pub use denoising::Denoising;
+pub use masked::Masked;
+pub use objective::{
+    Heads, Inputs, LossContext, Objective, ObjectiveParams, PairObjective, PairOutputs,
+    SslObjective, ALL_OBJECTIVES,
+};
+pub use series_augment::{SeriesAugmentConfig, SeriesAugmenter};
 pub use simclr::{nt_xent, SimClr};
 pub use simsiam::SimSiam;
 pub use vicreg::VicReg;
+pub use views::{AugmentSettings, ScarfConfig, ViewMaker};

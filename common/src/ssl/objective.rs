@@ -1,16 +1,110 @@
 //! The self-supervised objective of a run, behind one small trait.
 //!
-//! A pair objective sees, for a batch of images seen as two augmented views, each view's
-//! projection `z` (encoder → projector) and, when it uses one, its prediction `p`
-//! (→ predictor), and returns a scalar loss. Adding an objective is one file implementing
-//! [`PairObjective`] plus a variant of [`Objective`].
+//! An objective ([`SslObjective`]) declares the heads it trains next to the encoder
+//! ([`Heads`]) and the modalities it fits, makes the inputs of one batch from local samples
+//! ([`Inputs`], on the CPU), and computes the batch's loss from the model. Adding an
+//! objective is one file implementing the trait plus a variant of [`Objective`].
+//!
+//! Pair objectives (SimCLR, SimSiam, VICReg, BYOL) only define a loss on the projections of
+//! two augmented views ([`PairObjective`]); [`pairs`](super::pairs) makes their views and
+//! runs the forward pass for all of them.
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::byol::Byol;
+use super::clip::CrossModal;
+use super::cpc::Cpc;
+use super::denoising::Denoising;
+use super::masked::Masked;
 use super::simclr::SimClr;
 use super::simsiam::SimSiam;
 use super::vicreg::VicReg;
+use super::views::ViewMaker;
+use crate::data::{Dataset, SampleShape};
+use crate::kernels::{Kernels, Ops};
+use crate::model::{ModelSpec, SslModel};
+
+/// The heads an objective trains next to the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Heads {
+    /// A projection head after the encoder.
+    pub projector: bool,
+    /// A prediction head after the projector.
+    pub predictor: bool,
+    /// A momentum (EMA) copy of encoder and projector, kept on the site.
+    pub target: bool,
+    /// A reconstruction head.
+    pub decoder: bool,
+    /// An autoregressive context network.
+    pub context: bool,
+    /// A second encoder for a second group of channels or features.
+    pub partner: bool,
+}
+
+/// The inputs of one batch, made on the CPU from local samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs {
+    /// Encoder inputs, `rows × dim` values.
+    pub x: Vec<f32>,
+    /// Rows of `x`.
+    pub rows: usize,
+    /// Values per row.
+    pub dim: usize,
+    /// Reconstruction targets (`rows × dim`), for objectives that reconstruct.
+    pub clean: Option<Vec<f32>>,
+    /// Weight of each target value (1 = masked, to be reconstructed; 0 = ignored).
+    pub mask: Option<Vec<f32>>,
+}
+
+impl Inputs {
+    /// `x` as a `[rows, dim]` tensor.
+    pub fn x_tensor<B: Backend>(&self, dev: &B::Device) -> Tensor<B, 2> {
+        tensor2(self.x.clone(), self.rows, self.dim, dev)
+    }
+}
+
+/// A `[rows, dim]` tensor of `values`.
+pub fn tensor2<B: Backend>(
+    values: Vec<f32>,
+    rows: usize,
+    dim: usize,
+    dev: &B::Device,
+) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(values, [rows, dim]), dev)
+}
+
+/// What a loss sees besides its inputs.
+pub struct LossContext<'a, B: Backend> {
+    /// The model being trained.
+    pub model: &'a SslModel<B>,
+    /// The momentum target (objectives with [`Heads::target`]); its outputs are constants.
+    pub target: Option<&'a SslModel<B>>,
+    /// The model's structure.
+    pub spec: &'a ModelSpec,
+    /// Implementation of the encoder's operations.
+    pub ops: Ops,
+    /// Device of the tensors.
+    pub device: &'a B::Device,
+}
+
+/// A self-supervised objective.
+pub trait SslObjective {
+    /// The heads the objective trains next to the encoder.
+    fn heads(&self) -> Heads;
+
+    /// Whether the objective can train on samples of `shape`; the error says why not.
+    fn fits(&self, shape: SampleShape) -> Result<(), String> {
+        let _ = shape;
+        Ok(())
+    }
+
+    /// The inputs of a batch of the samples `idx` of `data`, reproducible for `seed`.
+    fn inputs(&self, data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs;
+
+    /// The loss of one batch.
+    fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1>;
+}
 
 /// What a pair objective sees of one batch.
 #[derive(Debug, Clone)]
@@ -23,21 +117,50 @@ pub struct PairOutputs<B: Backend> {
     pub p1: Option<Tensor<B, 2>>,
     /// Predictions from the second views.
     pub p2: Option<Tensor<B, 2>>,
+    /// The momentum target's projections of the first views (constants), `[N, D]`.
+    pub t1: Option<Tensor<B, 2>>,
+    /// The momentum target's projections of the second views.
+    pub t2: Option<Tensor<B, 2>>,
 }
 
-/// A loss on two views of each image.
+/// A loss on two augmented views of each sample.
 pub trait PairObjective {
     /// Whether the objective needs a predictor head on top of the projector.
     fn uses_predictor(&self) -> bool {
         false
     }
 
-    /// The loss of one batch. Objectives with a predictor may assume `p1`, `p2` are set.
-    fn loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1>;
+    /// Whether the objective needs a momentum target network.
+    fn uses_target(&self) -> bool {
+        false
+    }
+
+    /// The loss of one batch. Objectives with a predictor may assume `p1`, `p2` are set,
+    /// objectives with a target `t1`, `t2`.
+    fn pair_loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1>;
+}
+
+impl<T: PairObjective> SslObjective for T {
+    fn heads(&self) -> Heads {
+        Heads {
+            projector: true,
+            predictor: self.uses_predictor(),
+            target: self.uses_target(),
+            ..Heads::default()
+        }
+    }
+
+    fn inputs(&self, data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs {
+        super::pairs::two_views(data, idx, views, seed)
+    }
+
+    fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
+        self.pair_loss(super::pairs::pair_outputs(cx, &inputs))
+    }
 }
 
 /// The objective of a run: chosen by the server, sent in every round plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Objective {
     /// Contrastive, negatives from the batch (NT-Xent at the plan's temperature).
@@ -45,31 +168,119 @@ pub enum Objective {
     SimClr,
     /// Non-contrastive: predictor + stop-gradient, negative cosine similarity.
     SimSiam,
-    /// Non-contrastive: variance / invariance / covariance terms (coefficients in
-    /// [`ObjectiveParams::vicreg`]).
+    /// Non-contrastive: variance / invariance / covariance terms.
     VicReg,
+    /// Non-contrastive: online network + predictor against a momentum (EMA) target.
+    Byol,
+    /// Masked modeling: hide random patches (images), spans (series) or features
+    /// (tabular) and reconstruct them; the loss counts hidden values only.
+    Masked,
+    /// Denoising autoencoder: corrupt the input, reconstruct the clean one.
+    Denoising,
+    /// Contrastive predictive coding over the segments of a time-series window.
+    Cpc,
+    /// Cross-modal contrastive alignment of two groups of channels or features (two
+    /// encoders, symmetric InfoNCE).
+    Clip,
 }
 
-/// The settings objectives read: SimCLR's temperature, VICReg's coefficients.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Every objective, in documentation order.
+pub const ALL_OBJECTIVES: [Objective; 8] = [
+    Objective::SimClr,
+    Objective::SimSiam,
+    Objective::VicReg,
+    Objective::Byol,
+    Objective::Masked,
+    Objective::Denoising,
+    Objective::Cpc,
+    Objective::Clip,
+];
+
+/// The settings objectives read.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ObjectiveParams {
-    /// NT-Xent temperature (SimCLR).
-    pub temperature: f64,
     /// VICReg's coefficients.
     pub vicreg: VicReg,
+    /// BYOL's momentum.
+    pub byol: Byol,
+    /// Masked modeling's masks.
+    pub masked: Masked,
+    /// The denoising autoencoder's corruption.
+    pub denoising: Denoising,
+    /// CPC's segments and steps ahead.
+    pub cpc: Cpc,
+    /// Cross-modal alignment's split.
+    pub clip: CrossModal,
+}
+
+impl ObjectiveParams {
+    /// Checks every setting; errors name the field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.vicreg.validate()?;
+        self.byol.validate()?;
+        self.masked.validate()?;
+        self.denoising.validate()?;
+        self.cpc.validate()?;
+        Ok(())
+    }
+}
+
+/// Calls `$f` on the objective's implementation of [`SslObjective`].
+macro_rules! with_objective {
+    ($obj:expr, $params:expr, $temperature:expr, |$o:ident| $body:expr) => {
+        match $obj {
+            Objective::SimClr => {
+                let $o = SimClr {
+                    temperature: $temperature,
+                };
+                $body
+            }
+            Objective::SimSiam => {
+                let $o = SimSiam;
+                $body
+            }
+            Objective::VicReg => {
+                let $o = $params.vicreg;
+                $body
+            }
+            Objective::Byol => {
+                let $o = $params.byol;
+                $body
+            }
+            Objective::Masked => {
+                let $o = $params.masked;
+                $body
+            }
+            Objective::Denoising => {
+                let $o = $params.denoising;
+                $body
+            }
+            Objective::Cpc => {
+                let $o = $params.cpc;
+                $body
+            }
+            Objective::Clip => {
+                let $o = $params.clip;
+                $body
+            }
+        }
+    };
 }
 
 impl Objective {
-    /// Parses `simclr`, `simsiam` or `vicreg`.
+    /// Parses an objective's name.
     pub fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "simclr" => Ok(Self::SimClr),
-            "simsiam" => Ok(Self::SimSiam),
-            "vicreg" => Ok(Self::VicReg),
-            other => Err(format!(
-                "unknown objective {other:?} (expected simclr, simsiam or vicreg)"
-            )),
-        }
+        ALL_OBJECTIVES
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = ALL_OBJECTIVES.iter().map(|o| o.name()).collect();
+                format!(
+                    "unknown objective {name:?} (expected one of {})",
+                    names.join(", ")
+                )
+            })
     }
 
     /// A short name.
@@ -78,28 +289,57 @@ impl Objective {
             Self::SimClr => "simclr",
             Self::SimSiam => "simsiam",
             Self::VicReg => "vicreg",
+            Self::Byol => "byol",
+            Self::Masked => "masked",
+            Self::Denoising => "denoising",
+            Self::Cpc => "cpc",
+            Self::Clip => "clip",
         }
     }
 
-    /// Whether the objective needs a predictor head (which stays on the site).
+    /// The heads the objective trains next to the encoder.
+    pub fn heads(&self) -> Heads {
+        let p = ObjectiveParams::default();
+        with_objective!(*self, p, 1.0, |o| o.heads())
+    }
+
+    /// Whether the objective uses a predictor head.
     pub fn uses_predictor(&self) -> bool {
-        match self {
-            Self::SimClr => SimClr { temperature: 1.0 }.uses_predictor(),
-            Self::SimSiam => SimSiam.uses_predictor(),
-            Self::VicReg => VicReg::default().uses_predictor(),
-        }
+        self.heads().predictor
+    }
+
+    /// Whether the objective, with its default settings, can train on samples of `shape`.
+    pub fn fits(&self, shape: SampleShape) -> Result<(), String> {
+        self.fits_with(&ObjectiveParams::default(), shape)
+    }
+
+    /// Whether the objective with `params` can train on samples of `shape`.
+    pub fn fits_with(&self, params: &ObjectiveParams, shape: SampleShape) -> Result<(), String> {
+        with_objective!(*self, params, 1.0, |o| o.fits(shape))
+            .map_err(|e| format!("objective {self}: {e}"))
+    }
+
+    /// The inputs of one batch.
+    pub fn inputs(
+        &self,
+        params: &ObjectiveParams,
+        data: &Dataset,
+        idx: &[usize],
+        views: &ViewMaker,
+        seed: u64,
+    ) -> Inputs {
+        with_objective!(*self, params, 1.0, |o| o.inputs(data, idx, views, seed))
     }
 
     /// The loss of one batch.
-    pub fn loss<B: Backend>(&self, out: PairOutputs<B>, params: &ObjectiveParams) -> Tensor<B, 1> {
-        match self {
-            Self::SimClr => SimClr {
-                temperature: params.temperature,
-            }
-            .loss(out),
-            Self::SimSiam => SimSiam.loss(out),
-            Self::VicReg => params.vicreg.loss(out),
-        }
+    pub fn loss<B: Kernels>(
+        &self,
+        params: &ObjectiveParams,
+        temperature: f64,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+    ) -> Tensor<B, 1> {
+        with_objective!(*self, params, temperature, |o| o.loss(cx, inputs))
     }
 }
 

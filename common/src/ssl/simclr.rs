@@ -16,7 +16,7 @@ pub struct SimClr {
 }
 
 impl PairObjective for SimClr {
-    fn loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1> {
+    fn pair_loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1> {
         nt_xent(out.z1, out.z2, self.temperature)
     }
 }

@@ -23,7 +23,7 @@ impl PairObjective for SimSiam {
         true
     }
 
-    fn loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1> {
+    fn pair_loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1> {
         // Without a predictor (a misconfigured caller) the projections stand in for it.
         let p1 = out.p1.unwrap_or_else(|| out.z1.clone());
         let p2 = out.p2.unwrap_or_else(|| out.z2.clone());
@@ -50,11 +50,13 @@ mod tests {
         let z2 = t::<A>([[0.0, 1.0]]).require_grad();
         let p1 = t::<A>([[1.0, 0.0]]).require_grad();
         let p2 = t::<A>([[1.0, 1.0]]).require_grad();
-        let loss = SimSiam.loss(PairOutputs {
+        let loss = SimSiam.pair_loss(PairOutputs {
             z1: z1.clone(),
             z2: z2.clone(),
             p1: Some(p1.clone()),
             p2: Some(p2.clone()),
+            t1: None,
+            t2: None,
         });
         let l = crate::model::scalar(&loss);
         assert!((l + 0.5 / 2f32.sqrt()).abs() < 1e-6, "{l}");

@@ -41,7 +41,7 @@ impl VicReg {
         let c = [self.invariance, self.variance, self.covariance];
         if c.iter().any(|v| !v.is_finite() || *v < 0.0) || c.iter().all(|v| *v == 0.0) {
             return Err(format!(
-                "objective.vicreg: coefficients must be finite, ≥ 0 and not all 0 (got {c:?})"
+                "vicreg: coefficients must be finite, ≥ 0 and not all 0 (got {c:?})"
             ));
         }
         Ok(())
@@ -81,7 +81,7 @@ fn covariance_term<B: Backend>(z: Tensor<B, 2>) -> Tensor<B, 1> {
 }
 
 impl PairObjective for VicReg {
-    fn loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1> {
+    fn pair_loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1> {
         let inv = out
             .z1
             .clone()
@@ -117,8 +117,10 @@ mod tests {
             z2: t([[0.1, 0.0], [0.3, 0.4]]),
             p1: None,
             p2: None,
+            t1: None,
+            t2: None,
         };
-        let l = crate::model::scalar(&VicReg::default().loss(out));
+        let l = crate::model::scalar(&VicReg::default().pair_loss(out));
         assert!((l - 21.898_048).abs() < 1e-4, "{l}");
     }
 
@@ -128,7 +130,7 @@ mod tests {
             invariance: -1.0,
             ..VicReg::default()
         };
-        assert!(v.validate().unwrap_err().contains("objective.vicreg"));
+        assert!(v.validate().unwrap_err().contains("vicreg"));
         assert!(VicReg::default().validate().is_ok());
     }
 }

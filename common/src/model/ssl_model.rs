@@ -1,0 +1,273 @@
+//! The whole model a site trains: the encoder plus the heads its objective uses, and which
+//! of its tensors are global (averaged by the server) and which stay on the site.
+
+use burn::module::Module;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::batchnorm::BnMode;
+use super::context::{context_net, ContextNet};
+use super::decoder::{decoder, Decoder};
+use super::encoder::{Encoder, EncoderConfig, REPR_DIM};
+use super::predictor::{Predictor, PredictorConfig};
+use super::projector::{Projector, ProjectorConfig};
+use super::weights::Weights;
+use crate::data::SampleShape;
+use crate::kernels::{Kernels, Ops};
+use crate::ssl::Objective;
+
+/// Where a part of the model lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Averaged by the server and sent back to every site.
+    Global,
+    /// Trained and kept on the site; never sent.
+    #[default]
+    Local,
+}
+
+/// Where BatchNorm's parameters and statistics live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchNormPlacement {
+    /// Scale, shift and running statistics are all averaged.
+    Global,
+    /// Scale and shift are averaged; running statistics (direct aggregates of local data)
+    /// stay on the site, and whoever evaluates recalibrates them on its own data.
+    #[default]
+    StatsLocal,
+    /// FedBN: scale, shift and statistics all stay on the site.
+    Local,
+}
+
+/// Which parts of the model are global. The encoder always is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Parts {
+    /// The projector, and the heads in its role (masked-modeling decoder, CPC context).
+    pub projector: Placement,
+    /// The predictor (SimSiam, BYOL).
+    pub predictor: Placement,
+    /// BatchNorm layers, in every part.
+    pub batch_norm: BatchNormPlacement,
+}
+
+impl Parts {
+    /// Whether the tensor named `name` (a path in [`SslModel`]) is global.
+    pub fn is_global(&self, name: &str) -> bool {
+        let part = name.split('.').next().unwrap_or_default();
+        let part_global = match part {
+            "encoder" | "partner" => true,
+            "projector" | "decoder" | "context" => self.projector == Placement::Global,
+            "predictor" => self.predictor == Placement::Global,
+            _ => false,
+        };
+        let is_stat = super::convnet::is_bn_statistic(name);
+        let is_bn_affine =
+            name.contains("bn.") && (name.ends_with(".gamma") || name.ends_with(".beta"));
+        part_global
+            && match self.batch_norm {
+                BatchNormPlacement::Global => true,
+                BatchNormPlacement::StatsLocal => !is_stat,
+                BatchNormPlacement::Local => !is_stat && !is_bn_affine,
+            }
+    }
+}
+
+/// Everything needed to build the same model on every site and on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// The samples' shape.
+    pub shape: SampleShape,
+    /// The encoder.
+    pub encoder: EncoderConfig,
+    /// The objective (decides the heads).
+    pub objective: Objective,
+    /// Global and local parts.
+    pub parts: Parts,
+    /// Cross-modal objectives: channels (series) or features (tabular) of the first tower;
+    /// the rest go to the second.
+    pub split: usize,
+    /// CPC: steps ahead predicted.
+    pub cpc_steps: usize,
+}
+
+impl Default for ModelSpec {
+    /// ConvNet-S on 28×28 grayscale images, SimCLR, heads local.
+    fn default() -> Self {
+        Self {
+            shape: SampleShape::GRAY_28,
+            encoder: EncoderConfig::ConvnetS,
+            objective: Objective::SimClr,
+            parts: Parts::default(),
+            split: 0,
+            cpc_steps: 2,
+        }
+    }
+}
+
+impl ModelSpec {
+    /// The input shapes of the first and (cross-modal objectives) second tower.
+    pub fn towers(&self) -> Result<(SampleShape, Option<SampleShape>), String> {
+        if !self.objective.heads().partner {
+            return Ok((self.shape, None));
+        }
+        let k = self.split;
+        match self.shape {
+            SampleShape::Series { channels, length } if k >= 1 && k < channels => Ok((
+                SampleShape::Series {
+                    channels: k,
+                    length,
+                },
+                Some(SampleShape::Series {
+                    channels: channels - k,
+                    length,
+                }),
+            )),
+            SampleShape::Tabular { features } if k >= 1 && k < features => Ok((
+                SampleShape::Tabular { features: k },
+                Some(SampleShape::Tabular {
+                    features: features - k,
+                }),
+            )),
+            SampleShape::Series { .. } | SampleShape::Tabular { .. } => Err(format!(
+                "split = {k} must leave at least one channel or feature in each tower of {}",
+                self.shape
+            )),
+            s => Err(format!(
+                "cross-modal alignment needs two groups of channels or features; {s} have none"
+            )),
+        }
+    }
+
+    /// Builds a fresh model on `device` (deterministic for the backend's seed).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SslModel<B>, String> {
+        let heads = self.objective.heads();
+        self.objective.fits(self.shape)?;
+        let (first, second) = self.towers()?;
+        let encoder = self.encoder.init::<B>(first, device)?;
+        let partner = match second {
+            Some(s) => Some(self.encoder.init::<B>(s, device)?),
+            None => None,
+        };
+        Ok(SslModel {
+            encoder,
+            partner,
+            projector: heads
+                .projector
+                .then(|| ProjectorConfig::default().init(device)),
+            predictor: heads
+                .predictor
+                .then(|| PredictorConfig::default().init(device)),
+            decoder: if heads.decoder {
+                Some(decoder(REPR_DIM, self.decoder_output()?, device))
+            } else {
+                None
+            },
+            context: heads
+                .context
+                .then(|| context_net(REPR_DIM, self.cpc_steps.max(1), device)),
+        })
+    }
+
+    /// Values the decoder predicts per input: one cell's patch for masked image modeling
+    /// (SimMIM-style, from each cell of the feature map), else the whole sample.
+    pub fn decoder_output(&self) -> Result<usize, String> {
+        match (self.objective, self.shape) {
+            (Objective::Masked, SampleShape::Image { channels, .. }) => {
+                let [ph, pw] = self.encoder.cell(self.shape).ok_or_else(|| {
+                    format!(
+                        "masked image modeling needs {} whose sides divide into the {} encoder's feature grid",
+                        self.shape,
+                        self.encoder.name()
+                    )
+                })?;
+                Ok(channels * ph * pw)
+            }
+            (_, s) => Ok(s.len()),
+        }
+    }
+
+    /// The global weights of a freshly initialized model (deterministic for `seed`).
+    pub fn initial_global(&self, seed: u64) -> Result<Weights, String> {
+        let dev = Default::default();
+        <burn::backend::Flex as Backend>::seed(&dev, seed);
+        let m = self.init::<burn::backend::Flex>(&dev)?;
+        Ok(self.global(&m))
+    }
+
+    /// The global tensors of `model`.
+    pub fn global<B: Backend>(&self, model: &SslModel<B>) -> Weights {
+        let parts = self.parts;
+        Weights::from_module(model).filtered(|n| parts.is_global(n))
+    }
+
+    /// Width of the representation evaluations see (both towers side by side for
+    /// cross-modal objectives).
+    pub fn repr_dim(&self) -> usize {
+        if self.objective.heads().partner {
+            2 * REPR_DIM
+        } else {
+            REPR_DIM
+        }
+    }
+}
+
+/// The encoder and the heads of one objective, trained together.
+#[derive(Module, Debug)]
+pub struct SslModel<B: Backend> {
+    /// The encoder (global).
+    pub encoder: Encoder<B>,
+    /// The second tower of cross-modal objectives (global).
+    pub partner: Option<Encoder<B>>,
+    /// Projection head.
+    pub projector: Option<Projector<B>>,
+    /// Prediction head (SimSiam, BYOL).
+    pub predictor: Option<Predictor<B>>,
+    /// Reconstruction head (masked modeling, denoising).
+    pub decoder: Option<Decoder<B>>,
+    /// Context network (CPC).
+    pub context: Option<ContextNet<B>>,
+}
+
+impl<B: Kernels> SslModel<B> {
+    /// Representations of flat samples `[N, D]`: the encoder's, or both towers' side by side
+    /// when there is a second tower (its input is the samples' values after `split_at`).
+    pub fn represent(
+        &self,
+        x: Tensor<B, 2>,
+        split_at: usize,
+        mode: BnMode,
+        ops: Ops,
+    ) -> Tensor<B, 2> {
+        match &self.partner {
+            None => self.encoder.forward_with(x, mode, ops),
+            Some(p) => {
+                let [n, d] = x.dims();
+                let a = self
+                    .encoder
+                    .forward_with(x.clone().slice([0..n, 0..split_at]), mode, ops);
+                let b = p.forward_with(x.slice([0..n, split_at..d]), mode, ops);
+                Tensor::cat(vec![a, b], 1)
+            }
+        }
+    }
+
+    /// Projections `[N, 128]` of flat samples (encoder → projector).
+    pub fn project(&self, x: Tensor<B, 2>, mode: BnMode, ops: Ops) -> Tensor<B, 2> {
+        let h = self.encoder.forward_with(x, mode, ops);
+        match &self.projector {
+            Some(p) => p.forward(h),
+            None => h,
+        }
+    }
+}
+
+/// The flat offset at which the second tower's values start (cross-modal objectives).
+pub fn split_offset(shape: SampleShape, split: usize) -> usize {
+    match shape {
+        SampleShape::Series { length, .. } => split * length,
+        _ => split,
+    }
+}

@@ -1,0 +1,94 @@
+//! Cross-modal contrastive alignment, CLIP-style (Radford et al., 2021): two encoders see
+//! two groups of channels (e.g. accelerometer and gyroscope of one recording) or of
+//! features (two feature groups of one record); the symmetric InfoNCE loss pulls the two
+//! representations of the same sample together and pushes those of other samples apart:
+//! `L = ½·(CE(S/τ) + CE(Sᵀ/τ))` with `S` the cosine similarities. Evaluation sees both
+//! towers' representations side by side.
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::info_nce::info_nce;
+use super::objective::{Heads, Inputs, LossContext, SslObjective};
+use super::views::ViewMaker;
+use crate::data::{Dataset, SampleShape};
+use crate::kernels::Kernels;
+use crate::model::{split_offset, BnMode};
+
+/// Cross-modal alignment and its split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrossModal {
+    /// Channels (series) or features (tabular) of the first tower; 0 = half.
+    pub split: usize,
+    /// InfoNCE temperature.
+    pub temperature: f64,
+}
+
+impl Default for CrossModal {
+    fn default() -> Self {
+        Self {
+            split: 0,
+            temperature: 0.1,
+        }
+    }
+}
+
+impl CrossModal {
+    /// The first tower's channels or features for samples of `shape`.
+    pub fn resolved_split(&self, shape: SampleShape) -> usize {
+        let total = match shape {
+            SampleShape::Series { channels, .. } => channels,
+            SampleShape::Tabular { features } => features,
+            _ => 0,
+        };
+        if self.split == 0 {
+            total / 2
+        } else {
+            self.split
+        }
+    }
+}
+
+impl SslObjective for CrossModal {
+    fn heads(&self) -> Heads {
+        Heads {
+            partner: true,
+            ..Heads::default()
+        }
+    }
+
+    fn fits(&self, shape: SampleShape) -> Result<(), String> {
+        match shape {
+            SampleShape::Series { channels, .. } if channels >= 2 => Ok(()),
+            SampleShape::Tabular { features } if features >= 2 => Ok(()),
+            s => Err(format!(
+                "cross-modal alignment needs two groups of channels or features; {s} cannot be split"
+            )),
+        }
+    }
+
+    fn inputs(&self, data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs {
+        let mut i = super::pairs::two_views(data, idx, views, seed);
+        i.rows /= 2;
+        i.x.truncate(i.rows * i.dim);
+        i
+    }
+
+    fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
+        let (n, d) = (inputs.rows, inputs.dim);
+        let at = split_offset(cx.spec.shape, cx.spec.split);
+        let x = inputs.x_tensor::<B>(cx.device);
+        let a =
+            cx.model
+                .encoder
+                .forward_with(x.clone().slice([0..n, 0..at]), BnMode::Train, cx.ops);
+        let Some(partner) = cx.model.partner.as_ref() else {
+            return a.sum().mul_scalar(0.0).reshape([1]);
+        };
+        let b = partner.forward_with(x.slice([0..n, at..d]), BnMode::Train, cx.ops);
+        let ab = info_nce(a.clone(), b.clone(), self.temperature, true);
+        let ba = info_nce(b, a, self.temperature, true);
+        ab.add(ba).div_scalar(2.0)
+    }
+}

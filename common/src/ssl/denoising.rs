@@ -1,0 +1,90 @@
+//! Denoising autoencoder: corrupt each sample with Gaussian noise and random dropped values,
+//! and reconstruct the clean sample from the encoder's representation through a decoder
+//! (mean squared error over all values).
+
+use burn::prelude::*;
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use super::masked::{corrupted_inputs, reconstruction_loss};
+use super::objective::{Heads, Inputs, LossContext, SslObjective};
+use super::views::ViewMaker;
+use crate::data::{Dataset, SampleShape};
+use crate::kernels::Kernels;
+
+/// The denoising autoencoder and its corruption.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Denoising {
+    /// Standard deviation of the additive Gaussian noise.
+    pub noise_std: f32,
+    /// Probability that a value is set to 0.
+    pub drop: f32,
+}
+
+impl Default for Denoising {
+    fn default() -> Self {
+        Self {
+            noise_std: 0.3,
+            drop: 0.2,
+        }
+    }
+}
+
+impl Denoising {
+    /// The noise must be finite and ≥ 0, the drop probability in `[0, 1)`, and something
+    /// must corrupt.
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = self.noise_std.is_finite()
+            && self.noise_std >= 0.0
+            && (0.0..1.0).contains(&self.drop)
+            && (self.noise_std > 0.0 || self.drop > 0.0);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "denoising: noise_std = {} must be ≥ 0 and drop = {} in [0, 1), not both 0",
+                self.noise_std, self.drop
+            ))
+        }
+    }
+
+    /// The corrupted copy of `s`.
+    pub fn corrupt(&self, s: &[f32], rng: &mut impl Rng) -> Vec<f32> {
+        let normal = Normal::new(0.0f32, self.noise_std.max(1e-12)).ok();
+        s.iter()
+            .map(|&v| {
+                if rng.gen::<f32>() < self.drop {
+                    0.0
+                } else {
+                    v + normal.as_ref().map_or(0.0, |n| n.sample(rng))
+                }
+            })
+            .collect()
+    }
+}
+
+impl SslObjective for Denoising {
+    fn heads(&self) -> Heads {
+        Heads {
+            decoder: true,
+            ..Heads::default()
+        }
+    }
+
+    fn fits(&self, shape: SampleShape) -> Result<(), String> {
+        match shape {
+            SampleShape::Text { .. } => Err("denoising needs numeric samples, not text".into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn inputs(&self, data: &Dataset, idx: &[usize], _views: &ViewMaker, seed: u64) -> Inputs {
+        corrupted_inputs(data, idx, seed, |s, rng| (self.corrupt(s, rng), None))
+    }
+
+    fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
+        reconstruction_loss(cx, inputs)
+    }
+}
