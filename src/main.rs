@@ -66,7 +66,8 @@ enum Cmd {
         /// ConvNet-S on 28×28 images with SimCLR.
         #[arg(long)]
         plan: Option<PathBuf>,
-        /// IDX folder; omitted = the generated default dataset of the plan's modality.
+        /// Data: an IDX folder (images) or a CSV file / folder (tabular, series); omitted =
+        /// the generated default dataset of the plan's modality.
         #[arg(long)]
         data: Option<PathBuf>,
         /// Labeled training samples for the probe.
@@ -171,7 +172,8 @@ struct SimArgs {
     /// Federated rounds.
     #[arg(long, default_value_t = 8)]
     rounds: u64,
-    /// MNIST-style IDX folder instead of the generated default dataset.
+    /// Data instead of the generated set: an MNIST-style IDX folder (images), or a CSV file
+    /// (tabular records; a CSV file or folder of them for time series, see README).
     #[arg(long)]
     data: Option<PathBuf>,
     /// `iid` or `dirichlet:ALPHA`.
@@ -552,9 +554,11 @@ impl std::str::FromStr for FederationArg {
             "fedu" => Federation::FedU {
                 threshold: value.unwrap_or(5.0),
             },
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown federation {other:?} (expected fedavg, fedema[:TAU] or fedu[:THRESHOLD])"
-            )),
+            ))
+            }
         };
         f.validate()?;
         Ok(Self(f))

@@ -27,7 +27,7 @@ pub struct SimulateArgs {
     pub clients: usize,
     /// Rounds.
     pub rounds: u64,
-    /// IDX folder; `None` = the generated default dataset.
+    /// IDX folder or CSV source; `None` = the generated data of the plan's modality.
     pub data: Option<PathBuf>,
     /// Partition of the training pool across clients.
     pub partition: Partition,
@@ -62,6 +62,39 @@ pub struct SimulateArgs {
     pub progress: bool,
     /// How the sites share this machine's cores.
     pub schedule: Schedule,
+}
+
+impl SimulateArgs {
+    /// A run of `plan` in `run_dir` with the defaults of `fedssl simulate`: 4 clients, 8
+    /// rounds on the generated data of the plan's modality (IID), CPU, a linear probe on
+    /// 2000 / 2000 labeled samples at the end. Change the fields for other settings.
+    pub fn new(plan: PlanConfig, run_dir: PathBuf) -> Self {
+        Self {
+            clients: 4,
+            rounds: 8,
+            data: None,
+            partition: Partition::Iid,
+            run_dir,
+            device: "cpu".into(),
+            epsilon_budget: 1e7,
+            delta: 1e-5,
+            train_samples: 0,
+            probe_train: 2000,
+            probe_test: 2000,
+            round_deadline_secs: 600.0,
+            eval_every: 2,
+            site_labels: 0,
+            federated_eval_every: 0,
+            eval: Some(EvalOptions {
+                label_fractions: vec![0.01, 0.1, 1.0],
+                seed: plan.seed,
+                ..EvalOptions::default()
+            }),
+            progress: true,
+            schedule: Schedule::Serial,
+            plan,
+        }
+    }
 }
 
 /// `summary.json`.

@@ -149,3 +149,28 @@ async fn a_client_at_its_budget_refuses_to_train() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_site_whose_data_do_not_fit_the_plan_declines_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = common::make_certs(dir.path(), &["images", "sensors"]);
+    let cfg = common::server_config(dir.path(), &certs_dir, 1, 2);
+    let (addr, server) = common::start_server(cfg).await;
+    let good = common::client_config(dir.path(), &certs_dir, "images", addr);
+    let wrong = common::client_config(dir.path(), &certs_dir, "sensors", addr);
+    let series = fedssl_common::data::sensors::generate(32, 6, 64, 1).unlabeled();
+    let a = tokio::spawn(fedssl_client::run_client(good, common::tiny_data(1), None));
+    let b = tokio::spawn(fedssl_client::run_client(wrong, series, None));
+    let report = tokio::time::timeout(Duration::from_secs(120), server)
+        .await
+        .expect("the round must close")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.rounds_completed, 1);
+    assert_eq!(report.rounds[0].clients_accepted, 1);
+    assert_eq!(report.rounds[0].clients_declined, 1);
+    assert_eq!(a.await.unwrap().unwrap().rounds_trained, vec![1]);
+    let b = b.await.unwrap().unwrap();
+    assert!(b.rounds_trained.is_empty());
+    assert_eq!(b.rounds_declined, vec![1]);
+}

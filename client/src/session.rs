@@ -329,6 +329,14 @@ impl Session {
                 return Ok(Ok(p));
             }
         }
+        if let Err(e) = trainer::check_data(&self.data, &task.plan) {
+            warn!(round = task.round, "declining: {e:#}");
+            return Ok(Err(ClientMsg::Decline {
+                round: task.round,
+                nonce: task.nonce,
+                reason: format!("{e:#}"),
+            }));
+        }
         let mech = GaussianMechanism::new(
             task.plan.dp.clip_norm,
             task.plan.dp.noise_multiplier,

@@ -257,7 +257,7 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerEvalConfig {
-    /// IDX folder; absent = the generated default dataset.
+    /// IDX folder or CSV source of the plan's shape; absent = the generated default data.
     #[serde(default)]
     pub data: Option<PathBuf>,
     /// Labeled samples (from the dataset's training split) that fit the probe and form
@@ -352,7 +352,8 @@ impl ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientData {
-    /// MNIST-style IDX folder; absent = the generated default dataset.
+    /// MNIST-style IDX folder (images) or a CSV file / folder (records, time series, see
+    /// `data::load_splits`); absent = the generated set of `shape`.
     #[serde(default)]
     pub dir: Option<PathBuf>,
     /// Use shard `index` of `count` of the training split (for demos that share one

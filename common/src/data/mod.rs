@@ -1,9 +1,10 @@
-//! Data sources and datasets. Every source — the IDX reader ([`idx`]) and the generators
-//! of each modality ([`synthetic`] images, [`sensors`] time series, [`records`] tabular) —
+//! Data sources and datasets. Every source — the IDX reader ([`idx`]), CSV files of
+//! records or time series ([`csv_source`]) and the generators of each modality ([`synthetic`] images, [`sensors`] time series, [`records`] tabular) —
 //! produces a [`Dataset`]: fixed-size samples of one [`SampleShape`], with optional labels
 //! used only for evaluation and fine-tuning. [`partition`] splits a pool across simulated
 //! clients.
 
+pub mod csv_source;
 pub mod idx;
 pub mod partition;
 pub mod records;
@@ -193,17 +194,40 @@ pub struct Splits {
     pub test: Dataset,
 }
 
-/// Loads an IDX folder of 28×28 images, or generates the default set of `shape`'s
-/// modality when `dir` is `None`.
+/// Loads data of `shape` from `path`, or generates the default set of `shape`'s modality
+/// when `path` is `None`:
+/// - 28×28 images: an IDX folder (its own train and test files);
+/// - tabular records: a CSV file ([`csv_source::load_table`]);
+/// - time series: a CSV file or a folder of them ([`csv_source::load_series`], windows
+///   every half window).
+///
+/// A CSV source has no test split: its last 20 % (after a seeded shuffle) is held out.
 pub fn load_splits(
-    dir: Option<&std::path::Path>,
+    path: Option<&std::path::Path>,
     shape: SampleShape,
     seed: u64,
 ) -> anyhow::Result<Splits> {
-    match (dir, shape) {
+    let holdout = |d: Dataset| -> Splits {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut idx: Vec<usize> = (0..d.len()).collect();
+        idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        let cut = d.len() - d.len() / 5;
+        Splits {
+            train: d.subset(&idx[..cut]),
+            test: d.subset(&idx[cut..]),
+        }
+    };
+    match (path, shape) {
         (Some(d), SampleShape::GRAY_28) => idx::load_dir(d),
+        (Some(p), SampleShape::Tabular { features }) => {
+            Ok(holdout(csv_source::load_table(p, features)?))
+        }
+        (Some(p), SampleShape::Series { channels, length }) => Ok(holdout(
+            csv_source::load_series(p, channels, length, (length / 2).max(1))?,
+        )),
         (Some(d), s) => anyhow::bail!(
-            "{}: only IDX folders of 28×28 images can be read here, but the plan's data are {s}",
+            "{}: no reader for {s} here (IDX folders hold 28×28 images; CSV files hold records or time series)",
             d.display()
         ),
         (None, SampleShape::GRAY_28) => Ok(synthetic::default_splits(seed)),

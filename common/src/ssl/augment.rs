@@ -1,6 +1,10 @@
-//! Seeded, reproducible image augmentations for 28×28 grayscale images in `[0, 1]`:
-//! random resized crop, small rotation and translation (one affine map, bilinear sampling),
-//! brightness / contrast jitter and Gaussian noise.
+//! Seeded, reproducible image augmentations for `channels × height × width` images in
+//! `[0, 1]`: random resized crop, small rotation and translation and an optional horizontal
+//! flip (one affine map, bilinear sampling), brightness / contrast jitter, saturation jitter
+//! and random grayscale (colour images), Gaussian blur, cutout and Gaussian noise.
+//!
+//! The defaults suit the 28×28 grayscale default data: flip, blur and cutout are off (a
+//! flipped digit or letter is another symbol); turn them on in `[plan.augment.image]`.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -8,8 +12,9 @@ use rand_distr::{Distribution, Normal};
 
 use crate::model::IMAGE_SIDE;
 
-/// Ranges of the random transformations.
+/// Ranges and probabilities of the random transformations.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AugmentConfig {
     /// Smallest fraction of the image area a crop keeps.
     pub crop_min_area: f32,
@@ -19,10 +24,22 @@ pub struct AugmentConfig {
     pub max_rotation_deg: f32,
     /// Largest translation in pixels (either direction, each axis).
     pub max_translate_px: f32,
+    /// Probability of a horizontal flip (0: off, the default).
+    pub flip_prob: f32,
     /// Brightness shift range (±).
     pub brightness: f32,
     /// Contrast factor range (1 ± contrast).
     pub contrast: f32,
+    /// Saturation factor range (1 ± saturation), colour images only.
+    pub saturation: f32,
+    /// Probability of turning a colour image gray.
+    pub grayscale_prob: f32,
+    /// Probability of a Gaussian blur (σ uniform in 0.1–1.5 px).
+    pub blur_prob: f32,
+    /// Probability of cutout: a random square, up to `cutout_max` of the side, set to 0.
+    pub cutout_prob: f32,
+    /// Largest cutout side as a fraction of the image side.
+    pub cutout_max: f32,
     /// Largest standard deviation of the additive Gaussian noise.
     pub max_noise_std: f32,
 }
@@ -34,23 +51,63 @@ impl Default for AugmentConfig {
             max_aspect: 4.0 / 3.0,
             max_rotation_deg: 15.0,
             max_translate_px: 3.0,
+            flip_prob: 0.0,
             brightness: 0.3,
             contrast: 0.4,
+            saturation: 0.4,
+            grayscale_prob: 0.2,
+            blur_prob: 0.0,
+            cutout_prob: 0.0,
+            cutout_max: 0.4,
             max_noise_std: 0.08,
         }
     }
 }
 
-/// Makes augmented views; the same seed gives the same views.
+impl AugmentConfig {
+    /// Settings that leave an image unchanged.
+    pub fn identity() -> Self {
+        Self {
+            crop_min_area: 1.0,
+            max_aspect: 1.0,
+            max_rotation_deg: 0.0,
+            max_translate_px: 0.0,
+            flip_prob: 0.0,
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+            grayscale_prob: 0.0,
+            blur_prob: 0.0,
+            cutout_prob: 0.0,
+            cutout_max: 0.0,
+            max_noise_std: 0.0,
+        }
+    }
+}
+
+/// Makes augmented views of images of one shape; the same seed gives the same views.
 #[derive(Debug, Clone)]
 pub struct Augmenter {
     cfg: AugmentConfig,
+    channels: usize,
+    height: usize,
+    width: usize,
 }
 
 impl Augmenter {
-    /// An augmenter with the given ranges.
+    /// An augmenter for 28×28 grayscale images.
     pub fn new(cfg: AugmentConfig) -> Self {
-        Self { cfg }
+        Self::for_shape(cfg, 1, IMAGE_SIDE, IMAGE_SIDE)
+    }
+
+    /// An augmenter for `channels × height × width` images.
+    pub fn for_shape(cfg: AugmentConfig, channels: usize, height: usize, width: usize) -> Self {
+        Self {
+            cfg,
+            channels,
+            height,
+            width,
+        }
     }
 
     /// Derives the view of `src` for `(seed, stream)`, writing it into `dst`.
@@ -60,42 +117,46 @@ impl Augmenter {
         self.apply(src, dst, &mut rng);
     }
 
-    /// Applies one random augmentation drawn from `rng`.
+    /// Applies one random augmentation drawn from `rng`. The draws of the original
+    /// grayscale pipeline come first and in their original order, so its views do not
+    /// change with the newer options off.
     pub fn apply(&self, src: &[f32], dst: &mut [f32], rng: &mut impl Rng) {
-        let n = IMAGE_SIDE as f32;
-        let c = &self.cfg;
-        // Random resized crop: area fraction s, aspect ratio r (log-uniform in [3/4, 4/3]).
-        let s: f32 = rng.gen_range(c.crop_min_area.clamp(0.05, 1.0)..=1.0);
-        let a = c.max_aspect.max(1.0).ln();
-        let log_r: f32 = rng.gen_range(-a..=a);
-        let r = log_r.exp();
-        let cw = ((s * r).sqrt() * n).min(n);
-        let ch = ((s / r).sqrt() * n).min(n);
-        let cx = rng.gen_range(cw / 2.0..=n - cw / 2.0);
-        let cy = rng.gen_range(ch / 2.0..=n - ch / 2.0);
+        let (c, h, w) = (self.channels, self.height, self.width);
+        let (hf, wf) = (h as f32, w as f32);
+        let cfg = &self.cfg;
+        // Random resized crop: area fraction s, aspect ratio r (log-uniform).
+        let s: f32 = rng.gen_range(cfg.crop_min_area.clamp(0.05, 1.0)..=1.0);
+        let a = cfg.max_aspect.max(1.0).ln();
+        let r = rng.gen_range(-a..=a).exp();
+        let cw = ((s * r).sqrt() * wf).min(wf);
+        let ch = ((s / r).sqrt() * hf).min(hf);
+        let cx = rng.gen_range(cw / 2.0..=wf - cw / 2.0);
+        let cy = rng.gen_range(ch / 2.0..=hf - ch / 2.0);
         let theta = rng
-            .gen_range(-c.max_rotation_deg..=c.max_rotation_deg)
+            .gen_range(-cfg.max_rotation_deg..=cfg.max_rotation_deg)
             .to_radians();
-        let tx = rng.gen_range(-c.max_translate_px..=c.max_translate_px);
-        let ty = rng.gen_range(-c.max_translate_px..=c.max_translate_px);
-        let bright = rng.gen_range(-c.brightness..=c.brightness);
-        let contrast = rng.gen_range(1.0 - c.contrast..=1.0 + c.contrast);
-        let noise_std = rng.gen_range(0.0..=c.max_noise_std);
+        let tx = rng.gen_range(-cfg.max_translate_px..=cfg.max_translate_px);
+        let ty = rng.gen_range(-cfg.max_translate_px..=cfg.max_translate_px);
+        let bright = rng.gen_range(-cfg.brightness..=cfg.brightness);
+        let contrast = rng.gen_range(1.0 - cfg.contrast..=1.0 + cfg.contrast);
+        let noise_std = rng.gen_range(0.0..=cfg.max_noise_std);
+
+        // One affine map for every channel.
         let (sin, cos) = theta.sin_cos();
-        let (sx, sy) = (cw / n, ch / n);
-        let half = n / 2.0;
-        for v in 0..IMAGE_SIDE {
-            for u in 0..IMAGE_SIDE {
-                let px = u as f32 + 0.5 - half;
-                let py = v as f32 + 0.5 - half;
-                let rx = cos * px - sin * py;
-                let ry = sin * px + cos * py;
-                let x = rx * sx + cx + tx - 0.5;
-                let y = ry * sy + cy + ty - 0.5;
-                dst[v * IMAGE_SIDE + u] = bilinear(src, x, y);
+        let (sx, sy) = (cw / wf, ch / hf);
+        for v in 0..h {
+            for u in 0..w {
+                let px = u as f32 + 0.5 - wf / 2.0;
+                let py = v as f32 + 0.5 - hf / 2.0;
+                let x = (cos * px - sin * py) * sx + cx + tx - 0.5;
+                let y = (sin * px + cos * py) * sy + cy + ty - 0.5;
+                for k in 0..c {
+                    let plane = &src[k * h * w..(k + 1) * h * w];
+                    dst[(k * h + v) * w + u] = bilinear(plane, w, h, x, y);
+                }
             }
         }
-        let mean = dst.iter().sum::<f32>() / dst.len() as f32;
+        let mean = dst.iter().sum::<f32>() / dst.len().max(1) as f32;
         let normal = Normal::new(0.0f32, noise_std.max(1e-12)).ok();
         for p in dst.iter_mut() {
             let mut q = (*p - mean) * contrast + mean + bright;
@@ -104,24 +165,95 @@ impl Augmenter {
             }
             *p = q.clamp(0.0, 1.0);
         }
+
+        // The newer options, drawn after the original ones.
+        let flip = rng.gen::<f32>() < cfg.flip_prob;
+        let saturation = rng.gen_range(1.0 - cfg.saturation..=1.0 + cfg.saturation);
+        let gray = rng.gen::<f32>() < cfg.grayscale_prob;
+        let blur = (rng.gen::<f32>() < cfg.blur_prob).then(|| rng.gen_range(0.1f32..1.5));
+        let cutout = (rng.gen::<f32>() < cfg.cutout_prob).then(|| {
+            let side = (rng.gen_range(0.0..=cfg.cutout_max.clamp(0.0, 1.0)) * wf.min(hf)) as usize;
+            (rng.gen_range(0..h.max(1)), rng.gen_range(0..w.max(1)), side)
+        });
+        if flip {
+            for row in dst.chunks_mut(w.max(1)) {
+                row.reverse();
+            }
+        }
+        // Colour: saturation jitter or grayscale, against the luma of each pixel.
+        if c == 3 && (gray || saturation != 1.0) {
+            let plane = h * w;
+            let f = if gray { 0.0 } else { saturation };
+            for p in 0..plane {
+                let (r, g, b) = (dst[p], dst[plane + p], dst[2 * plane + p]);
+                let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+                for k in 0..3 {
+                    let q = &mut dst[k * plane + p];
+                    *q = (luma + (*q - luma) * f).clamp(0.0, 1.0);
+                }
+            }
+        }
+        if let Some(sigma) = blur {
+            for k in 0..c {
+                gaussian_blur(&mut dst[k * h * w..(k + 1) * h * w], w, h, sigma);
+            }
+        }
+        if let Some((y0, x0, side)) = cutout {
+            for k in 0..c {
+                for y in y0..(y0 + side).min(h) {
+                    let row = (k * h + y) * w;
+                    dst[row + x0..row + (x0 + side).min(w)].fill(0.0);
+                }
+            }
+        }
     }
 }
 
-fn bilinear(src: &[f32], x: f32, y: f32) -> f32 {
+fn bilinear(src: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
     let x0 = x.floor();
     let y0 = y.floor();
     let fx = x - x0;
     let fy = y - y0;
     let at = |xi: f32, yi: f32| -> f32 {
-        if xi < 0.0 || yi < 0.0 || xi >= IMAGE_SIDE as f32 || yi >= IMAGE_SIDE as f32 {
+        if xi < 0.0 || yi < 0.0 || xi >= w as f32 || yi >= h as f32 {
             0.0
         } else {
-            src[yi as usize * IMAGE_SIDE + xi as usize]
+            src[yi as usize * w + xi as usize]
         }
     };
     let a = at(x0, y0) * (1.0 - fx) + at(x0 + 1.0, y0) * fx;
     let b = at(x0, y0 + 1.0) * (1.0 - fx) + at(x0 + 1.0, y0 + 1.0) * fx;
     a * (1.0 - fy) + b * fy
+}
+
+/// Separable Gaussian blur of one `w × h` plane in place (edges clamped).
+fn gaussian_blur(plane: &mut [f32], w: usize, h: usize, sigma: f32) {
+    let radius = (2.0 * sigma).ceil() as isize;
+    let kernel: Vec<f32> = (-radius..=radius)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let total: f32 = kernel.iter().sum();
+    let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
+    let pass = |src: &[f32], dst: &mut [f32], horizontal: bool| {
+        for y in 0..h {
+            for x in 0..w {
+                let mut acc = 0.0;
+                for (j, k) in kernel.iter().enumerate() {
+                    let d = j as isize - radius;
+                    let (xx, yy) = if horizontal {
+                        ((x as isize + d).clamp(0, w as isize - 1) as usize, y)
+                    } else {
+                        (x, (y as isize + d).clamp(0, h as isize - 1) as usize)
+                    };
+                    acc += k * src[yy * w + xx];
+                }
+                dst[y * w + x] = acc;
+            }
+        }
+    };
+    let mut tmp = vec![0.0f32; plane.len()];
+    pass(plane, &mut tmp, true);
+    pass(&tmp, plane, false);
 }
 
 #[cfg(test)]
@@ -145,20 +277,74 @@ mod tests {
 
     #[test]
     fn identity_settings_keep_the_image() {
-        let src: Vec<f32> = (0..784).map(|i| ((i * 37) % 100) as f32 / 100.0).collect();
-        let aug = Augmenter::new(AugmentConfig {
-            crop_min_area: 1.0,
-            max_aspect: 1.0,
-            max_rotation_deg: 0.0,
-            max_translate_px: 0.0,
-            brightness: 0.0,
-            contrast: 0.0,
-            max_noise_std: 0.0,
-        });
-        let mut out = vec![0.0; 784];
+        let src: Vec<f32> = (0..3 * 32 * 32)
+            .map(|i| ((i * 37) % 100) as f32 / 100.0)
+            .collect();
+        let aug = Augmenter::for_shape(AugmentConfig::identity(), 3, 32, 32);
+        let mut out = vec![0.0; src.len()];
         aug.view(&src, &mut out, 1, 1);
         for (a, b) in src.iter().zip(&out) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn flip_mirrors_and_grayscale_equalizes_the_channels() {
+        // A horizontal ramp in red, constant green and blue.
+        let (h, w) = (8, 8);
+        let mut src = vec![0.5f32; 3 * h * w];
+        for y in 0..h {
+            for x in 0..w {
+                src[y * w + x] = x as f32 / 7.0;
+            }
+        }
+        let mut out = vec![0.0; src.len()];
+        let flip = AugmentConfig {
+            flip_prob: 1.0,
+            ..AugmentConfig::identity()
+        };
+        Augmenter::for_shape(flip, 3, h, w).view(&src, &mut out, 1, 1);
+        for x in 0..w {
+            assert!((out[x] - src[w - 1 - x]).abs() < 1e-5);
+        }
+        let gray = AugmentConfig {
+            grayscale_prob: 1.0,
+            ..AugmentConfig::identity()
+        };
+        Augmenter::for_shape(gray, 3, h, w).view(&src, &mut out, 1, 1);
+        for p in 0..h * w {
+            let expect = 0.299 * src[p] + 0.587 * 0.5 + 0.114 * 0.5;
+            for k in 0..3 {
+                assert!((out[k * h * w + p] - expect).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn blur_keeps_the_mean_and_cutout_zeroes_a_square() {
+        let (h, w) = (16, 16);
+        let src: Vec<f32> = (0..h * w)
+            .map(|i| if i % 2 == 0 { 0.8 } else { 0.2 })
+            .collect();
+        let mut plane = src.clone();
+        gaussian_blur(&mut plane, w, h, 1.0);
+        let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+        assert!((mean(&plane) - mean(&src)).abs() < 1e-3);
+        // The checkerboard's alternation is smoothed away.
+        assert!((plane[8 * w + 8] - plane[8 * w + 9]).abs() < 0.1);
+        let cut = AugmentConfig {
+            cutout_prob: 1.0,
+            cutout_max: 1.0,
+            ..AugmentConfig::identity()
+        };
+        let ones = vec![1.0f32; h * w];
+        let mut zeros_seen = false;
+        for seed in 0..10 {
+            let mut out = vec![0.0; h * w];
+            Augmenter::for_shape(cut, 1, h, w).view(&ones, &mut out, seed, 1);
+            zeros_seen |= out.contains(&0.0);
+            assert!(out.iter().all(|&v| v == 0.0 || v == 1.0));
+        }
+        assert!(zeros_seen);
     }
 }

@@ -54,7 +54,16 @@ impl ViewMaker {
     /// The view maker for samples of `shape`.
     pub fn for_shape(shape: SampleShape, settings: &AugmentSettings) -> Self {
         match shape {
-            SampleShape::Image { .. } => Self::Image(Augmenter::new(settings.image)),
+            SampleShape::Image {
+                channels,
+                height,
+                width,
+            } => Self::Image(Augmenter::for_shape(
+                settings.image,
+                channels,
+                height,
+                width,
+            )),
             SampleShape::Series { channels, length } => {
                 Self::Series(SeriesAugmenter::new(settings.series, channels, length))
             }

@@ -1,0 +1,342 @@
+//! CSV files: tabular records, and multichannel time series cut into windows.
+//!
+//! Conventions (a header row is required): a column named `label` holds optional class
+//! labels (any text; classes are numbered in sorted order), a column named `recording`
+//! (time series only) says which recording a row belongs to — one long file with a
+//! recording-id column; without it a file is one recording, and a folder of CSV files is
+//! one recording per file. Every other column must be numeric: one feature (tabular) or
+//! one channel (series). Values are standardized per column with the file's own mean and
+//! standard deviation, which never leave the site.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use super::{Dataset, SampleShape};
+
+/// The most classes a label column may name.
+const MAX_CLASSES: usize = 256;
+
+/// One recording: its rows (one value per channel) and, when known, each row's label.
+type Recording = (Vec<Vec<f32>>, Option<Vec<String>>);
+
+/// Rows of one CSV file: numeric columns, optional labels and recording ids.
+struct Table {
+    columns: Vec<String>,
+    rows: Vec<Vec<f32>>,
+    labels: Option<Vec<String>>,
+    recordings: Option<Vec<String>>,
+}
+
+fn read_table(path: &Path) -> anyhow::Result<Table> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{}: no header row", path.display()))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let label_at = header.iter().position(|h| h == "label");
+    let recording_at = header.iter().position(|h| h == "recording");
+    let numeric: Vec<usize> = (0..header.len())
+        .filter(|&i| Some(i) != label_at && Some(i) != recording_at)
+        .collect();
+    if numeric.is_empty() {
+        bail!("{}: no numeric column", path.display());
+    }
+    let mut t = Table {
+        columns: numeric.iter().map(|&i| header[i].clone()).collect(),
+        rows: Vec::new(),
+        labels: label_at.map(|_| Vec::new()),
+        recordings: recording_at.map(|_| Vec::new()),
+    };
+    for (r, record) in reader.records().enumerate() {
+        let line = r + 2;
+        let record = record.with_context(|| format!("{}: line {line}", path.display()))?;
+        let mut row = Vec::with_capacity(numeric.len());
+        for &i in &numeric {
+            let cell = record.get(i).unwrap_or("").trim();
+            let v: f32 = cell.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: line {line}, column `{}`: {cell:?} is not a number",
+                    path.display(),
+                    header[i]
+                )
+            })?;
+            if !v.is_finite() {
+                bail!(
+                    "{}: line {line}, column `{}`: {cell} is not finite",
+                    path.display(),
+                    header[i]
+                );
+            }
+            row.push(v);
+        }
+        t.rows.push(row);
+        if let (Some(l), Some(i)) = (&mut t.labels, label_at) {
+            l.push(record.get(i).unwrap_or("").trim().to_string());
+        }
+        if let (Some(rec), Some(i)) = (&mut t.recordings, recording_at) {
+            rec.push(record.get(i).unwrap_or("").trim().to_string());
+        }
+    }
+    if t.rows.is_empty() {
+        bail!("{}: no data rows", path.display());
+    }
+    Ok(t)
+}
+
+/// Class numbers of `names` (sorted order), and the number of classes.
+fn number_classes(names: &[String]) -> anyhow::Result<(Vec<u8>, usize)> {
+    let classes: BTreeMap<&str, u8> = {
+        let mut set: Vec<&str> = names.iter().map(String::as_str).collect();
+        set.sort_unstable();
+        set.dedup();
+        if set.len() > MAX_CLASSES {
+            bail!(
+                "the label column names {} classes; at most {MAX_CLASSES} are supported",
+                set.len()
+            );
+        }
+        set.into_iter()
+            .enumerate()
+            .map(|(i, n)| (n, i as u8))
+            .collect()
+    };
+    Ok((
+        names.iter().map(|n| classes[n.as_str()]).collect(),
+        classes.len(),
+    ))
+}
+
+/// Standardizes each column of `rows` in place (constant columns become 0).
+fn standardize(rows: &mut [Vec<f32>]) {
+    let Some(width) = rows.first().map(Vec::len) else {
+        return;
+    };
+    let n = rows.len() as f64;
+    for j in 0..width {
+        let mean = rows.iter().map(|r| r[j] as f64).sum::<f64>() / n;
+        let var = rows
+            .iter()
+            .map(|r| (r[j] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let sd = var.sqrt();
+        for r in rows.iter_mut() {
+            r[j] = if sd > 1e-12 {
+                ((r[j] as f64 - mean) / sd) as f32
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// Loads a CSV of tabular records; it must have `features` numeric columns.
+pub fn load_table(path: &Path, features: usize) -> anyhow::Result<Dataset> {
+    let mut t = read_table(path)?;
+    if t.columns.len() != features {
+        bail!(
+            "{}: {} numeric columns ({}), but the plan's records have {features} features",
+            path.display(),
+            t.columns.len(),
+            t.columns.join(", ")
+        );
+    }
+    standardize(&mut t.rows);
+    let (labels, num_classes) = match &t.labels {
+        Some(names) => {
+            let (l, k) = number_classes(names)?;
+            (Some(l), k)
+        }
+        None => (None, 0),
+    };
+    Ok(Dataset {
+        samples: t.rows.into_iter().flatten().collect(),
+        shape: SampleShape::Tabular { features },
+        labels,
+        num_classes,
+    })
+}
+
+/// Loads time series from a CSV file (one recording, or several by a `recording` column)
+/// or a folder of CSV files (one recording each), cut into windows of `length` steps every
+/// `stride` steps. A window's label is the most frequent label among its steps.
+pub fn load_series(
+    path: &Path,
+    channels: usize,
+    length: usize,
+    stride: usize,
+) -> anyhow::Result<Dataset> {
+    anyhow::ensure!(
+        stride >= 1 && length >= 1,
+        "window length and stride must be ≥ 1"
+    );
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let mut f: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot list {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("csv"))
+            .collect();
+        f.sort();
+        if f.is_empty() {
+            bail!("{}: no .csv files", path.display());
+        }
+        f
+    } else {
+        vec![path.to_path_buf()]
+    };
+    // Recordings: (rows, labels), in file order, then by recording id.
+    let mut recordings: Vec<Recording> = Vec::new();
+    let mut all_rows = 0usize;
+    for file in &files {
+        let t = read_table(file)?;
+        if t.columns.len() != channels {
+            bail!(
+                "{}: {} numeric columns ({}), but the plan's windows have {channels} channels",
+                file.display(),
+                t.columns.len(),
+                t.columns.join(", ")
+            );
+        }
+        all_rows += t.rows.len();
+        match &t.recordings {
+            None => recordings.push((t.rows, t.labels)),
+            Some(ids) => {
+                let mut by_id: BTreeMap<&str, (Vec<Vec<f32>>, Vec<String>)> = BTreeMap::new();
+                for (k, row) in t.rows.iter().enumerate() {
+                    let e = by_id.entry(ids[k].as_str()).or_default();
+                    e.0.push(row.clone());
+                    if let Some(l) = &t.labels {
+                        e.1.push(l[k].clone());
+                    }
+                }
+                for (_, (rows, labels)) in by_id {
+                    let labels = t.labels.is_some().then_some(labels);
+                    recordings.push((rows, labels));
+                }
+            }
+        }
+    }
+    // Standardize each channel over every recording.
+    let mut stacked: Vec<Vec<f32>> = recordings.iter().flat_map(|r| r.0.clone()).collect();
+    standardize(&mut stacked);
+    let mut it = stacked.into_iter();
+    for r in &mut recordings {
+        for row in r.0.iter_mut() {
+            if let Some(s) = it.next() {
+                *row = s;
+            }
+        }
+    }
+    let has_labels = recordings.iter().all(|r| r.1.is_some());
+    let mut samples = Vec::new();
+    let mut window_labels: Vec<String> = Vec::new();
+    for (rows, labels) in &recordings {
+        let mut start = 0;
+        while start + length <= rows.len() {
+            for ch in 0..channels {
+                samples.extend(rows[start..start + length].iter().map(|r| r[ch]));
+            }
+            if let (true, Some(l)) = (has_labels, labels) {
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for name in &l[start..start + length] {
+                    *counts.entry(name.as_str()).or_default() += 1;
+                }
+                let top = counts
+                    .iter()
+                    .max_by_key(|(_, &c)| c)
+                    .map(|(n, _)| n.to_string())
+                    .unwrap_or_default();
+                window_labels.push(top);
+            }
+            start += stride;
+        }
+    }
+    if samples.is_empty() {
+        bail!(
+            "{}: {all_rows} rows in {} recording(s) give no window of {length} steps",
+            path.display(),
+            recordings.len()
+        );
+    }
+    let (labels, num_classes) = if has_labels {
+        let (l, k) = number_classes(&window_labels)?;
+        (Some(l), k)
+    } else {
+        (None, 0)
+    };
+    Ok(Dataset {
+        samples,
+        shape: SampleShape::Series { channels, length },
+        labels,
+        num_classes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn tables_standardize_number_labels_and_name_bad_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "t.csv",
+            "a,label,b\n1,cat,10\n3,dog,10\n5,cat,10\n",
+        );
+        let d = load_table(&p, 2).unwrap();
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.labels, Some(vec![0, 1, 0]));
+        let a: Vec<f32> = (0..3).map(|i| d.sample(i)[0]).collect();
+        assert!(
+            (a[0] + 1.224_745).abs() < 1e-5 && a[1].abs() < 1e-6,
+            "{a:?}"
+        );
+        assert_eq!(d.sample(1)[1], 0.0, "a constant column becomes 0");
+        let e = load_table(&p, 3).unwrap_err().to_string();
+        assert!(e.contains("3 features"), "{e}");
+        let bad = write(dir.path(), "bad.csv", "a,b\n1,2\n3,x\n");
+        let e = load_table(&bad, 2).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("`b`"), "{e}");
+    }
+
+    #[test]
+    fn series_are_windowed_per_recording_with_majority_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("recording,x,y,label\n");
+        for rec in ["r1", "r2"] {
+            for t in 0..10 {
+                let label = if t < 7 { "walk" } else { "run" };
+                text.push_str(&format!("{rec},{t},{},{label}\n", 2 * t));
+            }
+        }
+        let p = write(dir.path(), "s.csv", &text);
+        // Windows of 4 every 3 steps: starts 0, 3, 6 in each 10-step recording.
+        let d = load_series(&p, 2, 4, 3).unwrap();
+        assert_eq!(d.len(), 6);
+        assert_eq!(d.labels, Some(vec![1, 1, 0, 1, 1, 0]));
+        let w = d.sample(1); // recording r1, steps 3..7, channel x then y
+        assert!(w[0] < w[1] && w[1] < w[2] && w[2] < w[3]);
+        assert!((w[4] - w[0]).abs() < 1e-5, "x and 2x standardize alike");
+        let e = load_series(&p, 2, 11, 1).unwrap_err().to_string();
+        assert!(e.contains("no window"), "{e}");
+        // A folder of files: one recording each.
+        let f = dir.path().join("folder");
+        std::fs::create_dir(&f).unwrap();
+        write(&f, "a.csv", "x,y\n1,2\n2,3\n3,4\n4,5\n");
+        write(&f, "b.csv", "x,y\n5,6\n6,7\n7,8\n8,9\n9,9\n");
+        let d = load_series(&f, 2, 4, 1).unwrap();
+        assert_eq!((d.len(), d.labels.is_none()), (3, true));
+    }
+}

@@ -1,0 +1,40 @@
+//! What the examples share: argument parsing, logging, running the simulation and printing
+//! its report. Each example only chooses its plan.
+
+use std::path::PathBuf;
+
+use fedssl::simulate::{render_report, simulate, SimulateArgs};
+use fedssl_common::config::PlanConfig;
+use fedssl_common::ssl::Objective;
+
+/// The objective named by the first argument, or `default`.
+pub fn objective_arg(default: Objective) -> anyhow::Result<Objective> {
+    match std::env::args().nth(1) {
+        Some(name) => Objective::parse(&name).map_err(anyhow::Error::msg),
+        None => Ok(default),
+    }
+}
+
+/// Runs `plan` with 3 clients for `rounds` rounds on `samples` generated samples, writes
+/// `runs/example-<name>/` and prints the report.
+pub fn run(name: &str, plan: PlanConfig, rounds: u64, samples: usize) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn,quinn_proto=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    fedssl_common::kernels::tune_allocator();
+    plan.validate()?;
+    let run_dir = PathBuf::from("runs").join(format!("example-{name}"));
+    let mut args = SimulateArgs::new(plan, run_dir.clone());
+    args.clients = 3;
+    args.rounds = rounds;
+    args.train_samples = samples;
+    args.probe_train = 1000;
+    args.probe_test = 1000;
+    let summary = tokio::runtime::Runtime::new()?.block_on(simulate(args))?;
+    println!("{}", render_report(&summary, &run_dir));
+    Ok(())
+}
