@@ -275,19 +275,8 @@ fn eval_options(finetune_steps: usize, seed: u64) -> EvalOptions {
     }
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn,quinn_proto=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> anyhow::Result<()> {
-    init_logging();
-    fedssl_common::kernels::tune_allocator();
+    fedssl::init();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new()

@@ -18,14 +18,7 @@ pub fn objective_arg(default: Objective) -> anyhow::Result<Objective> {
 /// Runs `plan` with 3 clients for `rounds` rounds on `samples` generated samples, writes
 /// `runs/example-<name>/` and prints the report.
 pub fn run(name: &str, plan: PlanConfig, rounds: u64, samples: usize) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn,quinn_proto=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    fedssl_common::kernels::tune_allocator();
+    fedssl::init();
     plan.validate()?;
     let run_dir = PathBuf::from("runs").join(format!("example-{name}"));
     let mut args = SimulateArgs::new(plan, run_dir.clone());

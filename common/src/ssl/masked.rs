@@ -256,20 +256,21 @@ mod tests {
         let mut frac = 0.0;
         for _ in 0..50 {
             let mask = m.mask(shape, &mut rng);
-            // Every 4×4 patch is all hidden or all visible.
-            for py in 0..7 {
-                for px in 0..7 {
-                    let v = mask[py * 4 * 28 + px * 4];
-                    for y in 0..4 {
-                        for x in 0..4 {
-                            assert_eq!(mask[(py * 4 + y) * 28 + px * 4 + x], v);
+            // Every 7×7 patch (one cell of ConvNet-S's 4×4 feature map) is all hidden or
+            // all visible.
+            for py in 0..4 {
+                for px in 0..4 {
+                    let v = mask[py * 7 * 28 + px * 7];
+                    for y in 0..7 {
+                        for x in 0..7 {
+                            assert_eq!(mask[(py * 7 + y) * 28 + px * 7 + x], v);
                         }
                     }
                 }
             }
             frac += mask.iter().sum::<f32>() / 784.0 / 50.0;
         }
-        assert!((frac - 0.5).abs() < 0.06, "{frac}");
+        assert!((frac - 0.5).abs() < 0.08, "{frac}");
     }
 
     #[test]
