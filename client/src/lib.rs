@@ -1,9 +1,11 @@
 //! `fedssl-client`: what runs at a data owner's site.
 //!
-//! - [`trainer`]: local SimCLR training of the global encoder on private data (CPU or CUDA).
+//! - [`trainer`]: local training of the plan's objective on private data (CPU or CUDA).
+//! - [`federation`]: merging the global model into the site's own (FedAvg, FedEMA, FedU).
 //! - [`ledger`]: the site's own privacy ledger on disk; the budget holds even if the server
 //!   misbehaves, because the client refuses to train past it.
-//! - [`state`]: local state that survives restarts (projector, pending upload).
+//! - [`state`]: local state that survives restarts (the site's model, BYOL's target,
+//!   FedEMA's λ, the pending upload).
 //! - [`session`]: the QUIC + mTLS session with the server, reconnecting with backoff.
 //! - [`compute`]: the thread pool (and gate) a site's training runs on.
 //! - [`data`]: loading the site's data from its configuration.

@@ -2,13 +2,16 @@
 //!
 //! - [`protocol`]: wire messages, length-prefixed framing, named-tensor payloads.
 //! - [`kernels`]: fast CPU kernels (convolution, BatchNorm + ReLU) as a burn backend extension.
-//! - [`model`]: the ConvNet-S encoder, the projector, and conversion to/from [`model::Weights`].
-//! - [`ssl`]: augmentations and the SimCLR (NT-Xent) objective.
+//! - [`model`]: the encoders (ConvNet-S, 1-D CNN, MLP), the objectives' heads, the model a
+//!   site trains with its global and local parts, and conversion to/from [`model::Weights`].
+//! - [`ssl`]: the self-supervised objectives behind one trait, and augmentations per modality.
+//! - [`federation`]: the federated SSL algorithms' settings (FedAvg, FedEMA, FedU).
 //! - [`dp`]: L2 clipping, opendp's exact Gaussian mechanism, zCDP accounting.
 //! - [`aggregate`]: streaming FedAvg.
-//! - [`data`]: the generated default dataset, the IDX reader, partitioning.
+//! - [`data`]: sample shapes, generated images / sensor windows / records, the IDX and CSV
+//!   readers, partitioning.
 //! - [`net`]: certificates, rustls/quinn configuration, framed stream I/O.
-//! - [`eval`]: feature extraction and the linear probe.
+//! - [`eval`]: feature extraction, linear probe, kNN, collapse monitors, fine-tuning.
 //! - [`config`]: configuration types shared by the command line, server and client.
 //! - [`device`]: compute device selection with a CUDA driver probe.
 

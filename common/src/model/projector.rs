@@ -1,4 +1,5 @@
-//! The SimCLR projection head: Linear → ReLU → Linear. It stays on the client.
+//! The projection head of the pair objectives: Linear → ReLU → Linear (local by default;
+//! `[plan.parts] projector = "global"` shares it).
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
