@@ -74,7 +74,7 @@ pub struct EvalReport {
     pub random_init_linear_probe_accuracy: Option<f64>,
     /// kNN on a random-init encoder.
     pub random_init_knn_accuracy: Option<f64>,
-    /// Logistic regression on raw pixels.
+    /// Logistic regression on the raw input values (pixels, channels or features).
     pub raw_pixel_linear_probe_accuracy: Option<f64>,
     /// Label-efficiency rows.
     pub label_efficiency: Vec<LabelEfficiency>,
@@ -189,7 +189,7 @@ pub fn render_eval(r: &EvalReport) -> String {
     );
     if r.random_init_linear_probe_accuracy.is_some() {
         out.push_str(&format!(
-            "  random-init encoder    {}   {}\n  raw pixels             {}        -\n",
+            "  random-init encoder    {}   {}\n  raw input values       {}        -\n",
             opt(r.random_init_linear_probe_accuracy),
             opt(r.random_init_knn_accuracy),
             opt(r.raw_pixel_linear_probe_accuracy)
