@@ -289,13 +289,10 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::Simulate(a) => {
-            let run_dir = a.run_dir.clone().unwrap_or_else(|| {
-                let t = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                PathBuf::from(format!("runs/sim-{t}"))
-            });
+            let run_dir = a
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| fedssl::simulate::fresh_run_dir("sim"));
             let args = SimulateArgs {
                 clients: a.clients,
                 rounds: a.rounds,

@@ -64,6 +64,15 @@ pub struct SimulateArgs {
     pub schedule: Schedule,
 }
 
+/// `runs/<prefix>-<unix seconds>`: a new run directory for each invocation.
+pub fn fresh_run_dir(prefix: &str) -> PathBuf {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from(format!("runs/{prefix}-{t}"))
+}
+
 impl SimulateArgs {
     /// A run of `plan` in `run_dir` with the defaults of `fedssl simulate`: 4 clients, 8
     /// rounds on the generated data of the plan's modality (IID), CPU, a linear probe on
@@ -145,6 +154,13 @@ pub struct Summary {
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let run = &args.run_dir;
+    // A finished run's server would resume with nothing left to do and exit before the
+    // new clients could reach it.
+    anyhow::ensure!(
+        !run.join("summary.json").exists(),
+        "{} already holds a finished run; choose another --run-dir (or remove it)",
+        run.display()
+    );
     std::fs::create_dir_all(run).with_context(|| format!("cannot create {}", run.display()))?;
     args.plan.validate()?;
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
@@ -167,7 +183,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     let probe_train = splits.train.take(args.probe_train);
     let probe_test = splits.test.take(args.probe_test);
     info!(
-        data = %args.data.as_ref().map(|d| d.display().to_string()).unwrap_or("generated shapes".into()),
+        data = %args.data.as_ref().map(|d| d.display().to_string()).unwrap_or(format!("generated {}", args.plan.data)),
         pool = pool.len(),
         clients = args.clients,
         partition = %args.partition,

@@ -13,7 +13,7 @@ use fedssl_common::config::ClientConfig;
 use fedssl_common::data::Dataset;
 use fedssl_common::device::{self, ComputeDevice};
 use fedssl_common::dp::{GaussianMechanism, Mechanism};
-use fedssl_common::model::WeightsSpec;
+use fedssl_common::model::{ModelSpec, WeightsSpec};
 use fedssl_common::net::{endpoint, io, tls};
 use fedssl_common::protocol::{ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, Task, Upload};
 
@@ -57,8 +57,9 @@ struct Session {
     data: Arc<Dataset>,
     local_labels: Option<Arc<LocalLabels>>,
     device: ComputeDevice,
-    /// Names and shapes of the global model of the last plan seen.
-    spec: Option<WeightsSpec>,
+    /// The last plan's model and the names and shapes of its global tensors (built once
+    /// per distinct model, not per round).
+    spec: Option<(ModelSpec, WeightsSpec)>,
     state: SiteState,
     ledger: LedgerStore,
     report: ClientReport,
@@ -227,7 +228,10 @@ impl Session {
                     )
                     .await?;
                     if let ServerMsg::Model { model, .. } = resp {
-                        let spec = self.spec.clone().unwrap_or_else(|| model.declared_spec());
+                        let spec = match &self.spec {
+                            Some((_, s)) => s.clone(),
+                            None => model.declared_spec(),
+                        };
                         let w = model
                             .decode(&spec)
                             .context("the final model from the server is invalid")?;
@@ -299,17 +303,23 @@ impl Session {
 
     /// Trains and privatizes (or reuses a pending update for the same round and base model).
     async fn prepare(&mut self, task: Task) -> anyhow::Result<Result<Upload, ClientMsg>> {
-        let spec = task
-            .plan
-            .model
-            .initial_global(0)
-            .map_err(|e| {
-                Fatal(format!(
-                    "the server's plan does not describe a valid model: {e}"
-                ))
-            })?
-            .spec();
-        self.spec = Some(spec.clone());
+        let spec = match &self.spec {
+            Some((m, s)) if *m == task.plan.model => s.clone(),
+            _ => {
+                let s = task
+                    .plan
+                    .model
+                    .initial_global(0)
+                    .map_err(|e| {
+                        Fatal(format!(
+                            "the server's plan does not describe a valid model: {e}"
+                        ))
+                    })?
+                    .spec();
+                self.spec = Some((task.plan.model, s.clone()));
+                s
+            }
+        };
         let global = task
             .model
             .decode(&spec)

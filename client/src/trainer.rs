@@ -18,6 +18,7 @@ use tracing::warn;
 
 use fedssl_common::data::Dataset;
 use fedssl_common::device::ComputeDevice;
+use fedssl_common::model::ema::ema_update;
 use fedssl_common::model::{scalar, ModelSpec, SslModel, Weights};
 use fedssl_common::protocol::RoundPlan;
 use fedssl_common::ssl::{LossContext, ViewMaker};
@@ -97,16 +98,6 @@ pub fn optimizer<B: AutodiffBackend>() -> impl Optimizer<SslModel<B>, B> {
         .init::<B, SslModel<B>>()
 }
 
-/// `target ← τ·target + (1 − τ)·online`, tensor by tensor.
-fn ema_update<B: Backend>(
-    target: SslModel<B>,
-    online: &SslModel<B>,
-    tau: f64,
-) -> anyhow::Result<SslModel<B>> {
-    let mixed = Weights::from_module(&target).mix(&Weights::from_module(online), tau as f32)?;
-    Ok(mixed.load_into(target)?)
-}
-
 /// Checks that the site's data fit the plan's model.
 pub fn check_data(data: &Dataset, plan: &RoundPlan) -> anyhow::Result<()> {
     let spec = &plan.model;
@@ -119,7 +110,7 @@ pub fn check_data(data: &Dataset, plan: &RoundPlan) -> anyhow::Result<()> {
     }
     plan.model
         .objective
-        .fits_with(&plan.params, data.shape)
+        .fits(&plan.params, data.shape)
         .map_err(anyhow::Error::msg)?;
     let n = data.len();
     if n < 2 {
@@ -215,7 +206,7 @@ pub fn train_on<B: AutodiffKernels>(
             steps += 1;
             if let Some(t) = target.take() {
                 let tau = plan.params.byol.momentum(steps, total_steps);
-                target = Some(ema_update(t, &model, tau)?);
+                target = Some(ema_update(t, &model, tau));
             }
             loss_sum += value as f64;
             if let Some(p) = &job.progress {

@@ -174,7 +174,7 @@ impl PlanConfig {
             .check(self.data)
             .map_err(|e| anyhow::anyhow!("plan.encoder: {e}"))?;
         self.objective
-            .fits_with(&self.params(), self.data)
+            .fits(&self.params(), self.data)
             .map_err(|e| anyhow::anyhow!("plan.objective: {e}"))?;
         spec.towers()
             .map_err(|e| anyhow::anyhow!("plan.clip.split: {e}"))?;
@@ -501,6 +501,13 @@ mod tests {
         );
         let e = plan_error("objective = \"clip\"");
         assert!(e.contains("plan.objective"), "{e}");
+        // The plan's settings, not the defaults, decide the fit, and the model builds with
+        // them (24 steps in the default 8 segments would be too short; in 4 they are not).
+        let p = plan(
+            "objective = \"cpc\"\n[data.series]\nchannels = 6\nlength = 24\n[cpc]\nsegments = 4\n",
+        );
+        p.validate().unwrap();
+        p.model_spec().initial_global(1).unwrap();
         let e = plan_error(&format!(
             "objective = \"cpc\"\n{SERIES}[cpc]\nsegments = 5\n"
         ));

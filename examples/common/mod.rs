@@ -1,8 +1,6 @@
 //! What the examples share: argument parsing, logging, running the simulation and printing
 //! its report. Each example only chooses its plan.
 
-use std::path::PathBuf;
-
 use fedssl::simulate::{render_report, simulate, SimulateArgs};
 use fedssl_common::config::PlanConfig;
 use fedssl_common::ssl::Objective;
@@ -16,11 +14,11 @@ pub fn objective_arg(default: Objective) -> anyhow::Result<Objective> {
 }
 
 /// Runs `plan` with 3 clients for `rounds` rounds on `samples` generated samples, writes
-/// `runs/example-<name>/` and prints the report.
+/// `runs/example-<name>-<time>/` and prints the report.
 pub fn run(name: &str, plan: PlanConfig, rounds: u64, samples: usize) -> anyhow::Result<()> {
     fedssl::init();
     plan.validate()?;
-    let run_dir = PathBuf::from("runs").join(format!("example-{name}"));
+    let run_dir = fedssl::simulate::fresh_run_dir(&format!("example-{name}"));
     let mut args = SimulateArgs::new(plan, run_dir.clone());
     args.clients = 3;
     args.rounds = rounds;

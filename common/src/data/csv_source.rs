@@ -111,21 +111,18 @@ fn number_classes(names: &[String]) -> anyhow::Result<(Vec<u8>, usize)> {
     ))
 }
 
-/// Standardizes each column of `rows` in place (constant columns become 0).
-fn standardize(rows: &mut [Vec<f32>]) {
-    let Some(width) = rows.first().map(Vec::len) else {
+/// Standardizes each column over the rows of every group, in place (constant columns
+/// become 0).
+fn standardize(groups: &mut [&mut Vec<Vec<f32>>]) {
+    let Some(width) = groups.iter().find_map(|g| g.first()).map(Vec::len) else {
         return;
     };
-    let n = rows.len() as f64;
+    let n = groups.iter().map(|g| g.len()).sum::<usize>() as f64;
     for j in 0..width {
-        let mean = rows.iter().map(|r| r[j] as f64).sum::<f64>() / n;
-        let var = rows
-            .iter()
-            .map(|r| (r[j] as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n;
-        let sd = var.sqrt();
-        for r in rows.iter_mut() {
+        let values = || groups.iter().flat_map(|g| g.iter()).map(|r| r[j] as f64);
+        let mean = values().sum::<f64>() / n;
+        let sd = (values().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        for r in groups.iter_mut().flat_map(|g| g.iter_mut()) {
             r[j] = if sd > 1e-12 {
                 ((r[j] as f64 - mean) / sd) as f32
             } else {
@@ -146,7 +143,7 @@ pub fn load_table(path: &Path, features: usize) -> anyhow::Result<Dataset> {
             t.columns.join(", ")
         );
     }
-    standardize(&mut t.rows);
+    standardize(&mut [&mut t.rows]);
     let (labels, num_classes) = match &t.labels {
         Some(names) => {
             let (l, k) = number_classes(names)?;
@@ -207,9 +204,9 @@ pub fn load_series(
             None => recordings.push((t.rows, t.labels)),
             Some(ids) => {
                 let mut by_id: BTreeMap<&str, (Vec<Vec<f32>>, Vec<String>)> = BTreeMap::new();
-                for (k, row) in t.rows.iter().enumerate() {
+                for (k, row) in t.rows.into_iter().enumerate() {
                     let e = by_id.entry(ids[k].as_str()).or_default();
-                    e.0.push(row.clone());
+                    e.0.push(row);
                     if let Some(l) = &t.labels {
                         e.1.push(l[k].clone());
                     }
@@ -222,16 +219,7 @@ pub fn load_series(
         }
     }
     // Standardize each channel over every recording.
-    let mut stacked: Vec<Vec<f32>> = recordings.iter().flat_map(|r| r.0.clone()).collect();
-    standardize(&mut stacked);
-    let mut it = stacked.into_iter();
-    for r in &mut recordings {
-        for row in r.0.iter_mut() {
-            if let Some(s) = it.next() {
-                *row = s;
-            }
-        }
-    }
+    standardize(&mut recordings.iter_mut().map(|r| &mut r.0).collect::<Vec<_>>());
     let has_labels = recordings.iter().all(|r| r.1.is_some());
     let mut samples = Vec::new();
     let mut window_labels: Vec<String> = Vec::new();

@@ -40,19 +40,12 @@ pub enum SampleShape {
         /// Features per record.
         features: usize,
     },
-    /// Byte-level text, `length` token ids (bytes 0–255, [`PAD_TOKEN`] after the end).
+    /// Byte-level text, `length` byte values (no encoder reads text yet).
     Text {
         /// Tokens per sample.
         length: usize,
     },
 }
-
-/// Token id that pads a text sample after its last byte.
-pub const PAD_TOKEN: usize = 256;
-/// Token id that replaces a masked byte.
-pub const MASK_TOKEN: usize = 257;
-/// Number of token ids: 256 bytes, padding and mask.
-pub const VOCAB: usize = 258;
 
 impl SampleShape {
     /// The shape of ConvNet-S's 28×28 grayscale images.
@@ -120,17 +113,6 @@ pub struct Dataset {
     pub labels: Option<Vec<u8>>,
     /// Number of classes (for labeled data).
     pub num_classes: usize,
-}
-
-impl Default for Dataset {
-    fn default() -> Self {
-        Self {
-            samples: Vec::new(),
-            shape: SampleShape::GRAY_28,
-            labels: None,
-            num_classes: 0,
-        }
-    }
 }
 
 impl Dataset {

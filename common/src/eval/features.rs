@@ -5,7 +5,7 @@ use burn::backend::Flex;
 use burn::prelude::*;
 
 use crate::data::Dataset;
-use crate::model::{split_offset, BnMode, ModelSpec, SslModel, Weights};
+use crate::model::{BnMode, ModelSpec, SslModel, Weights};
 use crate::ssl::objective::tensor2;
 
 /// Samples `start..end` of `data` as a flat `[N, D]` tensor.
@@ -25,7 +25,6 @@ pub fn batch_tensor<B: Backend>(
 /// travel).
 pub fn calibrate_bn<B: Kernels>(
     model: &SslModel<B>,
-    split_at: usize,
     data: &Dataset,
     batch: usize,
     dev: &B::Device,
@@ -39,7 +38,6 @@ pub fn calibrate_bn<B: Kernels>(
             let m = 1.0 / (t as f64 + 1.0);
             let _ = model.represent(
                 batch_tensor::<B>(data, start, end, dev),
-                split_at,
                 BnMode::Calibrate(m),
                 Ops::Kernels,
             );
@@ -52,7 +50,6 @@ pub fn calibrate_bn<B: Kernels>(
 /// `[N × dim]` representations of `data` in evaluation mode.
 pub fn extract_features<B: Kernels>(
     model: &SslModel<B>,
-    split_at: usize,
     data: &Dataset,
     batch: usize,
     dev: &B::Device,
@@ -63,7 +60,6 @@ pub fn extract_features<B: Kernels>(
         let end = (start + batch).min(data.len());
         let f = model.represent(
             batch_tensor::<B>(data, start, end, dev),
-            split_at,
             BnMode::Eval,
             Ops::Kernels,
         );
@@ -89,10 +85,9 @@ pub fn encode_with_weights(
     if let Some(w) = weights {
         model = w.load_into(model)?;
     }
-    let split_at = split_offset(spec.shape, spec.split);
-    calibrate_bn(&model, split_at, calibration, 256, &dev);
+    calibrate_bn(&model, calibration, 256, &dev);
     Ok(sets
         .iter()
-        .map(|d| extract_features(&model, split_at, d, 256, &dev))
+        .map(|d| extract_features(&model, d, 256, &dev))
         .collect())
 }

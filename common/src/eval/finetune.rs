@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::features::{batch_tensor, calibrate_bn};
 use super::linear_probe::argmax;
 use crate::data::Dataset;
-use crate::model::{scalar, split_offset, BnMode, ModelSpec, SslModel, Weights};
+use crate::model::{scalar, BnMode, ModelSpec, SslModel, Weights};
 
 /// Recipe of a supervised run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -72,20 +72,15 @@ pub struct Classifier<B: Backend> {
     pub encoder: SslModel<B>,
     /// The head.
     pub head: Linear<B>,
-    /// Where the second tower's values start.
-    #[module(skip)]
-    pub split_at: usize,
 }
 
 impl<B: Kernels> Classifier<B> {
     /// Logits of a batch of flat samples.
     pub fn forward(&self, x: Tensor<B, 2>, mode: BnMode) -> Tensor<B, 2> {
-        self.head.forward(self.encoder.represent(
-            x,
-            self.split_at,
-            mode,
-            crate::kernels::Ops::Kernels,
-        ))
+        self.head.forward(
+            self.encoder
+                .represent(x, mode, crate::kernels::Ops::Kernels),
+        )
     }
 }
 
@@ -114,11 +109,7 @@ pub fn train_classifier<B: AutodiffKernels>(
         })?;
     }
     let head = LinearConfig::new(spec.repr_dim(), classes).init::<B>(dev);
-    let mut model = Classifier {
-        encoder,
-        head,
-        split_at: split_offset(spec.shape, spec.split),
-    };
+    let mut model = Classifier { encoder, head };
     let mut enc_opt = AdamConfig::new()
         .with_epsilon(1e-8)
         .init::<B, SslModel<B>>();
@@ -176,7 +167,7 @@ pub fn classifier_accuracy<B: Kernels>(
         .labels
         .as_ref()
         .context("testing needs a labeled test set")?;
-    calibrate_bn(&model.encoder, model.split_at, train, 256, dev);
+    calibrate_bn(&model.encoder, train, 256, dev);
     let mut correct = 0usize;
     let mut start = 0;
     while start < test.len() {

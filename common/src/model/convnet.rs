@@ -115,6 +115,14 @@ pub type ConvNetS<B> = ConvNet<B>;
 /// Width of the representation the convolutional encoders produce.
 pub const CONVNET_S_DIM: usize = 128;
 
+/// Strides of ConvNet-S's four stages (and of the 1-D CNN's, along time).
+pub const CONVNET_STRIDES: [usize; 4] = [1, 2, 2, 2];
+
+/// Side of the last feature map for an input side of `side` ("same" padding).
+pub fn grid_side(side: usize) -> usize {
+    CONVNET_STRIDES.iter().fold(side, |s, &k| s.div_ceil(k))
+}
+
 fn build<B: Backend>(
     plan: &[(usize, usize, usize)],
     kernel: [usize; 2],
@@ -137,11 +145,12 @@ fn build<B: Backend>(
 impl ConvNetSConfig {
     /// Builds the encoder with burn's default (Kaiming-uniform) initialization.
     pub fn init<B: Backend>(&self, device: &B::Device) -> ConvNet<B> {
+        let [s0, s1, s2, s3] = CONVNET_STRIDES;
         let plan = [
-            (self.in_channels, 32, 1),
-            (32, 64, 2),
-            (64, 128, 2),
-            (128, CONVNET_S_DIM, 2),
+            (self.in_channels, 32, s0),
+            (32, 64, s1),
+            (64, 128, s2),
+            (128, CONVNET_S_DIM, s3),
         ];
         let input = [self.in_channels, self.height, self.width];
         build(&plan, [3, 3], false, input, device)
@@ -152,11 +161,12 @@ impl Cnn1dConfig {
     /// Builds the encoder with burn's default (Kaiming-uniform) initialization.
     pub fn init<B: Backend>(&self, device: &B::Device) -> ConvNet<B> {
         let w = self.width;
+        let [s0, s1, s2, s3] = CONVNET_STRIDES;
         let plan = [
-            (self.channels, w, 1),
-            (w, 2 * w, 2),
-            (2 * w, 4 * w, 2),
-            (4 * w, CONVNET_S_DIM, 2),
+            (self.channels, w, s0),
+            (w, 2 * w, s1),
+            (2 * w, 4 * w, s2),
+            (4 * w, CONVNET_S_DIM, s3),
         ];
         build(&plan, [1, 5], true, [self.channels, 1, self.length], device)
     }
@@ -215,24 +225,6 @@ impl<B: Kernels> ConvNet<B> {
         } else {
             self.blocks.iter().fold(x, |h, b| b.forward(h, mode, ops))
         }
-    }
-}
-
-impl<B: Backend> ConvNet<B> {
-    /// Output dimension.
-    pub fn output_dim(&self) -> usize {
-        CONVNET_S_DIM
-    }
-
-    /// Rows and columns of the last feature map for the configured input.
-    pub fn grid(&self) -> [usize; 2] {
-        let [_, mut h, mut w] = self.input;
-        for b in &self.blocks {
-            let [sh, sw] = b.conv.stride;
-            h = h.div_ceil(sh);
-            w = w.div_ceil(sw);
-        }
-        [h, w]
     }
 }
 

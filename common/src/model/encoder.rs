@@ -7,7 +7,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::batchnorm::BnMode;
-use super::convnet::{Cnn1dConfig, ConvNet, ConvNetSConfig, CONVNET_S_DIM};
+use super::convnet::{grid_side, Cnn1dConfig, ConvNet, ConvNetSConfig, CONVNET_S_DIM};
 use super::mlp::{Mlp, MlpConfig};
 use crate::data::SampleShape;
 use crate::kernels::{Kernels, Ops};
@@ -84,9 +84,7 @@ impl EncoderConfig {
         let (Self::ConvnetS, SampleShape::Image { height, width, .. }) = (self, shape) else {
             return None;
         };
-        // Strides 1, 2, 2, 2 with "same" padding.
-        let grid = |s: usize| s.div_ceil(2).div_ceil(2).div_ceil(2);
-        let (gh, gw) = (grid(height), grid(width));
+        let (gh, gw) = (grid_side(height), grid_side(width));
         (height % gh == 0 && width % gw == 0).then_some([height / gh, width / gw])
     }
 
@@ -161,8 +159,11 @@ impl<B: Kernels> Encoder<B> {
 }
 
 impl<B: Backend> Encoder<B> {
-    /// Width of the representation.
-    pub fn output_dim(&self) -> usize {
-        REPR_DIM
+    /// Values per input sample the encoder was built for.
+    pub fn input_len(&self) -> usize {
+        match self {
+            Self::Conv(c) => c.input.iter().product(),
+            Self::Mlp(m) => m.layers.first().map_or(0, |l| l.fc.weight.dims()[0]),
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod batchnorm;
 pub mod context;
 pub mod convnet;
 pub mod decoder;
+pub mod ema;
 pub mod encoder;
 pub mod mlp;
 pub mod predictor;
@@ -21,7 +22,7 @@ pub use convnet::{BnMode, Cnn1dConfig, ConvNet, ConvNetS, ConvNetSConfig};
 pub use encoder::{Encoder, EncoderConfig, REPR_DIM};
 pub use predictor::{Predictor, PredictorConfig};
 pub use projector::{Projector, ProjectorConfig};
-pub use ssl_model::{split_offset, BatchNormPlacement, ModelSpec, Parts, Placement, SslModel};
+pub use ssl_model::{BatchNormPlacement, ModelSpec, Parts, Placement, SslModel};
 pub use weights::{Weights, WeightsSpec};
 
 /// Image side length ConvNet-S expects.

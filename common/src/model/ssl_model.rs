@@ -141,10 +141,11 @@ impl ModelSpec {
         }
     }
 
-    /// Builds a fresh model on `device` (deterministic for the backend's seed).
+    /// Builds a fresh model on `device` (deterministic for the backend's seed). Whether the
+    /// objective, with the plan's settings, fits the data is the plan's check
+    /// ([`Objective::fits`](crate::ssl::Objective::fits)), not the model's.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SslModel<B>, String> {
         let heads = self.objective.heads();
-        self.objective.fits(self.shape)?;
         let (first, second) = self.towers()?;
         let encoder = self.encoder.init::<B>(first, device)?;
         let partner = match second {
@@ -232,25 +233,32 @@ pub struct SslModel<B: Backend> {
 }
 
 impl<B: Kernels> SslModel<B> {
-    /// Representations of flat samples `[N, D]`: the encoder's, or both towers' side by side
-    /// when there is a second tower (its input is the samples' values after `split_at`).
-    pub fn represent(
+    /// Each tower's representation of flat samples `[N, D]`: the encoder's, and with a
+    /// second tower, the second tower's of the values after the first tower's input.
+    pub fn towers(
         &self,
         x: Tensor<B, 2>,
-        split_at: usize,
         mode: BnMode,
         ops: Ops,
-    ) -> Tensor<B, 2> {
+    ) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
         match &self.partner {
-            None => self.encoder.forward_with(x, mode, ops),
+            None => (self.encoder.forward_with(x, mode, ops), None),
             Some(p) => {
                 let [n, d] = x.dims();
+                let at = self.encoder.input_len();
                 let a = self
                     .encoder
-                    .forward_with(x.clone().slice([0..n, 0..split_at]), mode, ops);
-                let b = p.forward_with(x.slice([0..n, split_at..d]), mode, ops);
-                Tensor::cat(vec![a, b], 1)
+                    .forward_with(x.clone().slice([0..n, 0..at]), mode, ops);
+                (a, Some(p.forward_with(x.slice([0..n, at..d]), mode, ops)))
             }
+        }
+    }
+
+    /// Representations of flat samples `[N, D]`: the encoder's, or both towers' side by side.
+    pub fn represent(&self, x: Tensor<B, 2>, mode: BnMode, ops: Ops) -> Tensor<B, 2> {
+        match self.towers(x, mode, ops) {
+            (a, None) => a,
+            (a, Some(b)) => Tensor::cat(vec![a, b], 1),
         }
     }
 
@@ -261,13 +269,5 @@ impl<B: Kernels> SslModel<B> {
             Some(p) => p.forward(h),
             None => h,
         }
-    }
-}
-
-/// The flat offset at which the second tower's values start (cross-modal objectives).
-pub fn split_offset(shape: SampleShape, split: usize) -> usize {
-    match shape {
-        SampleShape::Series { length, .. } => split * length,
-        _ => split,
     }
 }

@@ -180,24 +180,6 @@ impl Weights {
         }
     }
 
-    /// The tensors under `prefix.`, with that prefix removed from their names.
-    pub fn strip_prefix(&self, prefix: &str) -> Weights {
-        let p = format!("{prefix}.");
-        Weights {
-            tensors: self
-                .tensors
-                .iter()
-                .filter_map(|t| {
-                    t.name.strip_prefix(&p).map(|rest| WeightTensor {
-                        name: rest.to_string(),
-                        shape: t.shape.clone(),
-                        values: t.values.clone(),
-                    })
-                })
-                .collect(),
-        }
-    }
-
     /// `a·self + (1 − a)·other`, tensor by tensor (both must have the same names and shapes).
     pub fn mix(&self, other: &Weights, a: f32) -> Result<Weights, WeightsError> {
         self.zip_with(other, |x, y| a * x + (1.0 - a) * y)

@@ -6,8 +6,7 @@
 //! The defaults suit the 28×28 grayscale default data: flip, blur and cutout are off (a
 //! flipped digit or letter is another symbol); turn them on in `[plan.augment.image]`.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::model::IMAGE_SIDE;
@@ -112,9 +111,7 @@ impl Augmenter {
 
     /// Derives the view of `src` for `(seed, stream)`, writing it into `dst`.
     pub fn view(&self, src: &[f32], dst: &mut [f32], seed: u64, stream: u64) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(stream);
-        self.apply(src, dst, &mut rng);
+        self.apply(src, dst, &mut super::views::stream_rng(seed, stream));
     }
 
     /// Applies one random augmentation drawn from `rng`. The draws of the original

@@ -13,7 +13,7 @@ use super::objective::{Heads, Inputs, LossContext, SslObjective};
 use super::views::ViewMaker;
 use crate::data::{Dataset, SampleShape};
 use crate::kernels::Kernels;
-use crate::model::{split_offset, BnMode};
+use crate::model::BnMode;
 
 /// Cross-modal alignment and its split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -69,24 +69,15 @@ impl SslObjective for CrossModal {
     }
 
     fn inputs(&self, data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs {
-        let mut i = super::pairs::two_views(data, idx, views, seed);
-        i.rows /= 2;
-        i.x.truncate(i.rows * i.dim);
-        i
+        super::pairs::one_view(data, idx, views, seed)
     }
 
     fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
-        let (n, d) = (inputs.rows, inputs.dim);
-        let at = split_offset(cx.spec.shape, cx.spec.split);
         let x = inputs.x_tensor::<B>(cx.device);
-        let a =
-            cx.model
-                .encoder
-                .forward_with(x.clone().slice([0..n, 0..at]), BnMode::Train, cx.ops);
-        let Some(partner) = cx.model.partner.as_ref() else {
-            return a.sum().mul_scalar(0.0).reshape([1]);
+        let (a, Some(b)) = cx.model.towers(x, BnMode::Train, cx.ops) else {
+            // A misconfigured caller: no second tower, nothing to align.
+            return Tensor::zeros([1], cx.device);
         };
-        let b = partner.forward_with(x.slice([0..n, at..d]), BnMode::Train, cx.ops);
         let ab = info_nce(a.clone(), b.clone(), self.temperature, true);
         let ba = info_nce(b, a, self.temperature, true);
         ab.add(ba).div_scalar(2.0)

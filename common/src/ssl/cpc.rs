@@ -81,11 +81,7 @@ impl SslObjective for Cpc {
     }
 
     fn inputs(&self, data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs {
-        // One augmented view per window.
-        let mut i = super::pairs::two_views(data, idx, views, seed);
-        i.rows /= 2;
-        i.x.truncate(i.rows * i.dim);
-        i
+        super::pairs::one_view(data, idx, views, seed)
     }
 
     fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {

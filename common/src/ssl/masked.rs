@@ -9,7 +9,7 @@
 //! Hidden values are set to 0 in the encoder's input.
 
 use burn::prelude::*;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -117,20 +117,25 @@ impl Masked {
 /// The mean squared reconstruction error of `decoder(encoder(x))` against `clean`, weighted
 /// by `mask` (all values when there is none).
 pub fn reconstruction_loss<B: Kernels>(cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
-    let (rows, dim) = (inputs.rows, inputs.dim);
     let x = inputs.x_tensor::<B>(cx.device);
     let h = cx.model.encoder.forward_with(x, BnMode::Train, cx.ops);
     let Some(decoder) = cx.model.decoder.as_ref() else {
         // A misconfigured caller: no decoder, nothing to reconstruct with.
         return h.sum().mul_scalar(0.0).reshape([1]);
     };
-    let recon = decoder.forward(h);
-    let clean = tensor2::<B>(inputs.clean.unwrap_or(inputs.x), rows, dim, cx.device);
-    let err = recon.sub(clean).square();
+    masked_mse(decoder.forward(h), inputs, cx.device)
+}
+
+/// The mean squared error of `pred` (`[rows, dim]`) against the inputs' clean values,
+/// over the masked values (all values without a mask).
+fn masked_mse<B: Backend>(pred: Tensor<B, 2>, inputs: Inputs, dev: &B::Device) -> Tensor<B, 1> {
+    let (rows, dim) = (inputs.rows, inputs.dim);
+    let clean = tensor2::<B>(inputs.clean.unwrap_or(inputs.x), rows, dim, dev);
+    let err = pred.sub(clean).square();
     match inputs.mask {
         Some(m) => {
             let count = m.iter().sum::<f32>().max(1.0);
-            err.mul(tensor2::<B>(m, rows, dim, cx.device))
+            err.mul(tensor2::<B>(m, rows, dim, dev))
                 .sum()
                 .div_scalar(count)
                 .reshape([1])
@@ -150,9 +155,10 @@ pub fn corrupted_inputs(
     let parts: Vec<(Vec<f32>, Option<Vec<f32>>)> = idx
         .par_iter()
         .map(|&i| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(i as u64);
-            corrupt(data.sample(i), &mut rng)
+            corrupt(
+                data.sample(i),
+                &mut super::views::stream_rng(seed, i as u64),
+            )
         })
         .collect();
     let mut x = Vec::with_capacity(idx.len() * d);
@@ -218,7 +224,7 @@ impl SslObjective for Masked {
                 Some(decoder),
             ) => {
                 // Each cell of the feature map predicts its own patch.
-                let (rows, dim) = (inputs.rows, inputs.dim);
+                let dim = inputs.dim;
                 let x = inputs.x_tensor::<B>(cx.device);
                 let fmap = net.feature_map_flat(x, BnMode::Train, cx.ops);
                 let [n, c, gh, gw] = fmap.dims();
@@ -229,15 +235,7 @@ impl SslObjective for Masked {
                     .reshape([n, gh, gw, channels, ph, pw])
                     .permute([0, 3, 1, 4, 2, 5])
                     .reshape([n, dim]);
-                let clean = tensor2::<B>(inputs.clean.unwrap_or(inputs.x), rows, dim, cx.device);
-                let mask = inputs.mask.unwrap_or_else(|| vec![1.0; rows * dim]);
-                let count = mask.iter().sum::<f32>().max(1.0);
-                pred.sub(clean)
-                    .square()
-                    .mul(tensor2::<B>(mask, rows, dim, cx.device))
-                    .sum()
-                    .div_scalar(count)
-                    .reshape([1])
+                masked_mse(pred, inputs, cx.device)
             }
             _ => reconstruction_loss(cx, inputs),
         }
@@ -247,6 +245,7 @@ impl SslObjective for Masked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn image_masks_cover_whole_patches_at_about_the_ratio() {

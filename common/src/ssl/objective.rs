@@ -308,13 +308,8 @@ impl Objective {
         self.heads().predictor
     }
 
-    /// Whether the objective, with its default settings, can train on samples of `shape`.
-    pub fn fits(&self, shape: SampleShape) -> Result<(), String> {
-        self.fits_with(&ObjectiveParams::default(), shape)
-    }
-
     /// Whether the objective with `params` can train on samples of `shape`.
-    pub fn fits_with(&self, params: &ObjectiveParams, shape: SampleShape) -> Result<(), String> {
+    pub fn fits(&self, params: &ObjectiveParams, shape: SampleShape) -> Result<(), String> {
         with_objective!(*self, params, 1.0, |o| o.fits(shape))
             .map_err(|e| format!("objective {self}: {e}"))
     }

@@ -13,8 +13,19 @@ use crate::model::BnMode;
 /// Two augmented views of the samples at `idx`, as `2·|idx|` rows (all first views, then
 /// all second views).
 pub fn two_views(data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs {
+    augmented(data, idx, views, seed, 2)
+}
+
+/// One augmented view (the first of [`two_views`]) of each sample at `idx`.
+pub fn one_view(data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs {
+    augmented(data, idx, views, seed, 1)
+}
+
+/// `count` views of each sample, view-major; view `v` of sample `i` draws from stream
+/// `2i + v`.
+fn augmented(data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64, count: usize) -> Inputs {
     let (b, d) = (idx.len(), data.dim());
-    let mut x = vec![0.0f32; 2 * b * d];
+    let mut x = vec![0.0f32; count * b * d];
     x.par_chunks_mut(d.max(1)).enumerate().for_each(|(j, out)| {
         let (view, k) = (j / b, j % b);
         let i = idx[k];
@@ -22,7 +33,7 @@ pub fn two_views(data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) ->
     });
     Inputs {
         x,
-        rows: 2 * b,
+        rows: count * b,
         dim: d,
         clean: None,
         mask: None,

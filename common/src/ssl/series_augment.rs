@@ -3,8 +3,7 @@
 //! random crop (resized back to the window's length). Each is applied with its own
 //! probability; the same seed gives the same view.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
@@ -100,9 +99,7 @@ impl SeriesAugmenter {
 
     /// Derives the view of `src` for `(seed, stream)`, writing it into `dst`.
     pub fn view(&self, src: &[f32], dst: &mut [f32], seed: u64, stream: u64) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(stream);
-        self.apply(src, dst, &mut rng);
+        self.apply(src, dst, &mut super::views::stream_rng(seed, stream));
     }
 
     /// Applies one random augmentation drawn from `rng`.

@@ -11,6 +11,14 @@ use super::augment::{AugmentConfig, Augmenter};
 use super::series_augment::{SeriesAugmentConfig, SeriesAugmenter};
 use crate::data::{Dataset, SampleShape};
 
+/// The random stream `stream` of `seed`: every view and mask draws from its own, so a
+/// sample's view does not depend on the others in its batch.
+pub fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
 /// SCARF's corruption.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,8 +87,7 @@ impl ViewMaker {
             Self::Image(a) => a.view(src, dst, seed, stream),
             Self::Series(a) => a.view(src, dst, seed, stream),
             Self::Tabular(s) => {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                rng.set_stream(stream);
+                let mut rng = stream_rng(seed, stream);
                 let n = data.len();
                 for (j, (out, &v)) in dst.iter_mut().zip(src).enumerate() {
                     *out = if n > 1 && rng.gen::<f32>() < s.corruption {
