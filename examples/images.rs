@@ -1,20 +1,43 @@
-//! Images: ConvNet-S on the generated 28×28 shapes, federated over QUIC on 127.0.0.1.
+//! Images, federated over QUIC on 127.0.0.1: ConvNet-S on the generated 28×28 grayscale
+//! shapes, or with `rgb` the ResNet (ResNet-18 layout, width 16) on the same shapes in
+//! colour at 32×32, with colour jitter, grayscale and blur among the augmentations.
 //!
-//! `cargo run --release --example images [simclr|simsiam|vicreg|byol|masked|denoising]`
+//! `cargo run --release --example images [simclr|simsiam|vicreg|byol|masked|denoising] [rgb]`
 //! (default byol: FedBYOL, each site's momentum target kept on the site).
 
 #[path = "common/mod.rs"]
 mod common;
 
 use fedssl_common::config::PlanConfig;
-use fedssl_common::ssl::Objective;
+use fedssl_common::data::SampleShape;
+use fedssl_common::model::EncoderConfig;
+use fedssl_common::ssl::{AugmentConfig, Objective};
 
 fn main() -> anyhow::Result<()> {
     let objective = common::objective_arg(Objective::Byol)?;
-    let plan = PlanConfig {
+    let rgb = std::env::args().nth(2).as_deref() == Some("rgb");
+    let mut plan = PlanConfig {
         objective,
         batch_size: 128,
         ..PlanConfig::default()
     };
-    common::run(&format!("images-{objective}"), plan, 4, 3000)
+    if !rgb {
+        return common::run(&format!("images-{objective}"), plan, 4, 3000);
+    }
+    plan.data = SampleShape::Image {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
+    plan.encoder = Some(EncoderConfig::Resnet { width: 16 });
+    plan.augment.image = AugmentConfig {
+        flip_prob: 0.5,
+        brightness: 0.4,
+        contrast: 0.4,
+        saturation: 0.4,
+        grayscale_prob: 0.2,
+        blur_prob: 0.2,
+        ..AugmentConfig::default()
+    };
+    common::run(&format!("images-rgb-{objective}"), plan, 4, 2000)
 }

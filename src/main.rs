@@ -11,6 +11,7 @@ use fedssl_common::config::{PlanConfig, ServerConfig};
 use fedssl_common::data::{Partition, SampleShape};
 use fedssl_common::eval::FinetuneConfig;
 use fedssl_common::federation::Federation;
+use fedssl_common::model::EncoderConfig;
 use fedssl_server::evaluate::EvalOptions;
 
 #[derive(Parser)]
@@ -213,10 +214,16 @@ struct SimArgs {
     /// clip (default simclr, or the --plan file's).
     #[arg(long)]
     objective: Option<fedssl_common::ssl::Objective>,
-    /// Modality of the generated data: image (28×28 shapes), series (6-channel sensor
-    /// windows of 64 steps) or tabular (records of 16 features).
+    /// Modality of the generated data: image (28×28 shapes), rgb (32×32 colour shapes),
+    /// series (6-channel sensor windows of 64 steps), tabular (records of 16 features) or
+    /// text (lines of 64 bytes about four topics).
     #[arg(long)]
     modality: Option<Modality>,
+    /// Encoder: convnet-s, resnet[:WIDTH] (ResNet-18 layout, default width 16; 64 is
+    /// ResNet-18), cnn1d[:WIDTH], mlp[:HIDDEN] or transformer[:DIM] (default: the
+    /// modality's, or the --plan file's).
+    #[arg(long)]
+    encoder: Option<EncoderArg>,
     /// Federated SSL algorithm: fedavg, fedema[:TAU] (default τ 0.7) or fedu[:THRESHOLD]
     /// (default 5.0; makes the predictor global).
     #[arg(long)]
@@ -326,6 +333,10 @@ fn main() -> anyhow::Result<()> {
                     }
                     if let Some(m) = a.modality {
                         plan.data = m.shape();
+                        plan.encoder = None;
+                    }
+                    if let Some(EncoderArg(e)) = a.encoder {
+                        plan.encoder = Some(e);
                     }
                     if let Some(FederationArg(f)) = a.federation {
                         plan.federation = f;
@@ -499,16 +510,28 @@ fn main() -> anyhow::Result<()> {
 enum Modality {
     /// 28×28 grayscale images.
     Image,
+    /// 32×32 RGB images.
+    Rgb,
     /// 6-channel windows of 64 steps.
     Series,
     /// Records of 16 features.
     Tabular,
+    /// Lines of 64 bytes.
+    Text,
 }
 
 impl Modality {
     fn shape(self) -> SampleShape {
         match self {
             Self::Image => SampleShape::GRAY_28,
+            Self::Rgb => SampleShape::Image {
+                channels: 3,
+                height: 32,
+                width: 32,
+            },
+            Self::Text => SampleShape::Text {
+                length: fedssl_common::data::topics::LENGTH,
+            },
             Self::Series => SampleShape::Series {
                 channels: fedssl_common::data::sensors::CHANNELS,
                 length: fedssl_common::data::sensors::LENGTH,
@@ -517,6 +540,47 @@ impl Modality {
                 features: fedssl_common::data::records::FEATURES,
             },
         }
+    }
+}
+
+/// `--encoder NAME[:WIDTH]`.
+#[derive(Debug, Clone, Copy)]
+struct EncoderArg(EncoderConfig);
+
+impl std::str::FromStr for EncoderArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, width) = match s.split_once(':') {
+            Some((n, v)) => (
+                n,
+                Some(v.parse::<usize>().map_err(|e| format!("{s}: {e}"))?),
+            ),
+            None => (s, None),
+        };
+        let e = match name {
+            "convnet-s" if width.is_none() => EncoderConfig::ConvnetS,
+            "resnet" => EncoderConfig::Resnet {
+                width: width.unwrap_or(16),
+            },
+            "cnn1d" => EncoderConfig::Cnn1d {
+                width: width.unwrap_or(32),
+            },
+            "mlp" => EncoderConfig::Mlp {
+                hidden: width.unwrap_or(256),
+            },
+            "transformer" => EncoderConfig::Transformer {
+                dim: width.unwrap_or(64),
+                layers: 2,
+                heads: 4,
+            },
+            other => {
+                return Err(format!(
+                    "unknown encoder {other:?} (expected convnet-s, resnet[:WIDTH], cnn1d[:WIDTH], mlp[:HIDDEN] or transformer[:DIM])"
+                ))
+            }
+        };
+        Ok(Self(e))
     }
 }
 

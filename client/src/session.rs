@@ -453,6 +453,16 @@ impl Session {
             );
         }
         let mut update = outcome.global.sub(&global)?;
+        let norm = update.l2_norm();
+        if norm > task.plan.dp.clip_norm {
+            info!(
+                round = task.round,
+                norm = format!("{norm:.3}"),
+                clip_norm = task.plan.dp.clip_norm,
+                "update clipped to the plan's clip_norm (scaled by {:.3})",
+                task.plan.dp.clip_norm / norm
+            );
+        }
         let (rho, update) = self
             .compute
             .run(move || mech.privatize(&mut update).map(|r| (r, update)))

@@ -259,6 +259,9 @@ mod tests {
             seed: 5,
             objective,
             data: shape,
+            // Colour images train the ResNet (narrow, to stay quick).
+            encoder: matches!(shape, SampleShape::Image { channels: 3, .. })
+                .then_some(fedssl_common::model::EncoderConfig::Resnet { width: 8 }),
             ..PlanConfig::default()
         }
         .plan(1)
@@ -318,6 +321,17 @@ mod tests {
         let images = synthetic::generate(64, 3).unlabeled();
         let series = sensors::generate(64, 6, 64, 3).unlabeled();
         let table = records::generate(64, 16, 3).unlabeled();
+        let text = fedssl_common::data::topics::generate(64, 32, 3).unlabeled();
+        let rgb = fedssl_common::data::synthetic::generate_shaped(
+            64,
+            SampleShape::Image {
+                channels: 3,
+                height: 32,
+                width: 32,
+            },
+            3,
+        )
+        .unlabeled();
         let cases = [
             (Objective::SimClr, &images),
             (Objective::SimSiam, &images),
@@ -331,6 +345,9 @@ mod tests {
             (Objective::SimClr, &table),
             (Objective::Denoising, &table),
             (Objective::Clip, &table),
+            (Objective::Masked, &text),
+            (Objective::SimClr, &rgb),
+            (Objective::Masked, &rgb),
         ];
         for (objective, data) in cases {
             let what = format!("{objective} on {}", data.shape);

@@ -119,10 +119,19 @@ impl PlanConfig {
 
     /// The objectives' settings.
     pub fn params(&self) -> ObjectiveParams {
+        let mut masked = self.masked;
+        if masked.patch == 0 {
+            // One patch per cell of the encoder's last feature map.
+            if let Some([ph, pw]) = self.model_spec().encoder.cell(self.data) {
+                if ph == pw {
+                    masked.patch = ph;
+                }
+            }
+        }
         ObjectiveParams {
             vicreg: self.vicreg,
             byol: self.byol,
-            masked: self.masked,
+            masked,
             denoising: self.denoising,
             cpc: self.cpc,
             clip: self.clip,

@@ -13,13 +13,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
+use super::windows::{cut_windows, number_classes, standardize, Recording};
 use super::{Dataset, SampleShape};
-
-/// The most classes a label column may name.
-const MAX_CLASSES: usize = 256;
-
-/// One recording: its rows (one value per channel) and, when known, each row's label.
-type Recording = (Vec<Vec<f32>>, Option<Vec<String>>);
 
 /// Rows of one CSV file: numeric columns, optional labels and recording ids.
 struct Table {
@@ -88,50 +83,6 @@ fn read_table(path: &Path) -> anyhow::Result<Table> {
     Ok(t)
 }
 
-/// Class numbers of `names` (sorted order), and the number of classes.
-fn number_classes(names: &[String]) -> anyhow::Result<(Vec<u8>, usize)> {
-    let classes: BTreeMap<&str, u8> = {
-        let mut set: Vec<&str> = names.iter().map(String::as_str).collect();
-        set.sort_unstable();
-        set.dedup();
-        if set.len() > MAX_CLASSES {
-            bail!(
-                "the label column names {} classes; at most {MAX_CLASSES} are supported",
-                set.len()
-            );
-        }
-        set.into_iter()
-            .enumerate()
-            .map(|(i, n)| (n, i as u8))
-            .collect()
-    };
-    Ok((
-        names.iter().map(|n| classes[n.as_str()]).collect(),
-        classes.len(),
-    ))
-}
-
-/// Standardizes each column over the rows of every group, in place (constant columns
-/// become 0).
-fn standardize(groups: &mut [&mut Vec<Vec<f32>>]) {
-    let Some(width) = groups.iter().find_map(|g| g.first()).map(Vec::len) else {
-        return;
-    };
-    let n = groups.iter().map(|g| g.len()).sum::<usize>() as f64;
-    for j in 0..width {
-        let values = || groups.iter().flat_map(|g| g.iter()).map(|r| r[j] as f64);
-        let mean = values().sum::<f64>() / n;
-        let sd = (values().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-        for r in groups.iter_mut().flat_map(|g| g.iter_mut()) {
-            r[j] = if sd > 1e-12 {
-                ((r[j] as f64 - mean) / sd) as f32
-            } else {
-                0.0
-            };
-        }
-    }
-}
-
 /// Loads a CSV of tabular records; it must have `features` numeric columns.
 pub fn load_table(path: &Path, features: usize) -> anyhow::Result<Dataset> {
     let mut t = read_table(path)?;
@@ -168,10 +119,6 @@ pub fn load_series(
     length: usize,
     stride: usize,
 ) -> anyhow::Result<Dataset> {
-    anyhow::ensure!(
-        stride >= 1 && length >= 1,
-        "window length and stride must be ≥ 1"
-    );
     let files: Vec<std::path::PathBuf> = if path.is_dir() {
         let mut f: Vec<_> = std::fs::read_dir(path)
             .with_context(|| format!("cannot list {}", path.display()))?
@@ -188,7 +135,6 @@ pub fn load_series(
     };
     // Recordings: (rows, labels), in file order, then by recording id.
     let mut recordings: Vec<Recording> = Vec::new();
-    let mut all_rows = 0usize;
     for file in &files {
         let t = read_table(file)?;
         if t.columns.len() != channels {
@@ -199,7 +145,6 @@ pub fn load_series(
                 t.columns.join(", ")
             );
         }
-        all_rows += t.rows.len();
         match &t.recordings {
             None => recordings.push((t.rows, t.labels)),
             Some(ids) => {
@@ -218,51 +163,13 @@ pub fn load_series(
             }
         }
     }
-    // Standardize each channel over every recording.
-    standardize(&mut recordings.iter_mut().map(|r| &mut r.0).collect::<Vec<_>>());
-    let has_labels = recordings.iter().all(|r| r.1.is_some());
-    let mut samples = Vec::new();
-    let mut window_labels: Vec<String> = Vec::new();
-    for (rows, labels) in &recordings {
-        let mut start = 0;
-        while start + length <= rows.len() {
-            for ch in 0..channels {
-                samples.extend(rows[start..start + length].iter().map(|r| r[ch]));
-            }
-            if let (true, Some(l)) = (has_labels, labels) {
-                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-                for name in &l[start..start + length] {
-                    *counts.entry(name.as_str()).or_default() += 1;
-                }
-                let top = counts
-                    .iter()
-                    .max_by_key(|(_, &c)| c)
-                    .map(|(n, _)| n.to_string())
-                    .unwrap_or_default();
-                window_labels.push(top);
-            }
-            start += stride;
-        }
-    }
-    if samples.is_empty() {
-        bail!(
-            "{}: {all_rows} rows in {} recording(s) give no window of {length} steps",
-            path.display(),
-            recordings.len()
-        );
-    }
-    let (labels, num_classes) = if has_labels {
-        let (l, k) = number_classes(&window_labels)?;
-        (Some(l), k)
-    } else {
-        (None, 0)
-    };
-    Ok(Dataset {
-        samples,
-        shape: SampleShape::Series { channels, length },
-        labels,
-        num_classes,
-    })
+    cut_windows(
+        recordings,
+        channels,
+        length,
+        stride,
+        &path.display().to_string(),
+    )
 }
 
 #[cfg(test)]

@@ -1,17 +1,27 @@
-//! Data sources and datasets. Every source — the IDX reader ([`idx`]), CSV files of
-//! records or time series ([`csv_source`]) and the generators of each modality ([`synthetic`] images, [`sensors`] time series, [`records`] tabular) —
-//! produces a [`Dataset`]: fixed-size samples of one [`SampleShape`], with optional labels
-//! used only for evaluation and fine-tuning. [`partition`] splits a pool across simulated
-//! clients.
+//! Data sources and datasets. Every on-disk format is one file behind one trait
+//! ([`DataSource`], chosen in [`source`]): IDX folders ([`idx`]), folders of PNG / JPEG
+//! images ([`image_folder`]), CSV records or time series ([`csv_source`]), NPY time series
+//! ([`npy_source`]) and plain-text lines ([`text_lines`]); the time-series readers share
+//! [`windows`]. Each modality also has a generator: [`synthetic`] shapes (images),
+//! [`sensors`] (time series), [`records`] (tabular), [`topics`] (text). All produce a
+//! [`Dataset`]: fixed-size samples of one [`SampleShape`], with optional labels used only
+//! for evaluation and fine-tuning. [`partition`] splits a pool across simulated clients.
 
 pub mod csv_source;
 pub mod idx;
+pub mod image_folder;
+pub mod npy_source;
 pub mod partition;
 pub mod records;
 pub mod sensors;
+pub mod source;
 pub mod synthetic;
+pub mod text_lines;
+pub mod topics;
+pub mod windows;
 
 pub use partition::Partition;
+pub use source::{load_splits, DataSource, SOURCES};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +50,8 @@ pub enum SampleShape {
         /// Features per record.
         features: usize,
     },
-    /// Byte-level text, `length` byte values (no encoder reads text yet).
+    /// Byte-level text, `length` tokens: byte values, then padding
+    /// ([`transformer::PAD`](crate::model::transformer::PAD)).
     Text {
         /// Tokens per sample.
         length: usize,
@@ -174,49 +185,4 @@ pub struct Splits {
     pub train: Dataset,
     /// Held-out test split.
     pub test: Dataset,
-}
-
-/// Loads data of `shape` from `path`, or generates the default set of `shape`'s modality
-/// when `path` is `None`:
-/// - 28×28 images: an IDX folder (its own train and test files);
-/// - tabular records: a CSV file ([`csv_source::load_table`]);
-/// - time series: a CSV file or a folder of them ([`csv_source::load_series`], windows
-///   every half window).
-///
-/// A CSV source has no test split: its last 20 % (after a seeded shuffle) is held out.
-pub fn load_splits(
-    path: Option<&std::path::Path>,
-    shape: SampleShape,
-    seed: u64,
-) -> anyhow::Result<Splits> {
-    let holdout = |d: Dataset| -> Splits {
-        use rand::seq::SliceRandom;
-        use rand::SeedableRng;
-        let mut idx: Vec<usize> = (0..d.len()).collect();
-        idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
-        let cut = d.len() - d.len() / 5;
-        Splits {
-            train: d.subset(&idx[..cut]),
-            test: d.subset(&idx[cut..]),
-        }
-    };
-    match (path, shape) {
-        (Some(d), SampleShape::GRAY_28) => idx::load_dir(d),
-        (Some(p), SampleShape::Tabular { features }) => {
-            Ok(holdout(csv_source::load_table(p, features)?))
-        }
-        (Some(p), SampleShape::Series { channels, length }) => Ok(holdout(
-            csv_source::load_series(p, channels, length, (length / 2).max(1))?,
-        )),
-        (Some(d), s) => anyhow::bail!(
-            "{}: no reader for {s} here (IDX folders hold 28×28 images; CSV files hold records or time series)",
-            d.display()
-        ),
-        (None, SampleShape::GRAY_28) => Ok(synthetic::default_splits(seed)),
-        (None, SampleShape::Series { channels, length }) => {
-            Ok(sensors::splits(channels, length, seed))
-        }
-        (None, SampleShape::Tabular { features }) => Ok(records::splits(features, seed)),
-        (None, s) => anyhow::bail!("fedssl generates no default data of {s}"),
-    }
 }

@@ -1,9 +1,12 @@
-//! The embedded default dataset: procedural 28×28 grayscale shapes in ten classes.
+//! The embedded default dataset: procedural 28×28 grayscale shapes in ten classes, and the
+//! same shapes at any size in colour ([`generate_shaped`]).
 //!
 //! Each image draws a class shape at a random position, size, aspect, rotation and stroke
 //! width, over a random background gradient, with a distractor blob and pixel noise. The
 //! nuisance variation (mostly translation and scale) makes a linear classifier on raw
-//! pixels clearly worse than one on a translation-invariant learned representation.
+//! pixels clearly worse than one on a translation-invariant learned representation. In
+//! colour, shape and background each get a random colour, so colour says nothing about
+//! the class.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -11,7 +14,7 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
 use super::{Dataset, SampleShape, Splits};
-use crate::model::{IMAGE_PIXELS, IMAGE_SIDE};
+use crate::model::IMAGE_SIDE;
 
 /// Class names, in label order.
 pub const CLASS_NAMES: [&str; 10] = [
@@ -31,21 +34,42 @@ pub fn default_splits(seed: u64) -> Splits {
     }
 }
 
-/// `n` labeled images, classes balanced round-robin, deterministic for `seed`.
+/// `n` labeled 28×28 grayscale images, classes balanced round-robin, deterministic for
+/// `seed`.
 pub fn generate(n: usize, seed: u64) -> Dataset {
-    let mut images = vec![0.0f32; n * IMAGE_PIXELS];
-    images
-        .par_chunks_mut(IMAGE_PIXELS)
-        .enumerate()
-        .for_each(|(i, img)| {
+    generate_shaped(n, SampleShape::GRAY_28, seed)
+}
+
+/// The default train / test splits of images of `shape` (1 or 3 channels; other shapes
+/// give empty sets).
+pub fn splits_shaped(shape: SampleShape, seed: u64) -> Splits {
+    Splits {
+        train: generate_shaped(DEFAULT_TRAIN, shape, seed),
+        test: generate_shaped(DEFAULT_TEST, shape, seed ^ 0x5eed_7e57),
+    }
+}
+
+/// `n` labeled images of `shape` (grayscale or RGB, any size), classes balanced
+/// round-robin, deterministic for `seed`. Images of any other shape come out black.
+pub fn generate_shaped(n: usize, shape: SampleShape, seed: u64) -> Dataset {
+    let d = shape.len();
+    let mut images = vec![0.0f32; n * d];
+    if let SampleShape::Image {
+        channels: channels @ (1 | 3),
+        height,
+        width,
+    } = shape
+    {
+        images.par_chunks_mut(d).enumerate().for_each(|(i, img)| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(i as u64);
-            render((i % 10) as u8, &mut rng, img);
+            render((i % 10) as u8, &mut rng, [channels, height, width], img);
         });
+    }
     let labels = (0..n).map(|i| (i % 10) as u8).collect();
     Dataset {
         samples: images,
-        shape: SampleShape::GRAY_28,
+        shape,
         labels: Some(labels),
         num_classes: 10,
     }
@@ -77,8 +101,10 @@ fn inside(class: u8, x: f32, y: f32, t: f32) -> bool {
     }
 }
 
-fn render(class: u8, rng: &mut ChaCha8Rng, img: &mut [f32]) {
+fn render(class: u8, rng: &mut ChaCha8Rng, [channels, height, width]: [usize; 3], img: &mut [f32]) {
+    // Drawn on the 28×28 grid, then scaled to the image.
     let side = IMAGE_SIDE as f32;
+    let (kx, ky) = (width as f32 / side, height as f32 / side);
     let cx = rng.gen_range(8.0..20.0);
     let cy = rng.gen_range(8.0..20.0);
     let size = rng.gen_range(4.5..9.0f32);
@@ -97,14 +123,24 @@ fn render(class: u8, rng: &mut ChaCha8Rng, img: &mut [f32]) {
     );
     let blob = rng.gen_range(0.2..0.6f32);
     let noise = Normal::new(0.0f32, rng.gen_range(0.01..0.08f32)).ok();
+    // Colour images: a colour for the shape and a tint for the background.
+    let tints: Vec<([f32; 3], [f32; 3])> = (channels == 3)
+        .then(|| {
+            let fg = [0; 3].map(|_| rng.gen_range(0.2..1.0f32));
+            let bg = [0; 3].map(|_| rng.gen_range(0.3..1.0f32));
+            (fg, bg)
+        })
+        .into_iter()
+        .collect();
     const SS: [f32; 2] = [0.25, 0.75];
-    for py in 0..IMAGE_SIDE {
-        for px in 0..IMAGE_SIDE {
+    let plane = height * width;
+    for py in 0..height {
+        for px in 0..width {
             let mut cover = 0.0;
             for oy in SS {
                 for ox in SS {
-                    let dx = px as f32 + ox - cx;
-                    let dy = py as f32 + oy - cy;
+                    let dx = (px as f32 + ox) / kx - cx;
+                    let dy = (py as f32 + oy) / ky - cy;
                     let u = (cos * dx + sin * dy) / sx;
                     let v = (-sin * dx + cos * dy) / sy;
                     if inside(class, u, v, stroke) {
@@ -112,16 +148,30 @@ fn render(class: u8, rng: &mut ChaCha8Rng, img: &mut [f32]) {
                     }
                 }
             }
-            let mut val = bg + gx * (px as f32 - 14.0) + gy * (py as f32 - 14.0);
-            let db = ((px as f32 - bx).powi(2) + (py as f32 - by).powi(2)).sqrt();
+            let (x, y) = (px as f32 / kx, py as f32 / ky);
+            let mut val = bg + gx * (x - 14.0) + gy * (y - 14.0);
+            let db = ((x - bx).powi(2) + (y - by).powi(2)).sqrt();
             if db < br {
                 val = val.max(blob);
             }
-            val = val * (1.0 - cover) + fg * cover;
-            if let Some(n) = &noise {
-                val += n.sample(rng);
+            match tints.first() {
+                None => {
+                    val = val * (1.0 - cover) + fg * cover;
+                    if let Some(n) = &noise {
+                        val += n.sample(rng);
+                    }
+                    img[py * width + px] = val.clamp(0.0, 1.0);
+                }
+                Some((fgc, bgc)) => {
+                    for c in 0..3 {
+                        let mut v = val * bgc[c] * (1.0 - cover) + fg * fgc[c] * cover;
+                        if let Some(n) = &noise {
+                            v += n.sample(rng);
+                        }
+                        img[c * plane + py * width + px] = v.clamp(0.0, 1.0);
+                    }
+                }
             }
-            img[py * IMAGE_SIDE + px] = val.clamp(0.0, 1.0);
         }
     }
 }
@@ -142,5 +192,21 @@ mod tests {
         // Two images of the same class differ (within-class variation).
         assert_ne!(a.sample(0), a.sample(10));
         assert!(a.samples.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn colour_images_at_any_size() {
+        let shape = SampleShape::Image {
+            channels: 3,
+            height: 32,
+            width: 32,
+        };
+        let d = generate_shaped(20, shape, 1);
+        assert_eq!(d.dim(), 3 * 32 * 32);
+        assert!(d.samples.iter().all(|v| (0.0..=1.0).contains(v)));
+        // The channels differ (colour), and images of one class vary.
+        let s = d.sample(0);
+        assert_ne!(&s[..1024], &s[1024..2048]);
+        assert_ne!(d.sample(0), d.sample(10));
     }
 }

@@ -59,7 +59,7 @@ pub struct ConvBlock<B: Backend> {
 
 impl<B: Backend> ConvBlock<B> {
     /// A stage with a `kernel` convolution, "same" padding and the given stride.
-    fn new(
+    pub(crate) fn new(
         cin: usize,
         cout: usize,
         kernel: [usize; 2],
@@ -89,13 +89,28 @@ impl<B: Backend> ConvBlock<B> {
     where
         B: Kernels,
     {
+        self.forward_act(x, mode, true, ops)
+    }
+
+    /// Convolution then BatchNorm, with a ReLU when `relu` (residual blocks add their
+    /// shortcut before the last one).
+    pub(crate) fn forward_act(
+        &self,
+        x: Tensor<B, 4>,
+        mode: BnMode,
+        relu: bool,
+        ops: Ops,
+    ) -> Tensor<B, 4>
+    where
+        B: Kernels,
+    {
         let spec = self.spec();
         let w = self.conv.weight.val();
         let y = match ops {
             Ops::Kernels => B::kernel_conv2d(x, w, spec),
             Ops::Burn => reference::conv2d(x, w, spec),
         };
-        self.bn.forward_with(y, mode, true, ops)
+        self.bn.forward_with(y, mode, relu, ops)
     }
 }
 

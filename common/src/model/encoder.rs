@@ -1,6 +1,7 @@
-//! The encoder of a run, chosen per modality: ConvNet-S for images, the 1-D CNN for
-//! time-series windows, the MLP for tabular records. Every encoder maps flat samples
-//! `[N, shape.len()]` to `[N, 128]` representations.
+//! The encoder of a run, chosen per modality: ConvNet-S or the ResNet for images, the 1-D
+//! CNN for time-series windows, the MLP for tabular records, the byte-level Transformer
+//! for text. Every encoder maps flat samples `[N, shape.len()]` to `[N, 128]`
+//! representations.
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -9,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::batchnorm::BnMode;
 use super::convnet::{grid_side, Cnn1dConfig, ConvNet, ConvNetSConfig, CONVNET_S_DIM};
 use super::mlp::{Mlp, MlpConfig};
+use super::resnet::{ResNet, ResNetConfig};
+use super::transformer::{TextEncoder, TextEncoderConfig};
 use crate::data::SampleShape;
 use crate::kernels::{Kernels, Ops};
 
@@ -21,6 +24,11 @@ pub const REPR_DIM: usize = CONVNET_S_DIM;
 pub enum EncoderConfig {
     /// ConvNet-S (images of any size and channel count).
     ConvnetS,
+    /// The ResNet-18 layout for colour images of 32×32 and larger.
+    Resnet {
+        /// Channels of the first stage (the stages have w, 2w, 4w, 8w; 64 is ResNet-18).
+        width: usize,
+    },
     /// The 1-D CNN over time-series windows; `width` is its first stage's channel count.
     Cnn1d {
         /// Channels of the first stage (the stages have w, 2w, 4w, 128).
@@ -31,6 +39,15 @@ pub enum EncoderConfig {
         /// Width of the hidden layers.
         hidden: usize,
     },
+    /// The byte-level Transformer for text.
+    Transformer {
+        /// Width of the token states.
+        dim: usize,
+        /// Transformer layers.
+        layers: usize,
+        /// Attention heads (must divide `dim`).
+        heads: usize,
+    },
 }
 
 impl EncoderConfig {
@@ -39,7 +56,12 @@ impl EncoderConfig {
         match shape {
             SampleShape::Image { .. } => Self::ConvnetS,
             SampleShape::Series { .. } => Self::Cnn1d { width: 32 },
-            SampleShape::Tabular { .. } | SampleShape::Text { .. } => Self::Mlp { hidden: 256 },
+            SampleShape::Tabular { .. } => Self::Mlp { hidden: 256 },
+            SampleShape::Text { .. } => Self::Transformer {
+                dim: 64,
+                layers: 2,
+                heads: 4,
+            },
         }
     }
 
@@ -47,8 +69,10 @@ impl EncoderConfig {
     pub fn name(&self) -> &'static str {
         match self {
             Self::ConvnetS => "convnet-s",
+            Self::Resnet { .. } => "resnet",
             Self::Cnn1d { .. } => "cnn1d",
             Self::Mlp { .. } => "mlp",
+            Self::Transformer { .. } => "transformer",
         }
     }
 
@@ -56,7 +80,10 @@ impl EncoderConfig {
     pub fn check(&self, shape: SampleShape) -> Result<(), String> {
         let fits = matches!(
             (self, shape),
-            (Self::ConvnetS, SampleShape::Image { .. })
+            (
+                Self::ConvnetS | Self::Resnet { .. },
+                SampleShape::Image { .. }
+            ) | (Self::Transformer { .. }, SampleShape::Text { .. })
                 | (Self::Cnn1d { .. }, SampleShape::Series { .. })
                 | (Self::Mlp { .. }, SampleShape::Tabular { .. })
         );
@@ -69,8 +96,21 @@ impl EncoderConfig {
             ));
         }
         match (*self, shape) {
-            (Self::Cnn1d { width: 0 }, _) | (Self::Mlp { hidden: 0 }, _) => {
+            (Self::Cnn1d { width: 0 }, _)
+            | (Self::Mlp { hidden: 0 }, _)
+            | (Self::Resnet { width: 0 }, _)
+            | (Self::Transformer { dim: 0, .. }, _) => {
                 Err(format!("the {} encoder needs a width ≥ 1", self.name()))
+            }
+            (Self::Resnet { width }, _) if width > 256 => Err(format!(
+                "the resnet encoder's width = {width} is above 256 (64 is ResNet-18)"
+            )),
+            (Self::Transformer { dim, layers, heads }, _)
+                if layers == 0 || layers > 24 || heads == 0 || dim % heads != 0 || dim > 1024 =>
+            {
+                Err(format!(
+                    "the transformer encoder needs 1..=24 layers, dim ≤ 1024 and heads dividing dim (got dim = {dim}, layers = {layers}, heads = {heads})"
+                ))
             }
             (_, s) if s.is_empty() => Err(format!("{s} hold no value")),
             _ => Ok(()),
@@ -81,10 +121,30 @@ impl EncoderConfig {
     /// covers (`None` unless the image divides evenly into the grid): masked image modeling
     /// predicts each cell's patch from that cell's features.
     pub fn cell(&self, shape: SampleShape) -> Option<[usize; 2]> {
-        let (Self::ConvnetS, SampleShape::Image { height, width, .. }) = (self, shape) else {
+        let SampleShape::Image {
+            channels,
+            height,
+            width,
+        } = shape
+        else {
             return None;
         };
-        let (gh, gw) = (grid_side(height), grid_side(width));
+        let (gh, gw) = match *self {
+            Self::ConvnetS => (grid_side(height), grid_side(width)),
+            Self::Resnet { width: base } => {
+                let halvings = ResNetConfig {
+                    channels,
+                    height,
+                    width,
+                    base,
+                }
+                .downsampling()
+                .trailing_zeros();
+                let shrink = |s: usize| (0..halvings).fold(s, |s, _| s.div_ceil(2));
+                (shrink(height), shrink(width))
+            }
+            _ => return None,
+        };
         (height % gh == 0 && width % gw == 0).then_some([height / gh, width / gw])
     }
 
@@ -111,6 +171,33 @@ impl EncoderConfig {
                 }
                 .init(device),
             ),
+            (
+                Self::Resnet { width: base },
+                SampleShape::Image {
+                    channels,
+                    height,
+                    width,
+                },
+            ) => Encoder::Resnet(
+                ResNetConfig {
+                    channels,
+                    height,
+                    width,
+                    base,
+                }
+                .init(device),
+            ),
+            (Self::Transformer { dim, layers, heads }, SampleShape::Text { length }) => {
+                Encoder::Text(
+                    TextEncoderConfig {
+                        length,
+                        dim,
+                        layers,
+                        heads,
+                    }
+                    .init(device),
+                )
+            }
             (Self::Cnn1d { width }, SampleShape::Series { channels, length }) => Encoder::Conv(
                 Cnn1dConfig {
                     channels,
@@ -141,6 +228,10 @@ pub enum Encoder<B: Backend> {
     Conv(ConvNet<B>),
     /// The MLP.
     Mlp(Mlp<B>),
+    /// The ResNet.
+    Resnet(ResNet<B>),
+    /// The byte-level Transformer.
+    Text(TextEncoder<B>),
 }
 
 impl<B: Kernels> Encoder<B> {
@@ -154,6 +245,23 @@ impl<B: Kernels> Encoder<B> {
         match self {
             Self::Conv(c) => c.forward_flat(x, mode, ops),
             Self::Mlp(m) => m.forward_with(x, mode, ops),
+            Self::Resnet(r) => r.forward_flat(x, mode, ops),
+            Self::Text(t) => t.forward(x),
+        }
+    }
+
+    /// The last feature map `[N, C, H', W']` of image encoders (before pooling): each cell
+    /// covers one patch of the image ([`EncoderConfig::cell`]). `None` for other encoders.
+    pub fn feature_map_flat(
+        &self,
+        x: Tensor<B, 2>,
+        mode: BnMode,
+        ops: Ops,
+    ) -> Option<Tensor<B, 4>> {
+        match self {
+            Self::Conv(c) => Some(c.feature_map_flat(x, mode, ops)),
+            Self::Resnet(r) => Some(r.feature_map_flat(x, mode, ops)),
+            _ => None,
         }
     }
 }
@@ -164,6 +272,8 @@ impl<B: Backend> Encoder<B> {
         match self {
             Self::Conv(c) => c.input.iter().product(),
             Self::Mlp(m) => m.layers.first().map_or(0, |l| l.fc.weight.dims()[0]),
+            Self::Resnet(r) => r.input.iter().product(),
+            Self::Text(t) => t.length(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Models: the encoders ([`encoder`]: ConvNet-S, the 1-D CNN, the MLP), the heads of the
+//! Models: the encoders ([`encoder`]: ConvNet-S, the ResNet, the 1-D CNN, the MLP, the
+//! byte-level Transformer), the heads of the
 //! objectives (projector, predictor, decoder, CPC context), the whole model a site trains
 //! ([`SslModel`]) with its global and local parts ([`Parts`]), and weights as plain tensors.
 //!
@@ -15,7 +16,9 @@ pub mod encoder;
 pub mod mlp;
 pub mod predictor;
 pub mod projector;
+pub mod resnet;
 pub mod ssl_model;
+pub mod transformer;
 pub mod weights;
 
 pub use convnet::{BnMode, Cnn1dConfig, ConvNet, ConvNetS, ConvNetSConfig};

@@ -173,9 +173,11 @@ impl ModelSpec {
     }
 
     /// Values the decoder predicts per input: one cell's patch for masked image modeling
-    /// (SimMIM-style, from each cell of the feature map), else the whole sample.
+    /// (SimMIM-style, from each cell of the feature map), one byte's logits for masked-token
+    /// modeling (from each token), else the whole sample.
     pub fn decoder_output(&self) -> Result<usize, String> {
         match (self.objective, self.shape) {
+            (_, SampleShape::Text { .. }) => Ok(super::transformer::BYTES),
             (Objective::Masked, SampleShape::Image { channels, .. }) => {
                 let [ph, pw] = self.encoder.cell(self.shape).ok_or_else(|| {
                     format!(

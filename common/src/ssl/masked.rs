@@ -4,9 +4,12 @@
 //!   per cell of the encoder's last feature map; each cell's features predict its patch's
 //!   pixels;
 //! - time series: random spans of `span` steps (all channels) — masked sequence modeling;
-//! - tabular records: random features.
+//! - tabular records: random features;
+//! - text (masked-token modeling, as BERT): random byte tokens, of which 80 % become
+//!   [`MASK`], 10 % a random byte and 10 % stay; each token's feature predicts its byte
+//!   through the decoder, and the loss is the cross-entropy over the chosen tokens.
 //!
-//! Hidden values are set to 0 in the encoder's input.
+//! Hidden numeric values are set to 0 in the encoder's input.
 
 use burn::prelude::*;
 use rand::Rng;
@@ -18,7 +21,9 @@ use super::objective::{tensor2, Heads, Inputs, LossContext, SslObjective};
 use super::views::ViewMaker;
 use crate::data::{Dataset, SampleShape};
 use crate::kernels::Kernels;
+use crate::model::transformer::{BYTES, MASK};
 use crate::model::{BnMode, Encoder};
+use burn::tensor::activation::log_softmax;
 
 /// Masked modeling and its masks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -31,6 +36,8 @@ pub struct Masked {
     pub patch: usize,
     /// Length of a time-series span, in steps.
     pub span: usize,
+    /// Fraction of a text's tokens chosen for masked-token modeling (BERT's 15 %).
+    pub tokens: f32,
 }
 
 impl Default for Masked {
@@ -39,6 +46,7 @@ impl Default for Masked {
             ratio: 0.5,
             patch: 0,
             span: 8,
+            tokens: 0.15,
         }
     }
 }
@@ -55,7 +63,42 @@ impl Masked {
         if self.span == 0 {
             return Err("masked.span must be at least 1".into());
         }
+        if !(self.tokens > 0.0 && self.tokens < 1.0) {
+            return Err(format!(
+                "masked.tokens = {} must lie strictly between 0 and 1",
+                self.tokens
+            ));
+        }
         Ok(())
+    }
+
+    /// Masked-token modeling's input for one text sample and its mask (1 = chosen): each
+    /// non-padding token is chosen with probability `tokens` (at least one is), then
+    /// replaced by [`MASK`] (80 %), by a random byte (10 %) or kept (10 %).
+    pub fn mask_text(&self, sample: &[f32], rng: &mut impl Rng) -> (Vec<f32>, Vec<f32>) {
+        let mut x = sample.to_vec();
+        let mut m = vec![0.0f32; sample.len()];
+        let real: Vec<usize> = (0..sample.len())
+            .filter(|&i| sample[i] >= 0.0 && sample[i] < BYTES as f32)
+            .collect();
+        let mut chosen: Vec<usize> = real
+            .iter()
+            .copied()
+            .filter(|_| rng.gen::<f32>() < self.tokens)
+            .collect();
+        if chosen.is_empty() && !real.is_empty() {
+            chosen.push(real[rng.gen_range(0..real.len())]);
+        }
+        for i in chosen {
+            m[i] = 1.0;
+            let r = rng.gen::<f32>();
+            if r < 0.8 {
+                x[i] = MASK as f32;
+            } else if r < 0.9 {
+                x[i] = f32::from(rng.gen::<u8>());
+            }
+        }
+        (x, m)
     }
 
     /// The mask of one sample of `shape` (1 = hidden), drawn from `rng`.
@@ -126,6 +169,37 @@ pub fn reconstruction_loss<B: Kernels>(cx: &LossContext<'_, B>, inputs: Inputs) 
     masked_mse(decoder.forward(h), inputs, cx.device)
 }
 
+/// The mean cross-entropy of `logits` (`[rows, classes]`) against the class `targets`
+/// (one per row), over the rows whose `weights` are 1 (rows of weight 0 are ignored;
+/// targets outside the classes count as class 0 and should have weight 0).
+pub fn masked_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[f32],
+    weights: Vec<f32>,
+    dev: &B::Device,
+) -> Tensor<B, 1> {
+    let [rows, classes] = logits.dims();
+    let ids: Vec<i64> = targets
+        .iter()
+        .map(|&t| {
+            if t >= 0.0 && (t as usize) < classes {
+                t as i64
+            } else {
+                0
+            }
+        })
+        .collect();
+    let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows]), dev).reshape([rows, 1]);
+    let count = weights.iter().sum::<f32>().max(1.0);
+    let w = Tensor::<B, 1>::from_data(TensorData::new(weights, [rows]), dev).reshape([rows, 1]);
+    log_softmax(logits, 1)
+        .gather(1, ids)
+        .mul(w)
+        .sum()
+        .div_scalar(-count)
+        .reshape([1])
+}
+
 /// The mean squared error of `pred` (`[rows, dim]`) against the inputs' clean values,
 /// over the masked values (all values without a mask).
 fn masked_mse<B: Backend>(pred: Tensor<B, 2>, inputs: Inputs, dev: &B::Device) -> Tensor<B, 1> {
@@ -190,17 +264,14 @@ impl SslObjective for Masked {
         }
     }
 
-    fn fits(&self, shape: SampleShape) -> Result<(), String> {
-        match shape {
-            SampleShape::Text { .. } => {
-                Err("masked modeling of text needs a token-level encoder, which fedssl does not have yet".into())
-            }
-            _ => Ok(()),
-        }
-    }
-
     fn inputs(&self, data: &Dataset, idx: &[usize], _views: &ViewMaker, seed: u64) -> Inputs {
         let shape = data.shape;
+        if let SampleShape::Text { .. } = shape {
+            return corrupted_inputs(data, idx, seed, |s, rng| {
+                let (x, m) = self.mask_text(s, rng);
+                (x, Some(m))
+            });
+        }
         corrupted_inputs(data, idx, seed, |s, rng| {
             let m = self.mask(shape, rng);
             let x = s
@@ -213,20 +284,32 @@ impl SslObjective for Masked {
     }
 
     fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
-        match (cx.spec.shape, &cx.model.encoder, &cx.model.decoder) {
+        let encoder = &cx.model.encoder;
+        match (cx.spec.shape, encoder, &cx.model.decoder) {
+            (SampleShape::Text { .. }, Encoder::Text(text), Some(decoder)) => {
+                // Each token's feature predicts its byte.
+                let (f, _) = text.token_features(inputs.x_tensor::<B>(cx.device));
+                let [n, l, d] = f.dims();
+                let logits = decoder.forward(f.reshape([n * l, d]));
+                let targets = inputs.clean.unwrap_or(inputs.x);
+                let weights = inputs.mask.unwrap_or_else(|| vec![1.0; n * l]);
+                masked_cross_entropy(logits, &targets, weights, cx.device)
+            }
             (
                 SampleShape::Image {
                     channels,
                     height,
                     width,
                 },
-                Encoder::Conv(net),
+                _,
                 Some(decoder),
             ) => {
                 // Each cell of the feature map predicts its own patch.
                 let dim = inputs.dim;
                 let x = inputs.x_tensor::<B>(cx.device);
-                let fmap = net.feature_map_flat(x, BnMode::Train, cx.ops);
+                let Some(fmap) = encoder.feature_map_flat(x, BnMode::Train, cx.ops) else {
+                    return reconstruction_loss(cx, inputs);
+                };
                 let [n, c, gh, gw] = fmap.dims();
                 let cells = fmap.permute([0, 2, 3, 1]).reshape([n * gh * gw, c]);
                 let [ph, pw] = [height / gh, width / gw];
@@ -270,6 +353,59 @@ mod tests {
             frac += mask.iter().sum::<f32>() / 784.0 / 50.0;
         }
         assert!((frac - 0.5).abs() < 0.08, "{frac}");
+    }
+
+    #[test]
+    fn token_cross_entropy_matches_a_hand_computed_value() {
+        use burn::backend::Flex;
+        let dev = Default::default();
+        // Row 0: uniform over 3 classes, target 1 → ln 3. Row 1: logits ln 1, ln 2, ln 3
+        // (p = 1/6, 2/6, 3/6), target 2 → ln 2. Row 2 is not masked.
+        let logits = Tensor::<Flex, 2>::from_data(
+            TensorData::new(
+                vec![0.0, 0.0, 0.0, 0.0, 2f32.ln(), 3f32.ln(), 9.0, -9.0, 0.0],
+                [3, 3],
+            ),
+            &dev,
+        );
+        let loss = masked_cross_entropy(logits, &[1.0, 2.0, 1.0], vec![1.0, 1.0, 0.0], &dev);
+        let got = crate::model::scalar(&loss);
+        let want = (3f32.ln() + 2f32.ln()) / 2.0;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn text_masks_choose_real_tokens_bert_style() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let text: Vec<f32> = crate::model::transformer::tokenize([[b'a'; 40].as_slice()], 64);
+        let m = Masked::default();
+        let (mut chosen, mut masked, mut kept) = (0.0, 0, 0);
+        for _ in 0..200 {
+            let (x, mask) = m.mask_text(&text, &mut rng);
+            // Padding is never chosen, and unchosen tokens are untouched.
+            assert!(mask[40..].iter().all(|&v| v == 0.0));
+            for i in 0..64 {
+                if mask[i] == 0.0 {
+                    assert_eq!(x[i], text[i]);
+                } else if x[i] == MASK as f32 {
+                    masked += 1;
+                } else if x[i] == text[i] {
+                    kept += 1;
+                }
+            }
+            chosen += mask.iter().sum::<f32>() / 40.0 / 200.0;
+        }
+        assert!((chosen - 0.15).abs() < 0.02, "{chosen}");
+        let total = chosen * 40.0 * 200.0;
+        assert!(
+            (masked as f32 / total - 0.8).abs() < 0.05,
+            "{masked} of {total}"
+        );
+        assert!(kept > 0);
+        // A text of one byte still gets one chosen token.
+        let one = crate::model::transformer::tokenize([b"z".as_slice()], 8);
+        let (_, mask) = Masked { tokens: 0.01, ..m }.mask_text(&one, &mut rng);
+        assert_eq!(mask.iter().sum::<f32>(), 1.0);
     }
 
     #[test]

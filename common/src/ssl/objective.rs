@@ -150,6 +150,16 @@ impl<T: PairObjective> SslObjective for T {
         }
     }
 
+    fn fits(&self, shape: SampleShape) -> Result<(), String> {
+        match shape {
+            SampleShape::Text { .. } => Err(
+                "it compares two augmented views of each sample, and fedssl has no text augmentations (use masked for text)"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     fn inputs(&self, data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs {
         super::pairs::two_views(data, idx, views, seed)
     }
