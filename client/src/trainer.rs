@@ -87,8 +87,7 @@ pub fn init_model<B: Backend>(
     dev: &B::Device,
     seed: u64,
 ) -> anyhow::Result<SslModel<B>> {
-    B::seed(dev, seed);
-    spec.init::<B>(dev).map_err(anyhow::Error::msg)
+    spec.init_seeded::<B>(dev, seed).map_err(anyhow::Error::msg)
 }
 
 /// The optimizer every local step uses: Adam, ε = 1e-8 (PyTorch's default).

@@ -80,8 +80,9 @@ pub fn encode_with_weights(
     sets: &[&Dataset],
 ) -> anyhow::Result<Vec<Vec<f32>>> {
     let dev = Default::default();
-    <Flex as Backend>::seed(&dev, init_seed);
-    let mut model = spec.init::<Flex>(&dev).map_err(anyhow::Error::msg)?;
+    let mut model = spec
+        .init_seeded::<Flex>(&dev, init_seed)
+        .map_err(anyhow::Error::msg)?;
     if let Some(w) = weights {
         model = w.load_into(model)?;
     }

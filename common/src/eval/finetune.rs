@@ -98,8 +98,9 @@ pub fn train_classifier<B: AutodiffKernels>(
         _ => bail!("supervised training needs a labeled, non-empty training set"),
     };
     let classes = train.num_classes.max(2);
-    B::seed(dev, cfg.seed);
-    let mut encoder = spec.init::<B>(dev).map_err(anyhow::Error::msg)?;
+    let mut encoder = spec
+        .init_seeded::<B>(dev, cfg.seed)
+        .map_err(anyhow::Error::msg)?;
     if let Some(w) = pretrained {
         encoder = w.load_into(encoder).with_context(|| {
             format!(

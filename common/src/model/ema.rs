@@ -59,8 +59,7 @@ mod tests {
     #[test]
     fn matches_the_mix_of_the_weights() {
         let dev = Default::default();
-        <Flex as Backend>::seed(&dev, 1);
-        let online = ModelSpec::default().init::<Flex>(&dev).unwrap();
+        let online = ModelSpec::default().init_seeded::<Flex>(&dev, 1).unwrap();
         let target = online.clone();
         // Move the online model away from the target: reload it with other values.
         let shifted = {

@@ -162,7 +162,11 @@ impl ModelSpec {
                 .predictor
                 .then(|| PredictorConfig::default().init(device)),
             decoder: if heads.decoder {
-                Some(decoder(REPR_DIM, self.decoder_output()?, device))
+                Some(decoder(
+                    self.decoder_input(),
+                    self.decoder_output()?,
+                    device,
+                ))
             } else {
                 None
             },
@@ -170,6 +174,17 @@ impl ModelSpec {
                 .context
                 .then(|| context_net(REPR_DIM, self.cpc_steps.max(1), device)),
         })
+    }
+
+    /// Width of what the decoder reads: a cell of the last feature map for masked image
+    /// modeling (8w channels for the ResNet), else the 128-d representation.
+    pub fn decoder_input(&self) -> usize {
+        match (self.objective, self.shape, self.encoder) {
+            (Objective::Masked, SampleShape::Image { .. }, EncoderConfig::Resnet { width }) => {
+                8 * width
+            }
+            _ => REPR_DIM,
+        }
     }
 
     /// Values the decoder predicts per input: one cell's patch for masked image modeling
@@ -192,11 +207,27 @@ impl ModelSpec {
         }
     }
 
+    /// A fresh model drawn from the backend's generator seeded with `seed`. The backend's
+    /// generator is process-wide, so seeding and drawing happen under one lock: models
+    /// built at the same time on other threads (simulated sites, tests) cannot take
+    /// numbers from the middle of this one's stream.
+    pub fn init_seeded<B: Backend>(
+        &self,
+        device: &B::Device,
+        seed: u64,
+    ) -> Result<SslModel<B>, String> {
+        static SEEDED_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = SEEDED_INIT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        B::seed(device, seed);
+        self.init::<B>(device)
+    }
+
     /// The global weights of a freshly initialized model (deterministic for `seed`).
     pub fn initial_global(&self, seed: u64) -> Result<Weights, String> {
         let dev = Default::default();
-        <burn::backend::Flex as Backend>::seed(&dev, seed);
-        let m = self.init::<burn::backend::Flex>(&dev)?;
+        let m = self.init_seeded::<burn::backend::Flex>(&dev, seed)?;
         Ok(self.global(&m))
     }
 
