@@ -34,28 +34,7 @@ pub fn is_image(path: &Path) -> bool {
 
 /// Image files of `dir` and its sub-folders, with the class of each.
 pub fn list(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Option<String>)>> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let p = e?.path();
-        if p.is_dir() {
-            let class = p.file_name().map(|n| n.to_string_lossy().into_owned());
-            for f in
-                std::fs::read_dir(&p).with_context(|| format!("cannot list {}", p.display()))?
-            {
-                let f = f?.path();
-                if is_image(&f) {
-                    files.push((f, class.clone()));
-                }
-            }
-        } else if is_image(&p) {
-            files.push((p, None));
-        }
-        if files.len() > MAX_IMAGES {
-            bail!("{}: more than {MAX_IMAGES} images", dir.display());
-        }
-    }
-    files.sort();
-    Ok(files)
+    super::source::files_by_class(dir, is_image, MAX_IMAGES)
 }
 
 fn decode(path: &Path) -> anyhow::Result<DynamicImage> {

@@ -172,27 +172,13 @@ fn recordings_of(
         .collect())
 }
 
+/// The most `.npy` files one folder may hold.
+pub const MAX_FILES: usize = 1_000_000;
+
 /// `.npy` files of `dir`, with the class of each (its sub-folder's name).
 fn files_of(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Option<String>)>> {
     let is_npy = |p: &Path| p.extension().and_then(|e| e.to_str()) == Some("npy");
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let p = e?.path();
-        if p.is_dir() {
-            let class = p.file_name().map(|n| n.to_string_lossy().into_owned());
-            for f in
-                std::fs::read_dir(&p).with_context(|| format!("cannot list {}", p.display()))?
-            {
-                let f = f?.path();
-                if is_npy(&f) {
-                    files.push((f, class.clone()));
-                }
-            }
-        } else if is_npy(&p) {
-            files.push((p, None));
-        }
-    }
-    files.sort();
+    let files = super::source::files_by_class(dir, is_npy, MAX_FILES)?;
     if files.is_empty() {
         bail!("{}: no .npy files", dir.display());
     }

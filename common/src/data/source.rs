@@ -63,6 +63,38 @@ pub fn holds_files(path: &Path, exts: &[&str]) -> bool {
     })
 }
 
+/// The files of `dir` that `wanted` accepts, directly in it (class `None`) or in its
+/// sub-folders (class: the sub-folder's name), sorted; at most `limit` of them.
+pub fn files_by_class(
+    dir: &Path,
+    wanted: impl Fn(&Path) -> bool,
+    limit: usize,
+) -> anyhow::Result<Vec<(std::path::PathBuf, Option<String>)>> {
+    use anyhow::Context;
+    let list =
+        |d: &Path| std::fs::read_dir(d).with_context(|| format!("cannot list {}", d.display()));
+    let mut files = Vec::new();
+    for e in list(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            let class = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            for f in list(&p)? {
+                let f = f?.path();
+                if wanted(&f) {
+                    files.push((f, class.clone()));
+                }
+            }
+        } else if wanted(&p) {
+            files.push((p, None));
+        }
+        if files.len() > limit {
+            bail!("{}: more than {limit} files", dir.display());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// MNIST-style IDX folders (`train-images-idx3-ubyte[.gz]` …) of 28×28 grayscale images.
 pub struct IdxFolder;
 

@@ -208,7 +208,8 @@ impl ModelSpec {
     }
 
     /// A fresh model drawn from the backend's generator seeded with `seed`. The backend's
-    /// generator is process-wide, so seeding and drawing happen under one lock: models
+    /// generator is process-wide, so seeding and drawing (burn draws lazily, so this reads
+    /// every parameter) happen under one lock: models
     /// built at the same time on other threads (simulated sites, tests) cannot take
     /// numbers from the middle of this one's stream.
     pub fn init_seeded<B: Backend>(
@@ -221,7 +222,10 @@ impl ModelSpec {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         B::seed(device, seed);
-        self.init::<B>(device)
+        let model = self.init::<B>(device)?;
+        // burn draws parameters lazily, on first read: read them all while the lock is held.
+        let _ = Weights::from_module(&model);
+        Ok(model)
     }
 
     /// The global weights of a freshly initialized model (deterministic for `seed`).
