@@ -543,6 +543,17 @@ impl Modality {
     }
 }
 
+/// Splits a `NAME[:VALUE]` argument and parses its value.
+fn name_and_value<T: std::str::FromStr>(s: &str) -> Result<(&str, Option<T>), String>
+where
+    T::Err: std::fmt::Display,
+{
+    match s.split_once(':') {
+        Some((n, v)) => Ok((n, Some(v.parse::<T>().map_err(|e| format!("{s}: {e}"))?))),
+        None => Ok((s, None)),
+    }
+}
+
 /// `--encoder NAME[:WIDTH]`.
 #[derive(Debug, Clone, Copy)]
 struct EncoderArg(EncoderConfig);
@@ -551,13 +562,7 @@ impl std::str::FromStr for EncoderArg {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (name, width) = match s.split_once(':') {
-            Some((n, v)) => (
-                n,
-                Some(v.parse::<usize>().map_err(|e| format!("{s}: {e}"))?),
-            ),
-            None => (s, None),
-        };
+        let (name, width) = name_and_value::<usize>(s)?;
         let e = match name {
             "convnet-s" if width.is_none() => EncoderConfig::ConvnetS,
             "resnet" => EncoderConfig::Resnet {
@@ -592,10 +597,7 @@ impl std::str::FromStr for FederationArg {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (name, value) = match s.split_once(':') {
-            Some((n, v)) => (n, Some(v.parse::<f64>().map_err(|e| format!("{s}: {e}"))?)),
-            None => (s, None),
-        };
+        let (name, value) = name_and_value::<f64>(s)?;
         let f = match name {
             "fedavg" => Federation::FedAvg,
             "fedema" => Federation::FedEma {

@@ -453,20 +453,21 @@ impl Session {
             );
         }
         let mut update = outcome.global.sub(&global)?;
-        let norm = update.l2_norm();
-        if norm > task.plan.dp.clip_norm {
+        let (privatized, update) = self
+            .compute
+            .run(move || mech.privatize(&mut update).map(|p| (p, update)))
+            .await??;
+        let clip_norm = task.plan.dp.clip_norm;
+        if privatized.norm > clip_norm {
             info!(
                 round = task.round,
-                norm = format!("{norm:.3}"),
-                clip_norm = task.plan.dp.clip_norm,
+                norm = format!("{:.3}", privatized.norm),
+                clip_norm,
                 "update clipped to the plan's clip_norm (scaled by {:.3})",
-                task.plan.dp.clip_norm / norm
+                clip_norm / privatized.norm
             );
         }
-        let (rho, update) = self
-            .compute
-            .run(move || mech.privatize(&mut update).map(|r| (r, update)))
-            .await??;
+        let rho = privatized.rho;
         // The spend is durable before the update can leave the site.
         self.ledger.record(task.round, rho, &base_hash)?;
         let epsilon = self.ledger.ledger.epsilon()?;

@@ -8,12 +8,12 @@
 //! one channel (series). Values are standardized per column with the file's own mean and
 //! standard deviation, which never leave the site.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use super::windows::{cut_windows, number_classes, standardize, Recording};
+use super::source::{files_with_extension, holds_files, DataSource, Loaded};
+use super::windows::{cut_windows, group_recordings, number_classes, standardize, Recording};
 use super::{Dataset, SampleShape};
 
 /// Rows of one CSV file: numeric columns, optional labels and recording ids.
@@ -119,47 +119,37 @@ pub fn load_series(
     length: usize,
     stride: usize,
 ) -> anyhow::Result<Dataset> {
-    let files: Vec<std::path::PathBuf> = if path.is_dir() {
-        let mut f: Vec<_> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("csv"))
-            .collect();
-        f.sort();
-        if f.is_empty() {
-            bail!("{}: no .csv files", path.display());
-        }
-        f
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = files_with_extension(path, &["csv"])?;
+    if files.is_empty() {
+        bail!("{}: no .csv files", path.display());
+    }
     // Recordings: (rows, labels), in file order, then by recording id.
     let mut recordings: Vec<Recording> = Vec::new();
     for file in &files {
-        let t = read_table(file)?;
-        if t.columns.len() != channels {
+        let Table {
+            columns,
+            rows,
+            labels,
+            recordings: ids,
+        } = read_table(file)?;
+        if columns.len() != channels {
             bail!(
                 "{}: {} numeric columns ({}), but the plan's windows have {channels} channels",
                 file.display(),
-                t.columns.len(),
-                t.columns.join(", ")
+                columns.len(),
+                columns.join(", ")
             );
         }
-        match &t.recordings {
-            None => recordings.push((t.rows, t.labels)),
+        match ids {
+            None => recordings.push((rows, labels)),
             Some(ids) => {
-                let mut by_id: BTreeMap<&str, (Vec<Vec<f32>>, Vec<String>)> = BTreeMap::new();
-                for (k, row) in t.rows.into_iter().enumerate() {
-                    let e = by_id.entry(ids[k].as_str()).or_default();
-                    e.0.push(row);
-                    if let Some(l) = &t.labels {
-                        e.1.push(l[k].clone());
-                    }
-                }
-                for (_, (rows, labels)) in by_id {
-                    let labels = t.labels.is_some().then_some(labels);
-                    recordings.push((rows, labels));
-                }
+                let labeled = labels.is_some();
+                let mut labels = labels.map(Vec::into_iter);
+                let rows = ids
+                    .into_iter()
+                    .zip(rows)
+                    .map(|(id, row)| (id, row, labels.as_mut().and_then(Iterator::next)));
+                recordings.extend(group_recordings(rows, labeled));
             }
         }
     }
@@ -170,6 +160,48 @@ pub fn load_series(
         stride,
         &path.display().to_string(),
     )
+}
+
+/// Tabular records in a CSV file ([`load_table`]).
+pub struct CsvTable;
+
+impl DataSource for CsvTable {
+    fn name(&self) -> &'static str {
+        "csv"
+    }
+    fn holds(&self) -> &'static str {
+        "tabular records in a CSV file"
+    }
+    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
+        matches!(shape, SampleShape::Tabular { .. }) && holds_files(path, &["csv"])
+    }
+    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
+        let SampleShape::Tabular { features } = shape else {
+            bail!("CSV tables hold records, not {shape}");
+        };
+        load_table(path, features).map(Loaded::Pool)
+    }
+}
+
+/// Time series in CSV files ([`load_series`], windows every half window).
+pub struct CsvSeries;
+
+impl DataSource for CsvSeries {
+    fn name(&self) -> &'static str {
+        "csv"
+    }
+    fn holds(&self) -> &'static str {
+        "time series in a CSV file or a folder of them"
+    }
+    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
+        matches!(shape, SampleShape::Series { .. }) && holds_files(path, &["csv"])
+    }
+    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
+        let SampleShape::Series { channels, length } = shape else {
+            bail!("CSV series hold windows, not {shape}");
+        };
+        load_series(path, channels, length, (length / 2).max(1)).map(Loaded::Pool)
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::{Dataset, Splits};
+use super::source::{DataSource, Loaded};
+use super::{Dataset, SampleShape, Splits};
 use crate::model::{IMAGE_PIXELS, IMAGE_SIDE};
 
 /// Largest number of items accepted in one file.
@@ -140,6 +141,33 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Splits> {
         train: load("train")?,
         test: load("t10k")?,
     })
+}
+
+/// MNIST-style IDX folders (`train-images-idx3-ubyte[.gz]` …) of 28×28 grayscale images.
+pub struct IdxFolder;
+
+impl DataSource for IdxFolder {
+    fn name(&self) -> &'static str {
+        "idx"
+    }
+    fn holds(&self) -> &'static str {
+        "28×28 grayscale images in an MNIST-style IDX folder"
+    }
+    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
+        shape == SampleShape::GRAY_28
+            && std::fs::read_dir(path).is_ok_and(|mut d| {
+                d.any(|e| {
+                    e.is_ok_and(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("train-images-idx3-ubyte")
+                    })
+                })
+            })
+    }
+    fn load(&self, path: &Path, _shape: SampleShape) -> anyhow::Result<Loaded> {
+        load_dir(path).map(Loaded::Splits)
+    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@
 //! to its height × width; values are scaled to `[0, 1]`. Decoding runs under limits, so a
 //! hostile file cannot claim gigabytes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits};
 use rayon::prelude::*;
 
+use super::source::{files_by_class, holds_files, DataSource, Loaded};
 use super::windows::number_classes;
 use super::{Dataset, SampleShape};
 
@@ -21,21 +22,8 @@ pub const MAX_SIDE: u32 = 8192;
 /// The most images one folder may hold.
 pub const MAX_IMAGES: usize = 2_000_000;
 
-/// Whether `path` names a file the reader decodes (by extension).
-pub fn is_image(path: &Path) -> bool {
-    matches!(
-        path.extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Some("png" | "jpg" | "jpeg")
-    )
-}
-
-/// Image files of `dir` and its sub-folders, with the class of each.
-pub fn list(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Option<String>)>> {
-    super::source::files_by_class(dir, is_image, MAX_IMAGES)
-}
+/// The extensions of the files the reader decodes.
+pub const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 fn decode(path: &Path) -> anyhow::Result<DynamicImage> {
     let mut reader = ImageReader::open(path)
@@ -89,7 +77,7 @@ fn pixels(img: DynamicImage, shape: SampleShape) -> anyhow::Result<Vec<f32>> {
 
 /// Loads every image of `dir` as samples of `shape`.
 pub fn load(dir: &Path, shape: SampleShape) -> anyhow::Result<Dataset> {
-    let files = list(dir)?;
+    let files = files_by_class(dir, &EXTENSIONS, MAX_IMAGES)?;
     if files.is_empty() {
         bail!(
             "{}: no PNG or JPEG images (directly or in class sub-folders)",
@@ -114,6 +102,26 @@ pub fn load(dir: &Path, shape: SampleShape) -> anyhow::Result<Dataset> {
         labels,
         num_classes,
     })
+}
+
+/// A folder of PNG or JPEG images.
+pub struct ImageFolder;
+
+impl DataSource for ImageFolder {
+    fn name(&self) -> &'static str {
+        "image-folder"
+    }
+    fn holds(&self) -> &'static str {
+        "PNG or JPEG images in a folder (class sub-folders optional)"
+    }
+    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
+        matches!(shape, SampleShape::Image { .. })
+            && path.is_dir()
+            && holds_files(path, &EXTENSIONS)
+    }
+    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
+        load(path, shape).map(Loaded::Pool)
+    }
 }
 
 #[cfg(test)]

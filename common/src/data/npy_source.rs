@@ -11,30 +11,26 @@
 //! name as their class label (`walking/rec1.npy`). Values must be finite; each channel is
 //! standardized over every recording.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use npyz::{NpyFile, Order, TypeChar};
 
-use super::windows::{cut_windows, Recording};
-use super::Dataset;
+use super::source::{files_by_class, holds_files, read_capped, DataSource, Loaded};
+use super::windows::{cut_windows, group_recordings, Recording};
+use super::{Dataset, SampleShape};
 
 /// The largest `.npy` file read (bytes).
 pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
+/// All values of `npy` read as `T`, converted by `f`.
+fn values<T: npyz::Deserialize>(npy: NpyFile<&[u8]>, f: fn(T) -> f64) -> std::io::Result<Vec<f64>> {
+    Ok(npy.into_vec::<T>()?.into_iter().map(f).collect())
+}
+
 /// The values of a 2-D `.npy` array as `[rows][columns]` (f64).
 fn read_matrix(path: &Path) -> anyhow::Result<Vec<Vec<f64>>> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .len();
-    if size > MAX_FILE_BYTES {
-        bail!(
-            "{}: {size} bytes is over the {MAX_FILE_BYTES}-byte limit",
-            path.display()
-        );
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = read_capped(path, MAX_FILE_BYTES)?;
     let npy = NpyFile::new(&bytes[..])
         .with_context(|| format!("{}: not a valid .npy file", path.display()))?;
     let shape = npy.shape().to_vec();
@@ -49,68 +45,23 @@ fn read_matrix(path: &Path) -> anyhow::Result<Vec<Vec<f64>>> {
     let npyz::DType::Plain(ts) = npy.dtype() else {
         bail!("{}: structured arrays are not supported", path.display());
     };
-    let bad = |e: std::io::Error| anyhow::anyhow!("{}: {e}", path.display());
-    let flat: Vec<f64> = match (ts.type_char(), ts.size_field()) {
-        (TypeChar::Float, 4) => npy
-            .into_vec::<f32>()
-            .map_err(bad)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Float, 8) => npy.into_vec::<f64>().map_err(bad)?,
-        (TypeChar::Int, 1) => npy
-            .into_vec::<i8>()
-            .map_err(bad)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Int, 2) => npy
-            .into_vec::<i16>()
-            .map_err(bad)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Int, 4) => npy
-            .into_vec::<i32>()
-            .map_err(bad)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Int, 8) => npy
-            .into_vec::<i64>()
-            .map_err(bad)?
-            .into_iter()
-            .map(|v| v as f64)
-            .collect(),
-        (TypeChar::Uint, 1) => npy
-            .into_vec::<u8>()
-            .map_err(bad)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Uint, 2) => npy
-            .into_vec::<u16>()
-            .map_err(bad)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Uint, 4) => npy
-            .into_vec::<u32>()
-            .map_err(bad)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Uint, 8) => npy
-            .into_vec::<u64>()
-            .map_err(bad)?
-            .into_iter()
-            .map(|v| v as f64)
-            .collect(),
+    let flat = match (ts.type_char(), ts.size_field()) {
+        (TypeChar::Float, 4) => values::<f32>(npy, f64::from),
+        (TypeChar::Float, 8) => values::<f64>(npy, |v| v),
+        (TypeChar::Int, 1) => values::<i8>(npy, f64::from),
+        (TypeChar::Int, 2) => values::<i16>(npy, f64::from),
+        (TypeChar::Int, 4) => values::<i32>(npy, f64::from),
+        (TypeChar::Int, 8) => values::<i64>(npy, |v| v as f64),
+        (TypeChar::Uint, 1) => values::<u8>(npy, f64::from),
+        (TypeChar::Uint, 2) => values::<u16>(npy, f64::from),
+        (TypeChar::Uint, 4) => values::<u32>(npy, f64::from),
+        (TypeChar::Uint, 8) => values::<u64>(npy, |v| v as f64),
         _ => bail!(
             "{}: dtype {ts} is not a number fedssl reads (use integers or floats)",
             path.display()
         ),
-    };
+    }
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let (rows, cols) = (rows as usize, cols as usize);
     if flat.len() != rows * cols {
         bail!(
@@ -144,7 +95,7 @@ fn recordings_of(
             channels + 2
         )
     })?;
-    let mut by_id: BTreeMap<i64, (Vec<Vec<f32>>, Vec<String>)> = BTreeMap::new();
+    let mut rows = Vec::with_capacity(m.len());
     for (r, row) in m.iter().enumerate() {
         if let Some(c) = row.iter().position(|v| !v.is_finite()) {
             bail!(
@@ -159,31 +110,13 @@ fn recordings_of(
             (_, Some(c)) => Some(c.to_string()),
             _ => None,
         };
-        let e = by_id.entry(id).or_default();
-        e.0.push(row[extra..].iter().map(|&v| v as f32).collect());
-        if let Some(l) = label {
-            e.1.push(l);
-        }
+        rows.push((id, row[extra..].iter().map(|&v| v as f32).collect(), label));
     }
-    let labeled = extra == 2 || class.is_some();
-    Ok(by_id
-        .into_values()
-        .map(|(rows, labels)| (rows, labeled.then_some(labels)))
-        .collect())
+    Ok(group_recordings(rows, extra == 2 || class.is_some()))
 }
 
 /// The most `.npy` files one folder may hold.
 pub const MAX_FILES: usize = 1_000_000;
-
-/// `.npy` files of `dir`, with the class of each (its sub-folder's name).
-fn files_of(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Option<String>)>> {
-    let is_npy = |p: &Path| p.extension().and_then(|e| e.to_str()) == Some("npy");
-    let files = super::source::files_by_class(dir, is_npy, MAX_FILES)?;
-    if files.is_empty() {
-        bail!("{}: no .npy files", dir.display());
-    }
-    Ok(files)
-}
 
 /// Loads time series from a `.npy` file or a folder of them, cut into windows of `length`
 /// steps every `stride` steps.
@@ -194,7 +127,11 @@ pub fn load_series(
     stride: usize,
 ) -> anyhow::Result<Dataset> {
     let files = if path.is_dir() {
-        files_of(path)?
+        let files = files_by_class(path, &["npy"], MAX_FILES)?;
+        if files.is_empty() {
+            bail!("{}: no .npy files", path.display());
+        }
+        files
     } else {
         vec![(path.to_path_buf(), None)]
     };
@@ -209,6 +146,27 @@ pub fn load_series(
         stride,
         &path.display().to_string(),
     )
+}
+
+/// Time series in `.npy` files (windows every half window).
+pub struct NpySeries;
+
+impl DataSource for NpySeries {
+    fn name(&self) -> &'static str {
+        "npy"
+    }
+    fn holds(&self) -> &'static str {
+        "time series in a .npy file or a folder of them"
+    }
+    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
+        matches!(shape, SampleShape::Series { .. }) && holds_files(path, &["npy"])
+    }
+    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
+        let SampleShape::Series { channels, length } = shape else {
+            bail!(".npy files hold time series, not {shape}");
+        };
+        load_series(path, channels, length, (length / 2).max(1)).map(Loaded::Pool)
+    }
 }
 
 #[cfg(test)]

@@ -3,15 +3,20 @@
 //!
 //! A source recognizes its input by the plan's sample shape and by file extensions or
 //! folder contents; adding a format is one file implementing the trait plus an entry in
-//! [`SOURCES`].
+//! [`SOURCES`]. The helpers here are what the formats share: extension checks, folder
+//! listings and size-capped reads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::{csv_source, idx, image_folder, npy_source, text_lines};
+use super::csv_source::{CsvSeries, CsvTable};
+use super::idx::IdxFolder;
+use super::image_folder::ImageFolder;
+use super::npy_source::NpySeries;
+use super::text_lines::TextLines;
 use super::{records, sensors, synthetic, topics, Dataset, SampleShape, Splits};
 
 /// What a source read: its own train and test splits, or one pool to split.
@@ -39,14 +44,17 @@ pub trait DataSource: Sync {
     fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded>;
 }
 
+/// Whether `path`'s extension is one of `exts` (any case).
+pub fn has_extension(path: &Path, exts: &[&str]) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| exts.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
 /// Whether `path` is a file with one of `exts`, or a folder holding one (directly or in a
 /// sub-folder).
 pub fn holds_files(path: &Path, exts: &[&str]) -> bool {
-    let matches = |p: &Path| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| exts.iter().any(|x| x.eq_ignore_ascii_case(e)))
-    };
+    let matches = |p: &Path| has_extension(p, exts);
     if !path.is_dir() {
         return matches(path);
     }
@@ -63,16 +71,35 @@ pub fn holds_files(path: &Path, exts: &[&str]) -> bool {
     })
 }
 
-/// The files of `dir` that `wanted` accepts, directly in it (class `None`) or in its
+fn list(dir: &Path) -> anyhow::Result<std::fs::ReadDir> {
+    std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))
+}
+
+/// `path` itself when it is a file, else the files directly in the folder `path` with one
+/// of `exts`, sorted.
+pub fn files_with_extension(path: &Path, exts: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for e in list(path)? {
+        let p = e?.path();
+        if p.is_file() && has_extension(&p, exts) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The files of `dir` with one of `exts`, directly in it (class `None`) or in its
 /// sub-folders (class: the sub-folder's name), sorted; at most `limit` of them.
 pub fn files_by_class(
     dir: &Path,
-    wanted: impl Fn(&Path) -> bool,
+    exts: &[&str],
     limit: usize,
-) -> anyhow::Result<Vec<(std::path::PathBuf, Option<String>)>> {
-    use anyhow::Context;
-    let list =
-        |d: &Path| std::fs::read_dir(d).with_context(|| format!("cannot list {}", d.display()));
+) -> anyhow::Result<Vec<(PathBuf, Option<String>)>> {
+    let wanted = |p: &Path| has_extension(p, exts);
     let mut files = Vec::new();
     for e in list(dir)? {
         let p = e?.path();
@@ -95,135 +122,18 @@ pub fn files_by_class(
     Ok(files)
 }
 
-/// MNIST-style IDX folders (`train-images-idx3-ubyte[.gz]` …) of 28×28 grayscale images.
-pub struct IdxFolder;
-
-impl DataSource for IdxFolder {
-    fn name(&self) -> &'static str {
-        "idx"
+/// The bytes of the file `path`, refused (with its size) when over `max_bytes`.
+pub fn read_capped(path: &Path, max_bytes: u64) -> anyhow::Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .len();
+    if size > max_bytes {
+        bail!(
+            "{}: {size} bytes is over the {max_bytes}-byte limit",
+            path.display()
+        );
     }
-    fn holds(&self) -> &'static str {
-        "28×28 grayscale images in an MNIST-style IDX folder"
-    }
-    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
-        shape == SampleShape::GRAY_28
-            && std::fs::read_dir(path).is_ok_and(|mut d| {
-                d.any(|e| {
-                    e.is_ok_and(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .starts_with("train-images-idx3-ubyte")
-                    })
-                })
-            })
-    }
-    fn load(&self, path: &Path, _shape: SampleShape) -> anyhow::Result<Loaded> {
-        idx::load_dir(path).map(Loaded::Splits)
-    }
-}
-
-/// A folder of PNG or JPEG images ([`image_folder`]).
-pub struct ImageFolder;
-
-impl DataSource for ImageFolder {
-    fn name(&self) -> &'static str {
-        "image-folder"
-    }
-    fn holds(&self) -> &'static str {
-        "PNG or JPEG images in a folder (class sub-folders optional)"
-    }
-    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
-        matches!(shape, SampleShape::Image { .. })
-            && path.is_dir()
-            && holds_files(path, &["png", "jpg", "jpeg"])
-    }
-    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
-        image_folder::load(path, shape).map(Loaded::Pool)
-    }
-}
-
-/// Tabular records in a CSV file ([`csv_source::load_table`]).
-pub struct CsvTable;
-
-impl DataSource for CsvTable {
-    fn name(&self) -> &'static str {
-        "csv"
-    }
-    fn holds(&self) -> &'static str {
-        "tabular records in a CSV file"
-    }
-    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
-        matches!(shape, SampleShape::Tabular { .. }) && holds_files(path, &["csv"])
-    }
-    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
-        let SampleShape::Tabular { features } = shape else {
-            bail!("CSV tables hold records, not {shape}");
-        };
-        csv_source::load_table(path, features).map(Loaded::Pool)
-    }
-}
-
-/// Time series in CSV files ([`csv_source::load_series`], windows every half window).
-pub struct CsvSeries;
-
-impl DataSource for CsvSeries {
-    fn name(&self) -> &'static str {
-        "csv"
-    }
-    fn holds(&self) -> &'static str {
-        "time series in a CSV file or a folder of them"
-    }
-    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
-        matches!(shape, SampleShape::Series { .. }) && holds_files(path, &["csv"])
-    }
-    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
-        let SampleShape::Series { channels, length } = shape else {
-            bail!("CSV series hold windows, not {shape}");
-        };
-        csv_source::load_series(path, channels, length, (length / 2).max(1)).map(Loaded::Pool)
-    }
-}
-
-/// Time series in `.npy` files ([`npy_source`], windows every half window).
-pub struct NpySeries;
-
-impl DataSource for NpySeries {
-    fn name(&self) -> &'static str {
-        "npy"
-    }
-    fn holds(&self) -> &'static str {
-        "time series in a .npy file or a folder of them"
-    }
-    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
-        matches!(shape, SampleShape::Series { .. }) && holds_files(path, &["npy"])
-    }
-    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
-        let SampleShape::Series { channels, length } = shape else {
-            bail!(".npy files hold time series, not {shape}");
-        };
-        npy_source::load_series(path, channels, length, (length / 2).max(1)).map(Loaded::Pool)
-    }
-}
-
-/// Plain-text lines ([`text_lines`]).
-pub struct TextLines;
-
-impl DataSource for TextLines {
-    fn name(&self) -> &'static str {
-        "text"
-    }
-    fn holds(&self) -> &'static str {
-        "lines of text in a file or a folder of .txt files"
-    }
-    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
-        matches!(shape, SampleShape::Text { .. }) && (path.is_file() || holds_files(path, &["txt"]))
-    }
-    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
-        let SampleShape::Text { length } = shape else {
-            bail!("text files hold lines, not {shape}");
-        };
-        text_lines::load(path, length).map(Loaded::Pool)
-    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Every format fedssl reads, in the order they are tried.

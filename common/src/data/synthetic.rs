@@ -26,22 +26,13 @@ pub const DEFAULT_TRAIN: usize = 6000;
 /// Default size of the test split.
 pub const DEFAULT_TEST: usize = 2000;
 
-/// The default train / test splits (deterministic for a seed).
-pub fn default_splits(seed: u64) -> Splits {
-    Splits {
-        train: generate(DEFAULT_TRAIN, seed),
-        test: generate(DEFAULT_TEST, seed ^ 0x5eed_7e57),
-    }
-}
-
 /// `n` labeled 28×28 grayscale images, classes balanced round-robin, deterministic for
 /// `seed`.
 pub fn generate(n: usize, seed: u64) -> Dataset {
     generate_shaped(n, SampleShape::GRAY_28, seed)
 }
 
-/// The default train / test splits of images of `shape` (1 or 3 channels; other shapes
-/// give empty sets).
+/// The default train / test splits of images of `shape` ([`generate_shaped`]).
 pub fn splits_shaped(shape: SampleShape, seed: u64) -> Splits {
     Splits {
         train: generate_shaped(DEFAULT_TRAIN, shape, seed),
@@ -124,14 +115,11 @@ fn render(class: u8, rng: &mut ChaCha8Rng, [channels, height, width]: [usize; 3]
     let blob = rng.gen_range(0.2..0.6f32);
     let noise = Normal::new(0.0f32, rng.gen_range(0.01..0.08f32)).ok();
     // Colour images: a colour for the shape and a tint for the background.
-    let tints: Vec<([f32; 3], [f32; 3])> = (channels == 3)
-        .then(|| {
-            let fg = [0; 3].map(|_| rng.gen_range(0.2..1.0f32));
-            let bg = [0; 3].map(|_| rng.gen_range(0.3..1.0f32));
-            (fg, bg)
-        })
-        .into_iter()
-        .collect();
+    let tints: Option<([f32; 3], [f32; 3])> = (channels == 3).then(|| {
+        let fg = [0; 3].map(|_| rng.gen_range(0.2..1.0f32));
+        let bg = [0; 3].map(|_| rng.gen_range(0.3..1.0f32));
+        (fg, bg)
+    });
     const SS: [f32; 2] = [0.25, 0.75];
     let plane = height * width;
     for py in 0..height {
@@ -154,7 +142,7 @@ fn render(class: u8, rng: &mut ChaCha8Rng, [channels, height, width]: [usize; 3]
             if db < br {
                 val = val.max(blob);
             }
-            match tints.first() {
+            match &tints {
                 None => {
                     val = val * (1.0 - cover) + fg * cover;
                     if let Some(n) = &noise {

@@ -5,10 +5,11 @@
 //! may start with a fastText-style label, `__label__NAME ` — then every line must have one,
 //! and classes are numbered in sorted order. A folder reads every `.txt` file in it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
+use super::source::{files_with_extension, holds_files, read_capped, DataSource, Loaded};
 use super::windows::number_classes;
 use super::{Dataset, SampleShape};
 use crate::model::transformer::tokenize;
@@ -37,32 +38,12 @@ fn split_label(line: &[u8]) -> (Option<&[u8]>, &[u8]) {
 /// Loads the lines of a text file (or of every `.txt` file of a folder) as samples of
 /// `length` tokens.
 pub fn load(path: &Path, length: usize) -> anyhow::Result<Dataset> {
-    let files: Vec<PathBuf> = if path.is_dir() {
-        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("txt"))
-            .collect();
-        f.sort();
-        f
-    } else {
-        vec![path.to_path_buf()]
-    };
-    let mut texts: Vec<Vec<u8>> = Vec::new();
+    let mut samples: Vec<f32> = Vec::new();
+    let mut texts = 0usize;
     let mut names: Vec<String> = Vec::new();
     let mut unlabeled_at: Option<String> = None;
-    for file in &files {
-        let size = std::fs::metadata(file)
-            .with_context(|| format!("cannot open {}", file.display()))?
-            .len();
-        if size > MAX_FILE_BYTES {
-            bail!(
-                "{}: {size} bytes is over the {MAX_FILE_BYTES}-byte limit",
-                file.display()
-            );
-        }
-        let bytes =
-            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    for file in &files_with_extension(path, &["txt"])? {
+        let bytes = read_capped(file, MAX_FILE_BYTES)?;
         for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -77,16 +58,17 @@ pub fn load(path: &Path, length: usize) -> anyhow::Result<Dataset> {
                 None => {}
             }
             if !text.is_empty() {
-                texts.push(text[..text.len().min(length)].to_vec());
+                samples.extend(tokenize([text], length));
+                texts += 1;
             }
         }
     }
-    if texts.is_empty() {
+    if texts == 0 {
         bail!("{}: no non-empty lines", path.display());
     }
     let (labels, num_classes) = match (names.is_empty(), unlabeled_at) {
         (true, _) => (None, 0),
-        (false, None) if names.len() == texts.len() => {
+        (false, None) if names.len() == texts => {
             let (l, k) = number_classes(&names)?;
             (Some(l), k)
         }
@@ -97,11 +79,32 @@ pub fn load(path: &Path, length: usize) -> anyhow::Result<Dataset> {
         ),
     };
     Ok(Dataset {
-        samples: tokenize(texts.iter().map(Vec::as_slice), length),
+        samples,
         shape: SampleShape::Text { length },
         labels,
         num_classes,
     })
+}
+
+/// Plain-text lines.
+pub struct TextLines;
+
+impl DataSource for TextLines {
+    fn name(&self) -> &'static str {
+        "text"
+    }
+    fn holds(&self) -> &'static str {
+        "lines of text in a file or a folder of .txt files"
+    }
+    fn reads(&self, path: &Path, shape: SampleShape) -> bool {
+        matches!(shape, SampleShape::Text { .. }) && (path.is_file() || holds_files(path, &["txt"]))
+    }
+    fn load(&self, path: &Path, shape: SampleShape) -> anyhow::Result<Loaded> {
+        let SampleShape::Text { length } = shape else {
+            bail!("text files hold lines, not {shape}");
+        };
+        load(path, length).map(Loaded::Pool)
+    }
 }
 
 #[cfg(test)]

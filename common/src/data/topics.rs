@@ -32,8 +32,14 @@ const SYLLABLES: [&str; 16] = [
 const ON_TOPIC: f64 = 0.7;
 
 /// Each topic's words: `WORDS` words of three syllables; in each position every
-/// syllable of the shared inventory occurs exactly once per topic.
-fn vocabulary() -> Vec<Vec<String>> {
+/// syllable of the shared inventory occurs exactly once per topic. Built once.
+fn vocabulary() -> &'static [Vec<String>] {
+    static VOCABULARY: std::sync::LazyLock<Vec<Vec<String>>> =
+        std::sync::LazyLock::new(build_vocabulary);
+    &VOCABULARY
+}
+
+fn build_vocabulary() -> Vec<Vec<String>> {
     let mut rng = ChaCha8Rng::seed_from_u64(0x7091c5);
     (0..TOPICS)
         .map(|_| {

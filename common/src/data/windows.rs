@@ -35,6 +35,24 @@ pub fn number_classes(names: &[String]) -> anyhow::Result<(Vec<u8>, usize)> {
     ))
 }
 
+/// Splits rows into recordings by their recording id (in id order), each row with its
+/// label when the rows are `labeled`.
+pub fn group_recordings<K: Ord>(
+    rows: impl IntoIterator<Item = (K, Vec<f32>, Option<String>)>,
+    labeled: bool,
+) -> Vec<Recording> {
+    let mut by_id: BTreeMap<K, (Vec<Vec<f32>>, Vec<String>)> = BTreeMap::new();
+    for (id, row, label) in rows {
+        let e = by_id.entry(id).or_default();
+        e.0.push(row);
+        e.1.extend(label);
+    }
+    by_id
+        .into_values()
+        .map(|(rows, labels)| (rows, labeled.then_some(labels)))
+        .collect()
+}
+
 /// Standardizes each column over the rows of every group, in place (constant columns
 /// become 0).
 pub fn standardize(groups: &mut [&mut Vec<Vec<f32>>]) {

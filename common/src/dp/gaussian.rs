@@ -8,7 +8,7 @@ use opendp::metrics::L2Distance;
 use rayon::prelude::*;
 
 use super::clip::clip_l2;
-use super::Mechanism;
+use super::{Mechanism, Privatized};
 use crate::model::Weights;
 
 /// opendp's Gaussian measurement on a sized f32 vector under L2 distance, in zCDP.
@@ -89,7 +89,7 @@ impl GaussianMechanism {
 }
 
 impl Mechanism for GaussianMechanism {
-    fn privatize(&self, update: &mut Weights) -> anyhow::Result<f64> {
+    fn privatize(&self, update: &mut Weights) -> anyhow::Result<Privatized> {
         anyhow::ensure!(
             update.num_params() == self.dim,
             "update has {} coordinates, mechanism was built for {}",
@@ -97,7 +97,7 @@ impl Mechanism for GaussianMechanism {
             self.dim
         );
         anyhow::ensure!(update.is_finite(), "update contains NaN or infinite values");
-        clip_l2(update, self.clip_norm);
+        let norm = clip_l2(update, self.clip_norm);
         let mut flat: Vec<f32> = update.values().collect();
         self.add_noise(&mut flat)?;
         let mut it = flat.into_iter();
@@ -108,7 +108,10 @@ impl Mechanism for GaussianMechanism {
                     .context("internal: noise vector shorter than update")?;
             }
         }
-        self.rho()
+        Ok(Privatized {
+            rho: self.rho()?,
+            norm,
+        })
     }
 
     fn rho(&self) -> anyhow::Result<f64> {

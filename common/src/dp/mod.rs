@@ -18,10 +18,19 @@ pub use gaussian::GaussianMechanism;
 
 use crate::model::Weights;
 
+/// What privatizing one update did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Privatized {
+    /// The zCDP ρ it cost.
+    pub rho: f64,
+    /// The update's L2 norm before clipping.
+    pub norm: f64,
+}
+
 /// A privatization step applied to a client's update before it leaves the site.
 pub trait Mechanism {
-    /// Privatizes `update` in place and returns the zCDP ρ it costs.
-    fn privatize(&self, update: &mut Weights) -> anyhow::Result<f64>;
+    /// Privatizes `update` in place; says what it cost and how large the update was.
+    fn privatize(&self, update: &mut Weights) -> anyhow::Result<Privatized>;
     /// ρ one application costs, known before running it (for budget checks).
     fn rho(&self) -> anyhow::Result<f64>;
     /// The largest L2 norm a privatized update can reach except with negligible probability.

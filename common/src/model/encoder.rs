@@ -148,6 +148,16 @@ impl EncoderConfig {
         (height % gh == 0 && width % gw == 0).then_some([height / gh, width / gw])
     }
 
+    /// Channels of the last feature map of the image encoders (what each cell of
+    /// [`EncoderConfig::cell`] carries): 128 for ConvNet-S, 8w for the ResNet; the
+    /// representation width for the others.
+    pub fn feature_channels(&self) -> usize {
+        match *self {
+            Self::Resnet { width } => 8 * width,
+            _ => REPR_DIM,
+        }
+    }
+
     /// Builds the encoder for samples of `shape` (checked with [`EncoderConfig::check`]).
     pub fn init<B: Backend>(
         &self,

@@ -84,10 +84,16 @@ pub struct ResNet<B: Backend> {
     pub input: [usize; 3],
 }
 
+/// Whether the stem of the ResNet for `height × width` images downsamples (images larger
+/// than [`LARGE_IMAGE_SIDE`]).
+fn large(height: usize, width: usize) -> bool {
+    height.min(width) > LARGE_IMAGE_SIDE
+}
+
 impl ResNetConfig {
     /// Whether the stem downsamples (images larger than [`LARGE_IMAGE_SIDE`]).
     pub fn large(&self) -> bool {
-        self.height.min(self.width) > LARGE_IMAGE_SIDE
+        large(self.height, self.width)
     }
 
     /// The factor by which the network shrinks each side before pooling.

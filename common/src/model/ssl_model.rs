@@ -177,12 +177,10 @@ impl ModelSpec {
     }
 
     /// Width of what the decoder reads: a cell of the last feature map for masked image
-    /// modeling (8w channels for the ResNet), else the 128-d representation.
+    /// modeling, else the 128-d representation.
     pub fn decoder_input(&self) -> usize {
-        match (self.objective, self.shape, self.encoder) {
-            (Objective::Masked, SampleShape::Image { .. }, EncoderConfig::Resnet { width }) => {
-                8 * width
-            }
+        match (self.objective, self.shape) {
+            (Objective::Masked, SampleShape::Image { .. }) => self.encoder.feature_channels(),
             _ => REPR_DIM,
         }
     }
@@ -224,7 +222,7 @@ impl ModelSpec {
         B::seed(device, seed);
         let model = self.init::<B>(device)?;
         // burn draws parameters lazily, on first read: read them all while the lock is held.
-        let _ = Weights::from_module(&model);
+        model.visit(&mut Materialize);
         Ok(model)
     }
 
@@ -249,6 +247,16 @@ impl ModelSpec {
         } else {
             REPR_DIM
         }
+    }
+}
+
+/// Reads every float parameter once (burn initializes parameters on first read), without
+/// copying anything off the device.
+struct Materialize;
+
+impl<B: Backend> burn::module::ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+        let _ = param.val();
     }
 }
 
