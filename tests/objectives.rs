@@ -5,6 +5,8 @@
 //!
 //! Training is not bit-reproducible across runs (the parallel gradient reductions sum in
 //! scheduling order), so each setting's budget is one where the gain held in repeated runs.
+//! BYOL on images runs 5 rounds: in 3 it gave 0.400, 0.402, 0.367, 0.398, 0.365 and once
+//! 0.353 against 0.358; in 5, 0.41, 0.38, 0.41, 0.41.
 //! Two settings did not hold and are not here: denoising images in 3 rounds (0.397, then
 //! 0.328 against 0.358) and cross-modal alignment of tabular feature groups (0.821–0.862
 //! against 0.833).
@@ -129,7 +131,10 @@ async fn every_objective_beats_its_random_init_encoder() {
         case(Objective::SimClr, image),
         case(Objective::SimSiam, image),
         case(Objective::VicReg, image),
-        case(Objective::Byol, image),
+        Case {
+            rounds: Some(5),
+            ..case(Objective::Byol, image)
+        },
         case(Objective::Masked, image),
         Case {
             rounds: Some(5),
