@@ -35,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         brightness: 0.4,
         contrast: 0.4,
         saturation: 0.4,
+        hue: 0.1,
         grayscale_prob: 0.2,
         blur_prob: 0.2,
         ..AugmentConfig::default()

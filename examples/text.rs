@@ -22,13 +22,14 @@ fn main() -> anyhow::Result<()> {
         batch_size: 64,
         local_epochs: 5,
         learning_rate: 4e-3,
-        // The Transformer's updates are larger than the convnets': a wider clip with the
-        // same noise per coordinate (z·C = 0.01).
-        clip_norm: 5.0,
-        noise_multiplier: 0.002,
+        // The Transformer's updates (norm about 10) are larger than the convnets': a clip
+        // that keeps them whole, with the same noise per coordinate (z·C = 0.01). Clipped
+        // to 5 they learned a third as much (probe 31–35 % against 54 %, tests/objectives.rs).
+        clip_norm: 20.0,
+        noise_multiplier: 0.0005,
         ..PlanConfig::default()
     };
-    // The Transformer needs several hundred steps per site before its features tell
-    // topics apart: 1500 lines per site, 5 local epochs, 6 rounds.
-    common::run(&format!("text-{objective}"), plan, 6, 4500)
+    // The Transformer needs a few hundred steps per site before its features tell
+    // topics apart: 1000 lines per site, 5 local epochs, 6 rounds.
+    common::run(&format!("text-{objective}"), plan, 6, 3000)
 }

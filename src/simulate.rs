@@ -361,6 +361,36 @@ fn write_effective_config(
 }
 
 /// The final printout.
+/// A line naming the rounds in which sites declined to train or had updates rejected, so a
+/// run whose later rounds left the encoder unchanged (a spent privacy budget, most often)
+/// says so under the table; empty when every sampled site's update was accepted.
+fn render_refusals(rounds: &[RoundMetrics]) -> String {
+    let list = |pick: fn(&RoundMetrics) -> usize| -> (usize, Vec<String>) {
+        let hit: Vec<&RoundMetrics> = rounds.iter().filter(|r| pick(r) > 0).collect();
+        let total = hit.iter().map(|r| pick(r)).sum();
+        (total, hit.iter().map(|r| r.round.to_string()).collect())
+    };
+    let mut out = String::new();
+    let (declined, in_rounds) = list(|r| r.clients_declined);
+    if declined > 0 {
+        out.push_str(&format!(
+            "\nsites declined to train {declined} time(s), in round(s) {}: a site declines when \
+             its privacy budget would be exceeded or it has too little data (the server log \
+             names the reason); a round with no accepted update leaves the encoder unchanged\n",
+            in_rounds.join(", ")
+        ));
+    }
+    let (rejected, in_rounds) = list(|r| r.clients_rejected);
+    if rejected > 0 {
+        out.push_str(&format!(
+            "\nthe server rejected {rejected} update(s), in round(s) {} (the server log names \
+             the reason)\n",
+            in_rounds.join(", ")
+        ));
+    }
+    out
+}
+
 pub fn render_report(s: &Summary, run_dir: &Path) -> String {
     let mut out = String::new();
     out.push_str("\n== fedssl simulate: report ==\n");
@@ -409,6 +439,7 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
                 .unwrap_or("-".into()),
         ));
     }
+    out.push_str(&render_refusals(&s.rounds));
     if let Some(e) = &s.eval {
         out.push_str("\nfinal global encoder, ");
         out.push_str(&render_eval(e));
@@ -419,4 +450,43 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
     ));
     out.push_str(&format!("run directory: {}\n", run_dir.display()));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(round: u64, accepted: usize, rejected: usize, declined: usize) -> RoundMetrics {
+        RoundMetrics {
+            round,
+            clients_sampled: accepted + rejected + declined,
+            clients_accepted: accepted,
+            clients_rejected: rejected,
+            clients_declined: declined,
+            mean_local_loss: None,
+            max_epsilon: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            seconds: 0.0,
+            model_hash: String::new(),
+            client_std_ratio: None,
+            client_effective_rank: None,
+            federated_eval: None,
+            server_eval: None,
+        }
+    }
+
+    #[test]
+    fn the_report_names_rounds_where_sites_declined_or_were_rejected() {
+        assert_eq!(render_refusals(&[round(1, 2, 0, 0), round(2, 2, 0, 0)]), "");
+        let text = render_refusals(&[round(1, 2, 0, 0), round(2, 0, 0, 2), round(3, 1, 1, 1)]);
+        assert!(
+            text.contains("declined to train 3 time(s), in round(s) 2, 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rejected 1 update(s), in round(s) 3"),
+            "{text}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Seeded, reproducible image augmentations for `channels × height × width` images in
 //! `[0, 1]`: random resized crop, small rotation and translation and an optional horizontal
-//! flip (one affine map, bilinear sampling), brightness / contrast jitter, saturation jitter
-//! and random grayscale (colour images), Gaussian blur, cutout and Gaussian noise.
+//! flip (one affine map, bilinear sampling), brightness / contrast jitter, saturation and
+//! hue jitter and random grayscale (colour images), Gaussian blur, cutout and Gaussian noise.
 //!
 //! The defaults suit the 28×28 grayscale default data: flip, blur and cutout are off (a
 //! flipped digit or letter is another symbol); turn them on in `[plan.augment.image]`.
@@ -31,6 +31,9 @@ pub struct AugmentConfig {
     pub contrast: f32,
     /// Saturation factor range (1 ± saturation), colour images only.
     pub saturation: f32,
+    /// Hue shift range (± this fraction of the colour wheel; at most 0.5), colour images
+    /// only, as torchvision's `ColorJitter(hue=…)`.
+    pub hue: f32,
     /// Probability of turning a colour image gray.
     pub grayscale_prob: f32,
     /// Probability of a Gaussian blur (σ uniform in 0.1–1.5 px).
@@ -54,6 +57,7 @@ impl Default for AugmentConfig {
             brightness: 0.3,
             contrast: 0.4,
             saturation: 0.4,
+            hue: 0.1,
             grayscale_prob: 0.2,
             blur_prob: 0.0,
             cutout_prob: 0.0,
@@ -75,6 +79,7 @@ impl AugmentConfig {
             brightness: 0.0,
             contrast: 0.0,
             saturation: 0.0,
+            hue: 0.0,
             grayscale_prob: 0.0,
             blur_prob: 0.0,
             cutout_prob: 0.0,
@@ -172,12 +177,22 @@ impl Augmenter {
             let side = (rng.gen_range(0.0..=cfg.cutout_max.clamp(0.0, 1.0)) * wf.min(hf)) as usize;
             (rng.gen_range(0..h.max(1)), rng.gen_range(0..w.max(1)), side)
         });
+        let hue_range = cfg.hue.clamp(0.0, 0.5);
+        let hue = rng.gen_range(-hue_range..=hue_range);
         if flip {
             for row in dst.chunks_mut(w.max(1)) {
                 row.reverse();
             }
         }
-        // Colour: saturation jitter or grayscale, against the luma of each pixel.
+        // Colour: hue rotation, then saturation jitter or grayscale against each pixel's luma.
+        if c == 3 && hue != 0.0 {
+            let plane = h * w;
+            for p in 0..plane {
+                let rgb = [dst[p], dst[plane + p], dst[2 * plane + p]];
+                let [r, g, b] = shift_hue(rgb, hue);
+                (dst[p], dst[plane + p], dst[2 * plane + p]) = (r, g, b);
+            }
+        }
         if c == 3 && (gray || saturation != 1.0) {
             let plane = h * w;
             let f = if gray { 0.0 } else { saturation };
@@ -204,6 +219,36 @@ impl Augmenter {
             }
         }
     }
+}
+
+/// Rotates the hue of one RGB pixel by `shift` turns of the colour wheel, keeping its HSV
+/// saturation and value (the conversion torchvision's `adjust_hue` uses).
+fn shift_hue([r, g, b]: [f32; 3], shift: f32) -> [f32; 3] {
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    let chroma = max - min;
+    if chroma <= 0.0 {
+        return [r, g, b];
+    }
+    // Hue in turns, [0, 1).
+    let h = if max == r {
+        ((g - b) / chroma).rem_euclid(6.0)
+    } else if max == g {
+        (b - r) / chroma + 2.0
+    } else {
+        (r - g) / chroma + 4.0
+    } / 6.0;
+    let h6 = (h + shift).rem_euclid(1.0) * 6.0;
+    let x = chroma * (1.0 - ((h6 % 2.0) - 1.0).abs());
+    let (r1, g1, b1) = match h6 as u32 {
+        0 => (chroma, x, 0.0),
+        1 => (x, chroma, 0.0),
+        2 => (0.0, chroma, x),
+        3 => (0.0, x, chroma),
+        4 => (x, 0.0, chroma),
+        _ => (chroma, 0.0, x),
+    };
+    [r1 + min, g1 + min, b1 + min]
 }
 
 fn bilinear(src: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
@@ -314,6 +359,56 @@ mod tests {
             for k in 0..3 {
                 assert!((out[k * h * w + p] - expect).abs() < 1e-5);
             }
+        }
+    }
+
+    #[test]
+    fn hue_shift_turns_the_colour_wheel_and_keeps_gray() {
+        let close = |a: [f32; 3], b: [f32; 3]| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5);
+        // A third of a turn: red → green → blue → red.
+        assert!(close(
+            shift_hue([1.0, 0.0, 0.0], 1.0 / 3.0),
+            [0.0, 1.0, 0.0]
+        ));
+        assert!(close(
+            shift_hue([0.0, 1.0, 0.0], 1.0 / 3.0),
+            [0.0, 0.0, 1.0]
+        ));
+        assert!(close(
+            shift_hue([0.0, 0.0, 1.0], -2.0 / 3.0),
+            [1.0, 0.0, 0.0]
+        ));
+        // Orange (hue 30°) by +30° is yellow; by -60° is magenta-red (hue 330°). Value and
+        // saturation (max 0.8, min 0.2) are kept: colorsys.hsv_to_rgb(h, 0.75, 0.8).
+        assert!(close(
+            shift_hue([0.8, 0.5, 0.2], 1.0 / 12.0),
+            [0.8, 0.8, 0.2]
+        ));
+        assert!(close(
+            shift_hue([0.8, 0.5, 0.2], -1.0 / 6.0),
+            [0.8, 0.2, 0.5]
+        ));
+        // Grays have no hue.
+        assert_eq!(shift_hue([0.4, 0.4, 0.4], 0.3), [0.4, 0.4, 0.4]);
+        // Through the augmenter: the identity settings with only a hue range keep each
+        // pixel's max and min channel values.
+        let (h, w) = (4, 4);
+        let src: Vec<f32> = (0..3 * h * w)
+            .map(|i| ((i * 7) % 11) as f32 / 10.0)
+            .collect();
+        let cfg = AugmentConfig {
+            hue: 0.5,
+            ..AugmentConfig::identity()
+        };
+        let mut out = vec![0.0; src.len()];
+        Augmenter::for_shape(cfg, 3, h, w).view(&src, &mut out, 3, 1);
+        assert_ne!(out, src);
+        for p in 0..h * w {
+            let px = |v: &[f32]| [v[p], v[h * w + p], v[2 * h * w + p]];
+            let (a, b) = (px(&src), px(&out));
+            let max = |v: [f32; 3]| v[0].max(v[1]).max(v[2]);
+            let min = |v: [f32; 3]| v[0].min(v[1]).min(v[2]);
+            assert!((max(a) - max(b)).abs() < 1e-4 && (min(a) - min(b)).abs() < 1e-4);
         }
     }
 
