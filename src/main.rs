@@ -192,24 +192,26 @@ struct SimArgs {
     /// δ.
     #[arg(long, default_value_t = 1e-5)]
     delta: f64,
-    /// Noise multiplier z (noise std z·C on each client's whole update).
-    #[arg(long, default_value_t = 0.01)]
-    noise_multiplier: f64,
-    /// L2 clip norm C of each client's update.
-    #[arg(long, default_value_t = 1.0)]
-    clip_norm: f64,
-    /// Local epochs per round.
-    #[arg(long, default_value_t = 1)]
-    local_epochs: u32,
-    /// Pairs per batch.
-    #[arg(long, default_value_t = 128)]
-    batch_size: u32,
-    /// Local learning rate (Adam).
-    #[arg(long, default_value_t = 1e-3)]
-    learning_rate: f64,
-    /// NT-Xent temperature (SimCLR).
-    #[arg(long, default_value_t = 0.2)]
-    temperature: f64,
+    /// Noise multiplier z (noise std z·C on each client's whole update; default 0.01, or
+    /// the --plan file's).
+    #[arg(long)]
+    noise_multiplier: Option<f64>,
+    /// L2 clip norm C of each client's update (default 1, or the --plan file's).
+    #[arg(long)]
+    clip_norm: Option<f64>,
+    /// Local epochs per round (default 1, or the --plan file's).
+    #[arg(long)]
+    local_epochs: Option<u32>,
+    /// Samples (pairs, for two-view objectives) per batch (default 128, or the --plan
+    /// file's).
+    #[arg(long)]
+    batch_size: Option<u32>,
+    /// Local learning rate, Adam (default 0.001, or the --plan file's).
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// NT-Xent temperature, SimCLR and cross-modal (default 0.2, or the --plan file's).
+    #[arg(long)]
+    temperature: Option<f64>,
     /// Self-supervised objective: simclr, simsiam, vicreg, byol, masked, denoising, cpc,
     /// clip (default simclr, or the --plan file's).
     #[arg(long)]
@@ -229,8 +231,8 @@ struct SimArgs {
     #[arg(long)]
     federation: Option<FederationArg>,
     /// A TOML file with the whole `[plan]` (objective, data shape, encoder, parts,
-    /// augmentations, objective settings); when given, the plan flags above are ignored
-    /// except --objective, --modality and --federation.
+    /// augmentations, objective settings); the plan flags given with it override its
+    /// values (--modality also resets its encoder to the modality's default).
     #[arg(long)]
     plan: Option<PathBuf>,
     /// Pretraining samples in total (0 = the whole training split).
@@ -263,9 +265,49 @@ struct SimArgs {
     /// or `split` (cores divided among the sites, which train side by side).
     #[arg(long, default_value = "serial")]
     schedule: fedssl_client::Schedule,
-    /// Seed.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// Seed of the plan (model init, views, noise) and of the evaluation (default 1, or
+    /// the --plan file's).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// The round plan of `simulate`: the `--plan` file's (or the default plan), with every plan
+/// flag given on the command line overriding it.
+fn simulate_plan(a: &SimArgs) -> anyhow::Result<PlanConfig> {
+    let mut plan = match &a.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str::<PlanConfig>(&text)
+                .with_context(|| format!("{}: invalid plan", path.display()))?
+        }
+        None => PlanConfig::default(),
+    };
+    let flag = |v: Option<f64>, into: &mut f64| *into = v.unwrap_or(*into);
+    flag(a.learning_rate, &mut plan.learning_rate);
+    flag(a.temperature, &mut plan.temperature);
+    flag(a.clip_norm, &mut plan.clip_norm);
+    flag(a.noise_multiplier, &mut plan.noise_multiplier);
+    plan.local_epochs = a.local_epochs.unwrap_or(plan.local_epochs);
+    plan.batch_size = a.batch_size.unwrap_or(plan.batch_size);
+    plan.seed = a.seed.unwrap_or(plan.seed);
+    if let Some(o) = a.objective {
+        plan.objective = o;
+    }
+    if let Some(m) = a.modality {
+        plan.data = m.shape();
+        plan.encoder = None;
+    }
+    if let Some(EncoderArg(e)) = a.encoder {
+        plan.encoder = Some(e);
+    }
+    if let Some(FederationArg(f)) = a.federation {
+        plan.federation = f;
+        if matches!(f, Federation::FedU { .. }) {
+            plan.parts.predictor = fedssl_common::model::Placement::Global;
+        }
+    }
+    Ok(plan)
 }
 
 /// The final evaluation of `simulate` and `probe`: probe, kNN, baselines, and label
@@ -300,6 +342,8 @@ fn main() -> anyhow::Result<()> {
                 .run_dir
                 .clone()
                 .unwrap_or_else(|| fedssl::simulate::fresh_run_dir("sim"));
+            let plan = simulate_plan(&a)?;
+            let eval = Some(eval_options(a.finetune_steps, plan.seed));
             let args = SimulateArgs {
                 clients: a.clients,
                 rounds: a.rounds,
@@ -309,43 +353,7 @@ fn main() -> anyhow::Result<()> {
                 device: a.device,
                 epsilon_budget: a.epsilon_budget,
                 delta: a.delta,
-                plan: {
-                    let mut plan = match &a.plan {
-                        Some(path) => {
-                            let text = std::fs::read_to_string(path)
-                                .with_context(|| format!("cannot read {}", path.display()))?;
-                            toml::from_str::<PlanConfig>(&text)
-                                .with_context(|| format!("{}: invalid plan", path.display()))?
-                        }
-                        None => PlanConfig {
-                            local_epochs: a.local_epochs,
-                            batch_size: a.batch_size,
-                            learning_rate: a.learning_rate,
-                            temperature: a.temperature,
-                            clip_norm: a.clip_norm,
-                            noise_multiplier: a.noise_multiplier,
-                            seed: a.seed,
-                            ..PlanConfig::default()
-                        },
-                    };
-                    if let Some(o) = a.objective {
-                        plan.objective = o;
-                    }
-                    if let Some(m) = a.modality {
-                        plan.data = m.shape();
-                        plan.encoder = None;
-                    }
-                    if let Some(EncoderArg(e)) = a.encoder {
-                        plan.encoder = Some(e);
-                    }
-                    if let Some(FederationArg(f)) = a.federation {
-                        plan.federation = f;
-                        if matches!(f, Federation::FedU { .. }) {
-                            plan.parts.predictor = fedssl_common::model::Placement::Global;
-                        }
-                    }
-                    plan
-                },
+                plan,
                 train_samples: a.train_samples,
                 probe_train: a.probe_train,
                 probe_test: a.probe_test,
@@ -353,7 +361,7 @@ fn main() -> anyhow::Result<()> {
                 eval_every: a.eval_every,
                 site_labels: a.site_labels,
                 federated_eval_every: a.federated_eval_every,
-                eval: Some(eval_options(a.finetune_steps, a.seed)),
+                eval,
                 progress: true,
                 schedule: a.schedule,
             };
@@ -614,5 +622,61 @@ impl std::str::FromStr for FederationArg {
         };
         f.validate()?;
         Ok(Self(f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim_args(args: &[&str]) -> SimArgs {
+        let mut argv = vec!["fedssl", "simulate"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).map(|c| c.cmd) {
+            Ok(Cmd::Simulate(a)) => *a,
+            _ => panic!("not a simulate command line: {args:?}"),
+        }
+    }
+
+    #[test]
+    fn plan_flags_override_the_plan_file_and_default_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plan.toml");
+        std::fs::write(
+            &file,
+            "objective = \"byol\"\nbatch_size = 64\nlocal_epochs = 5\nseed = 7\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let plan = simulate_plan(&sim_args(&["--plan", path])).unwrap();
+        assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (64, 5, 7));
+        assert_eq!(plan.objective, fedssl_common::ssl::Objective::Byol);
+        let plan = simulate_plan(&sim_args(&[
+            "--plan",
+            path,
+            "--batch-size",
+            "32",
+            "--seed",
+            "9",
+            "--clip-norm",
+            "2.5",
+        ]))
+        .unwrap();
+        assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (32, 5, 9));
+        assert_eq!(plan.clip_norm, 2.5);
+        // Without a file, the flags' documented defaults are the default plan's.
+        let plan = simulate_plan(&sim_args(&[])).unwrap();
+        let d = PlanConfig::default();
+        assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (128, 1, 1));
+        assert_eq!(
+            (
+                plan.learning_rate,
+                plan.temperature,
+                plan.clip_norm,
+                plan.noise_multiplier
+            ),
+            (d.learning_rate, 0.2, 1.0, 0.01)
+        );
+        assert!(simulate_plan(&sim_args(&["--plan", "/nonexistent/plan.toml"])).is_err());
     }
 }
