@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use fedssl::bench;
 use fedssl::simulate::{render_report, simulate, SimulateArgs};
-use fedssl_common::config::{PlanConfig, ServerConfig};
+use fedssl_common::config::{read_toml, PlanConfig, ServerConfig};
 use fedssl_common::data::{Partition, SampleShape};
 use fedssl_common::eval::FinetuneConfig;
 use fedssl_common::federation::Federation;
@@ -275,25 +275,22 @@ struct SimArgs {
 /// flag given on the command line overriding it.
 fn simulate_plan(a: &SimArgs) -> anyhow::Result<PlanConfig> {
     let mut plan = match &a.plan {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str::<PlanConfig>(&text)
-                .with_context(|| format!("{}: invalid plan", path.display()))?
-        }
+        Some(path) => read_toml(path, "plan")?,
         None => PlanConfig::default(),
     };
-    let flag = |v: Option<f64>, into: &mut f64| *into = v.unwrap_or(*into);
-    flag(a.learning_rate, &mut plan.learning_rate);
-    flag(a.temperature, &mut plan.temperature);
-    flag(a.clip_norm, &mut plan.clip_norm);
-    flag(a.noise_multiplier, &mut plan.noise_multiplier);
-    plan.local_epochs = a.local_epochs.unwrap_or(plan.local_epochs);
-    plan.batch_size = a.batch_size.unwrap_or(plan.batch_size);
-    plan.seed = a.seed.unwrap_or(plan.seed);
-    if let Some(o) = a.objective {
-        plan.objective = o;
+    fn given<T: Copy>(flag: Option<T>, field: &mut T) {
+        if let Some(v) = flag {
+            *field = v;
+        }
     }
+    given(a.learning_rate, &mut plan.learning_rate);
+    given(a.temperature, &mut plan.temperature);
+    given(a.clip_norm, &mut plan.clip_norm);
+    given(a.noise_multiplier, &mut plan.noise_multiplier);
+    given(a.local_epochs, &mut plan.local_epochs);
+    given(a.batch_size, &mut plan.batch_size);
+    given(a.seed, &mut plan.seed);
+    given(a.objective, &mut plan.objective);
     if let Some(m) = a.modality {
         plan.data = m.shape();
         plan.encoder = None;
@@ -454,10 +451,7 @@ fn main() -> anyhow::Result<()> {
             }
         },
         Cmd::Server { config } => {
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("cannot read server config {}", config.display()))?;
-            let cfg: ServerConfig = toml::from_str(&text)
-                .with_context(|| format!("{} is not a valid server config", config.display()))?;
+            let cfg: ServerConfig = read_toml(&config, "server config")?;
             std::fs::create_dir_all(&cfg.run_dir)?;
             fedssl_common::atomic_write(
                 &cfg.run_dir.join("config.toml"),
@@ -490,13 +484,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let w = fedssl_common::model::Weights::load(&model)?;
             let spec = match &plan {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
-                    toml::from_str::<PlanConfig>(&text)
-                        .with_context(|| format!("{}: invalid plan", path.display()))?
-                        .model_spec()
-                }
+                Some(path) => read_toml::<PlanConfig>(path, "plan")?.model_spec(),
                 None => fedssl_common::model::ModelSpec::default(),
             };
             let splits = fedssl_common::data::load_splits(data.as_deref(), spec.shape, seed)?;
@@ -664,9 +652,8 @@ mod tests {
         .unwrap();
         assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (32, 5, 9));
         assert_eq!(plan.clip_norm, 2.5);
-        // Without a file, the flags' documented defaults are the default plan's.
+        // Without a file, the plan holds the defaults the flags' help texts state.
         let plan = simulate_plan(&sim_args(&[])).unwrap();
-        let d = PlanConfig::default();
         assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (128, 1, 1));
         assert_eq!(
             (
@@ -675,7 +662,7 @@ mod tests {
                 plan.clip_norm,
                 plan.noise_multiplier
             ),
-            (d.learning_rate, 0.2, 1.0, 0.01)
+            (1e-3, 0.2, 1.0, 0.01)
         );
         assert!(simulate_plan(&sim_args(&["--plan", "/nonexistent/plan.toml"])).is_err());
     }

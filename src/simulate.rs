@@ -360,8 +360,7 @@ fn write_effective_config(
     Ok(())
 }
 
-/// The final printout.
-/// A line naming the rounds in which sites declined to train or had updates rejected, so a
+/// Lines naming the rounds in which sites declined to train or had updates rejected, so a
 /// run whose later rounds left the encoder unchanged (a spent privacy budget, most often)
 /// says so under the table; empty when every sampled site's update was accepted.
 fn render_refusals(rounds: &[RoundMetrics]) -> String {
@@ -391,6 +390,7 @@ fn render_refusals(rounds: &[RoundMetrics]) -> String {
     out
 }
 
+/// The final printout.
 pub fn render_report(s: &Summary, run_dir: &Path) -> String {
     let mut out = String::new();
     out.push_str("\n== fedssl simulate: report ==\n");

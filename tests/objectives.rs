@@ -32,12 +32,69 @@ struct Case {
     shape: SampleShape,
     federation: Federation,
     parts: Parts,
-    /// Rounds instead of the modality's default.
-    rounds: Option<u64>,
-    /// Pretraining samples and local epochs instead of the modality's default.
-    samples_epochs: Option<(usize, u32)>,
+    /// How much training; the modality's `budget` unless a case needs more.
+    budget: Budget,
     /// The encoder, when not the modality's default.
     encoder: Option<EncoderConfig>,
+}
+
+/// Rounds, data and optimizer settings of one case.
+#[derive(Clone, Copy)]
+struct Budget {
+    rounds: u64,
+    /// Pretraining samples over both sites.
+    samples: usize,
+    epochs: u32,
+    lr: f64,
+    /// Probe test samples.
+    test: usize,
+    clip_norm: f64,
+    noise_multiplier: f64,
+}
+
+/// The default budget of each modality.
+fn budget(shape: SampleShape) -> Budget {
+    let base = Budget {
+        rounds: 3,
+        samples: 768,
+        epochs: 1,
+        lr: 1e-3,
+        test: 600,
+        clip_norm: 1.0,
+        noise_multiplier: 0.01,
+    };
+    match shape {
+        // Tabular models are tiny: more local steps and rounds cost little.
+        SampleShape::Tabular { .. } => Budget {
+            rounds: 8,
+            samples: 2000,
+            epochs: 10,
+            lr: 3e-3,
+            test: 1000,
+            ..base
+        },
+        // The Transformer needs a few hundred steps before its features tell topics apart.
+        // Its updates (norm 11–18) are larger: a wider clip, the same noise per coordinate
+        // (z·C = 0.01). Clip 5 gave 0.313 and 0.353; clip 10 0.417–0.558 over six runs;
+        // clip 20 0.540.
+        SampleShape::Text { .. } => Budget {
+            rounds: 6,
+            samples: 3000,
+            epochs: 5,
+            lr: 4e-3,
+            clip_norm: 10.0,
+            noise_multiplier: 0.001,
+            ..base
+        },
+        // The ResNet on colour shapes: 3 rounds of 384 images per site gave 0.158–0.190
+        // against 0.132 (3 local epochs: 0.168); 4 rounds of 768 gave 0.210.
+        SampleShape::Image { channels: 3, .. } => Budget {
+            rounds: 4,
+            samples: 1536,
+            ..base
+        },
+        _ => base,
+    }
 }
 
 const SERIES: SampleShape = SampleShape::Series {
@@ -62,38 +119,17 @@ fn case(objective: Objective, shape: SampleShape) -> Case {
         shape,
         federation: Federation::FedAvg,
         parts: Parts::default(),
-        rounds: None,
-        samples_epochs: None,
+        budget: budget(shape),
         encoder: None,
     }
 }
 
 async fn probe_gain(c: &Case) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    // Tabular models are tiny: more local steps and rounds cost little.
-    let tabular = matches!(c.shape, SampleShape::Tabular { .. });
-    let text = matches!(c.shape, SampleShape::Text { .. });
-    let colour = matches!(c.shape, SampleShape::Image { channels: 3, .. });
-    let (rounds, samples, epochs, lr, test) = if tabular {
-        (8, 2000, 10, 3e-3, 1000)
-    } else if text {
-        // The Transformer needs a few hundred steps before its features tell topics apart.
-        (6, 3000, 5, 4e-3, 600)
-    } else if colour {
-        // The ResNet on colour shapes: 3 rounds of 384 images per site gave 0.158–0.190
-        // against 0.132 (3 local epochs: 0.168); 4 rounds of 768 gave 0.210.
-        (4, 1536, 1, 1e-3, 600)
-    } else {
-        (3, 768, 1, 1e-3, 600)
-    };
-    // The Transformer's updates (norm 11–18) are larger: a wider clip, the same noise per
-    // coordinate (z·C = 0.01). Clip 5 gave 0.313 and 0.353, clip 10 0.472, clip 20 0.540.
-    let (clip_norm, noise_multiplier) = if text { (10.0, 0.001) } else { (1.0, 0.01) };
-    let rounds = c.rounds.unwrap_or(rounds);
-    let (samples, epochs) = c.samples_epochs.unwrap_or((samples, epochs));
+    let b = c.budget;
     let s = simulate(SimulateArgs {
         clients: 2,
-        rounds,
+        rounds: b.rounds,
         data: None,
         partition: Partition::Iid,
         run_dir: dir.path().join("run"),
@@ -102,20 +138,20 @@ async fn probe_gain(c: &Case) -> (f64, f64) {
         delta: 1e-5,
         plan: PlanConfig {
             batch_size: 64,
-            local_epochs: epochs,
-            learning_rate: lr,
+            local_epochs: b.epochs,
+            learning_rate: b.lr,
             objective: c.objective,
             data: c.shape,
             federation: c.federation,
             parts: c.parts,
             encoder: c.encoder,
-            clip_norm,
-            noise_multiplier,
+            clip_norm: b.clip_norm,
+            noise_multiplier: b.noise_multiplier,
             ..common::tiny_plan()
         },
-        train_samples: samples,
+        train_samples: b.samples,
         probe_train: 600,
-        probe_test: test,
+        probe_test: b.test,
         round_deadline_secs: 300.0,
         eval_every: 0,
         site_labels: 0,
@@ -129,7 +165,7 @@ async fn probe_gain(c: &Case) -> (f64, f64) {
     })
     .await
     .unwrap();
-    assert_eq!(s.rounds_completed, rounds);
+    assert_eq!(s.rounds_completed, b.rounds);
     (
         s.linear_probe_accuracy.unwrap(),
         s.random_init_linear_probe_accuracy.unwrap(),
@@ -148,13 +184,20 @@ async fn every_objective_beats_its_random_init_encoder() {
         case(Objective::SimSiam, image),
         case(Objective::VicReg, image),
         Case {
-            rounds: Some(5),
+            budget: Budget {
+                rounds: 5,
+                ..budget(image)
+            },
             ..case(Objective::Byol, image)
         },
         case(Objective::Masked, image),
         Case {
-            rounds: Some(8),
-            samples_epochs: Some((2000, 3)),
+            budget: Budget {
+                rounds: 8,
+                samples: 2000,
+                epochs: 3,
+                ..budget(image)
+            },
             ..case(Objective::Denoising, image)
         },
         Case {
@@ -167,8 +210,12 @@ async fn every_objective_beats_its_random_init_encoder() {
         case(Objective::Cpc, SERIES),
         case(Objective::Clip, SERIES),
         Case {
-            rounds: Some(8),
-            samples_epochs: Some((2000, 5)),
+            budget: Budget {
+                rounds: 8,
+                samples: 2000,
+                epochs: 5,
+                ..budget(SERIES)
+            },
             ..case(Objective::Masked, SERIES)
         },
         Case {

@@ -503,10 +503,7 @@ fn hash_name(name: &str) -> u64 {
 
 /// Loads a client configuration file and its data, then runs the client.
 pub async fn run_from_file(path: &std::path::Path) -> anyhow::Result<ClientReport> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read client config {}", path.display()))?;
-    let cfg: ClientConfig = toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid client config", path.display()))?;
+    let cfg: ClientConfig = fedssl_common::config::read_toml(path, "client config")?;
     cfg.validate()
         .with_context(|| format!("invalid client config {}", path.display()))?;
     let data = crate::data::load(&cfg.data)?;

@@ -19,6 +19,18 @@ use crate::protocol::{DpParams, RoundPlan};
 /// Default maximum frame size: 64 MiB (a ConvNet-S payload is about 1 MiB).
 pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
 
+/// Reads and parses a TOML file (a server or client config, a plan); `what` names it in
+/// the error, with the file's path.
+pub fn read_toml<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<T> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a valid {what}", path.display()))
+}
+
 /// Hyper-parameters the server hands out each round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

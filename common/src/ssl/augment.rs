@@ -184,24 +184,19 @@ impl Augmenter {
                 row.reverse();
             }
         }
-        // Colour: hue rotation, then saturation jitter or grayscale against each pixel's luma.
-        if c == 3 && hue != 0.0 {
-            let plane = h * w;
-            for p in 0..plane {
-                let rgb = [dst[p], dst[plane + p], dst[2 * plane + p]];
-                let [r, g, b] = shift_hue(rgb, hue);
-                (dst[p], dst[plane + p], dst[2 * plane + p]) = (r, g, b);
-            }
-        }
-        if c == 3 && (gray || saturation != 1.0) {
+        // Colour, one pass per pixel: hue rotation, then saturation jitter or grayscale
+        // against the pixel's luma.
+        if c == 3 && (hue != 0.0 || gray || saturation != 1.0) {
             let plane = h * w;
             let f = if gray { 0.0 } else { saturation };
             for p in 0..plane {
-                let (r, g, b) = (dst[p], dst[plane + p], dst[2 * plane + p]);
-                let luma = 0.299 * r + 0.587 * g + 0.114 * b;
-                for k in 0..3 {
-                    let q = &mut dst[k * plane + p];
-                    *q = (luma + (*q - luma) * f).clamp(0.0, 1.0);
+                let mut rgb = [dst[p], dst[plane + p], dst[2 * plane + p]];
+                if hue != 0.0 {
+                    rgb = shift_hue(rgb, hue);
+                }
+                let luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+                for (k, q) in rgb.into_iter().enumerate() {
+                    dst[k * plane + p] = (luma + (q - luma) * f).clamp(0.0, 1.0);
                 }
             }
         }
@@ -364,32 +359,24 @@ mod tests {
 
     #[test]
     fn hue_shift_turns_the_colour_wheel_and_keeps_gray() {
-        let close = |a: [f32; 3], b: [f32; 3]| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5);
-        // A third of a turn: red → green → blue → red.
-        assert!(close(
-            shift_hue([1.0, 0.0, 0.0], 1.0 / 3.0),
-            [0.0, 1.0, 0.0]
-        ));
-        assert!(close(
-            shift_hue([0.0, 1.0, 0.0], 1.0 / 3.0),
-            [0.0, 0.0, 1.0]
-        ));
-        assert!(close(
-            shift_hue([0.0, 0.0, 1.0], -2.0 / 3.0),
-            [1.0, 0.0, 0.0]
-        ));
-        // Orange (hue 30°) by +30° is yellow; by -60° is magenta-red (hue 330°). Value and
-        // saturation (max 0.8, min 0.2) are kept: colorsys.hsv_to_rgb(h, 0.75, 0.8).
-        assert!(close(
-            shift_hue([0.8, 0.5, 0.2], 1.0 / 12.0),
-            [0.8, 0.8, 0.2]
-        ));
-        assert!(close(
-            shift_hue([0.8, 0.5, 0.2], -1.0 / 6.0),
-            [0.8, 0.2, 0.5]
-        ));
-        // Grays have no hue.
-        assert_eq!(shift_hue([0.4, 0.4, 0.4], 0.3), [0.4, 0.4, 0.4]);
+        // (pixel, shift in turns, expected). A third of a turn: red → green → blue → red.
+        // Orange (hue 30°) by +30° is yellow, by -60° magenta-red (hue 330°), with value and
+        // saturation kept: colorsys.hsv_to_rgb(h, 0.75, 0.8). Grays have no hue.
+        let cases = [
+            ([1.0, 0.0, 0.0], 1.0 / 3.0, [0.0, 1.0, 0.0]),
+            ([0.0, 1.0, 0.0], 1.0 / 3.0, [0.0, 0.0, 1.0]),
+            ([0.0, 0.0, 1.0], -2.0 / 3.0, [1.0, 0.0, 0.0]),
+            ([0.8, 0.5, 0.2], 1.0 / 12.0, [0.8, 0.8, 0.2]),
+            ([0.8, 0.5, 0.2], -1.0 / 6.0, [0.8, 0.2, 0.5]),
+            ([0.4, 0.4, 0.4], 0.3, [0.4, 0.4, 0.4]),
+        ];
+        for (pixel, shift, expect) in cases {
+            let got = shift_hue(pixel, shift);
+            assert!(
+                got.iter().zip(&expect).all(|(a, b)| (a - b).abs() < 1e-5),
+                "{pixel:?} by {shift}: {got:?}, expected {expect:?}"
+            );
+        }
         // Through the augmenter: the identity settings with only a hue range keep each
         // pixel's max and min channel values.
         let (h, w) = (4, 4);
