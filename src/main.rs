@@ -129,7 +129,8 @@ enum BenchCmd {
         #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 10, 50, 100])]
         updates: Vec<usize>,
     },
-    /// Clip + exact Gaussian noise time against one local ConvNet-S round.
+    /// Clip + exact Gaussian noise time, fedssl's sampler vs opendp's, against one local
+    /// ConvNet-S round.
     Dp {
         /// Parameter counts besides ConvNet-S's.
         #[arg(long, value_delimiter = ',', default_values_t = vec![1_000_000usize, 10_000_000])]
@@ -137,6 +138,9 @@ enum BenchCmd {
         /// Images in the local round (the default simulation gives each site 1500).
         #[arg(long, default_value_t = 1500)]
         round_samples: usize,
+        /// Largest P opendp's sampler is timed on (it takes about a minute at 10 M).
+        #[arg(long, default_value_t = 10_000_000)]
+        opendp_max: usize,
     },
 }
 
@@ -186,19 +190,37 @@ struct SimArgs {
     /// `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Each site's ε budget (at δ).
-    #[arg(long, default_value_t = 1e7)]
-    epsilon_budget: f64,
+    /// Each site's ε budget, per record under DP-SGD, per site under client-level DP (at
+    /// δ; default 10, or inf with --privacy none).
+    #[arg(long)]
+    epsilon_budget: Option<f64>,
     /// δ.
     #[arg(long, default_value_t = 1e-5)]
     delta: f64,
-    /// Noise multiplier z (noise std z·C on each client's whole update; default 0.01, or
-    /// the --plan file's).
+    /// Privacy mechanism: dp-sgd (record level), client-level, dp-sgd+client-level or none
+    /// (default: the --plan file's, or the default plan's).
+    #[arg(long)]
+    privacy: Option<fedssl_common::dp::plan::PrivacyMechanism>,
+    /// DP-SGD noise multiplier σ (per-step noise std over the per-record clip norm).
     #[arg(long)]
     noise_multiplier: Option<f64>,
-    /// L2 clip norm C of each client's update (default 1, or the --plan file's).
+    /// DP-SGD clip norm C of one record's gradient.
     #[arg(long)]
     clip_norm: Option<f64>,
+    /// DP-SGD: the ε per record each site reaches after all rounds (σ calibrated per site).
+    #[arg(long)]
+    target_epsilon: Option<f64>,
+    /// Client-level noise multiplier z (noise std z·C on a site's whole update).
+    #[arg(long)]
+    client_noise_multiplier: Option<f64>,
+    /// Client-level clip norm C of a site's whole update.
+    #[arg(long)]
+    client_clip_norm: Option<f64>,
+    /// Figures each site sends in plain numbers next to its update, outside ε, as a comma
+    /// list: sample_count, loss, epsilon, train_seconds, collapse, site_eval, all, none
+    /// (default none; without DP everything is sent).
+    #[arg(long, default_value = "none")]
+    site_report: String,
     /// Local epochs per round (default 1, or the --plan file's).
     #[arg(long)]
     local_epochs: Option<u32>,
@@ -285,8 +307,17 @@ fn simulate_plan(a: &SimArgs) -> anyhow::Result<PlanConfig> {
     }
     given(a.learning_rate, &mut plan.learning_rate);
     given(a.temperature, &mut plan.temperature);
-    given(a.clip_norm, &mut plan.clip_norm);
-    given(a.noise_multiplier, &mut plan.noise_multiplier);
+    given(a.privacy, &mut plan.privacy.mechanism);
+    given(a.clip_norm, &mut plan.privacy.clip_norm);
+    given(a.noise_multiplier, &mut plan.privacy.noise_multiplier);
+    if a.noise_multiplier.is_some() {
+        plan.privacy.target_epsilon = None;
+    }
+    if a.target_epsilon.is_some() {
+        plan.privacy.target_epsilon = a.target_epsilon;
+    }
+    given(a.client_clip_norm, &mut plan.privacy.client.clip_norm);
+    given(a.client_noise_multiplier, &mut plan.privacy.client.noise_multiplier);
     given(a.local_epochs, &mut plan.local_epochs);
     given(a.batch_size, &mut plan.batch_size);
     given(a.seed, &mut plan.seed);
@@ -348,8 +379,13 @@ fn main() -> anyhow::Result<()> {
                 partition: a.partition,
                 run_dir: run_dir.clone(),
                 device: a.device,
-                epsilon_budget: a.epsilon_budget,
+                epsilon_budget: a.epsilon_budget.unwrap_or(if plan.privacy.mechanism.is_private() {
+                    10.0
+                } else {
+                    f64::INFINITY
+                }),
                 delta: a.delta,
+                site_report: fedssl_common::config::ReportConfig::parse_list(&a.site_report)?,
                 plan,
                 train_samples: a.train_samples,
                 probe_train: a.probe_train,
@@ -417,13 +453,14 @@ fn main() -> anyhow::Result<()> {
                 BenchCmd::Dp {
                     params,
                     round_samples,
+                    opendp_max,
                 } => {
                     let mut p = vec![fedssl_common::model::ModelSpec::default()
                         .initial_global(0)
                         .map_err(anyhow::Error::msg)?
                         .num_params()];
                     p.extend(params);
-                    (bench::dp::run(&p, round_samples)?, "dp")
+                    (bench::dp::run(&p, round_samples, opendp_max)?, "dp")
                 }
             };
             println!("{}", table.render());
@@ -651,19 +688,15 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (32, 5, 9));
-        assert_eq!(plan.clip_norm, 2.5);
+        assert_eq!(plan.privacy.clip_norm, 2.5);
         // Without a file, the plan holds the defaults the flags' help texts state.
         let plan = simulate_plan(&sim_args(&[])).unwrap();
         assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (128, 1, 1));
-        assert_eq!(
-            (
-                plan.learning_rate,
-                plan.temperature,
-                plan.clip_norm,
-                plan.noise_multiplier
-            ),
-            (1e-3, 0.2, 1.0, 0.01)
-        );
+        assert_eq!((plan.learning_rate, plan.temperature), (1e-3, 0.2));
+        assert_eq!(plan.privacy, PlanConfig::default().privacy);
+        let plan = simulate_plan(&sim_args(&["--privacy", "client-level", "--client-noise-multiplier", "0.5"])).unwrap();
+        assert_eq!(plan.privacy.mechanism.name(), "client-level");
+        assert_eq!(plan.privacy.client.noise_multiplier, 0.5);
         assert!(simulate_plan(&sim_args(&["--plan", "/nonexistent/plan.toml"])).is_err());
     }
 }

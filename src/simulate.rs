@@ -11,7 +11,7 @@ use tracing::info;
 
 use fedssl_client::{ClientReport, Compute, Schedule};
 use fedssl_common::config::ServerEvalConfig;
-use fedssl_common::config::{ClientConfig, ClientData, PlanConfig, ServerConfig};
+use fedssl_common::config::{ClientConfig, ClientData, PlanConfig, ReportConfig, ServerConfig};
 use fedssl_common::data::partition::partition;
 use fedssl_common::data::{load_splits, Dataset, Partition};
 use fedssl_common::net::certs;
@@ -35,10 +35,13 @@ pub struct SimulateArgs {
     pub run_dir: PathBuf,
     /// `cpu`, `cuda`, `cuda:N`.
     pub device: String,
-    /// Each client's ε budget.
+    /// Each client's ε budget (per the unit of the plan's mechanism; inf accepts no DP).
     pub epsilon_budget: f64,
     /// δ.
     pub delta: f64,
+    /// Figures each site sends in plain numbers next to its update (outside ε).
+    #[serde(default)]
+    pub site_report: ReportConfig,
     /// Round hyper-parameters (including DP).
     pub plan: PlanConfig,
     /// Training samples used for pretraining in total (0 = all).
@@ -64,6 +67,127 @@ pub struct SimulateArgs {
     pub schedule: Schedule,
 }
 
+/// `summary.json`'s `privacy`: the mechanism, whose privacy it protects and how, and the
+/// ε of the site that spent the most, with the parameters of its last DP-SGD round.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrivacySummary {
+    /// `dp-sgd`, `client-level`, `dp-sgd+client-level` or `none`.
+    pub mechanism: String,
+    /// `record` or `site`: whose privacy `epsilon` is about.
+    pub unit: String,
+    /// The neighbour relation of `epsilon`.
+    pub neighbour: String,
+    /// The largest ε any site spent for `unit` (`null`: not protected).
+    pub epsilon: Option<f64>,
+    /// δ.
+    pub delta: f64,
+    /// The accountant.
+    pub accountant: String,
+    /// DP-SGD's noise multiplier (per step), or the client-level one, of that site.
+    pub sigma: Option<f64>,
+    /// DP-SGD's Poisson sampling rate of that site (1 for client-level DP).
+    pub q: Option<f64>,
+    /// DP-SGD steps that site took over the run (rounds for client-level DP).
+    pub steps: Option<u64>,
+    /// The clip norm (per record for DP-SGD, per update for client-level DP).
+    pub clip_norm: Option<f64>,
+    /// ε per site where client-level noise protects sites (largest over sites).
+    pub epsilon_site: Option<f64>,
+    /// Figures some site sent in plain numbers outside ε.
+    pub disclosed_outside_epsilon: Vec<String>,
+}
+
+impl PrivacySummary {
+    /// The summary of a run of `plan` from its sites' reports.
+    pub fn of(plan: &PlanConfig, delta: f64, sites: &[ClientReport]) -> Self {
+        use fedssl_common::dp::ledger::Unit;
+        let mech = plan.privacy.mechanism;
+        let unit = mech.unit();
+        let eps_of = |r: &ClientReport, u: Unit| match u {
+            Unit::Record => r.epsilon_record,
+            Unit::Site => r.epsilon_site,
+        };
+        // The site that spent the most (an unprotected one counts as the most).
+        let worst = sites.iter().max_by(|a, b| {
+            let e = |r| eps_of(r, unit).unwrap_or(f64::INFINITY);
+            e(a).total_cmp(&e(b))
+        });
+        let max_eps = |u: Unit| -> Option<f64> {
+            sites
+                .iter()
+                .map(|r| eps_of(r, u))
+                .try_fold(0.0f64, |m, e| e.map(|e| m.max(e)))
+        };
+        let event = worst.and_then(|w| w.last_event);
+        let mut disclosed: Vec<String> = sites
+            .iter()
+            .flat_map(|r| r.disclosed_outside_epsilon.iter().cloned())
+            .collect();
+        disclosed.sort();
+        disclosed.dedup();
+        Self {
+            mechanism: mech.name().into(),
+            unit: unit.name().into(),
+            neighbour: format!("add-or-remove one {unit}"),
+            epsilon: if mech.is_private() { max_eps(unit) } else { None },
+            delta,
+            accountant: fedssl_common::dp::ledger::AccountantKind::Rdp.name().into(),
+            sigma: event.map(|e| e.noise_multiplier),
+            q: event.map(|e| e.sampling_rate),
+            steps: worst.map(|w| w.steps_total).filter(|_| event.is_some()),
+            clip_norm: event.map(|e| e.clip_norm),
+            epsilon_site: if mech.client_level() { max_eps(Unit::Site) } else { None },
+            disclosed_outside_epsilon: disclosed,
+        }
+    }
+
+    /// The report's privacy lines: every ε with its unit, neighbour relation, δ and
+    /// accountant, per site and for the run.
+    pub fn render(&self, sites: &[ClientReport]) -> String {
+        let mut out = String::from("\nprivacy: ");
+        let eps = |e: Option<f64>| e.map(|e| format!("{e:.3}")).unwrap_or("∞ (not protected)".into());
+        if self.mechanism == "none" {
+            out.push_str("none: the sites trained without differential privacy (their budgets were inf); no ε holds\n");
+            return out;
+        }
+        out.push_str(&format!(
+            "{}: ε = {} per {} ({}, δ = {:e}, {} accountant)",
+            self.mechanism,
+            eps(self.epsilon),
+            self.unit,
+            self.neighbour,
+            self.delta,
+            self.accountant
+        ));
+        if let (Some(s), Some(q), Some(t), Some(c)) = (self.sigma, self.q, self.steps, self.clip_norm) {
+            out.push_str(&format!(", σ = {s:.3}, q = {q:.4}, {t} steps, C = {c}"));
+        }
+        out.push('\n');
+        if self.epsilon_site.is_some() {
+            out.push_str(&format!(
+                "  and ε = {} per site (add-or-remove one site, δ = {:e})\n",
+                eps(self.epsilon_site),
+                self.delta
+            ));
+        }
+        for r in sites {
+            out.push_str(&format!(
+                "  {:<12} ε per record {}, per site {}\n",
+                r.name,
+                eps(r.epsilon_record),
+                eps(r.epsilon_site)
+            ));
+        }
+        if !self.disclosed_outside_epsilon.is_empty() {
+            out.push_str(&format!(
+                "  sent in plain numbers outside ε (sites opted in): {}\n",
+                self.disclosed_outside_epsilon.join(", ")
+            ));
+        }
+        out
+    }
+}
+
 /// `runs/<prefix>-<unix seconds>`: a new run directory for each invocation.
 pub fn fresh_run_dir(prefix: &str) -> PathBuf {
     let t = std::time::SystemTime::now()
@@ -85,8 +209,13 @@ impl SimulateArgs {
             partition: Partition::Iid,
             run_dir,
             device: "cpu".into(),
-            epsilon_budget: 1e7,
+            epsilon_budget: if plan.privacy.mechanism.is_private() {
+                10.0
+            } else {
+                f64::INFINITY
+            },
             delta: 1e-5,
+            site_report: ReportConfig::default(),
             train_samples: 0,
             probe_train: 2000,
             probe_test: 2000,
@@ -125,10 +254,8 @@ pub struct Summary {
     pub raw_pixel_linear_probe_accuracy: Option<f64>,
     /// Bytes on the wire over all rounds (both directions, frames).
     pub bytes_on_wire: u64,
-    /// Largest ε any client spent.
-    pub epsilon: f64,
-    /// δ.
-    pub delta: f64,
+    /// What protected the sites' data, and how much privacy the most-spent site spent.
+    pub privacy: PrivacySummary,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Final global model hash.
@@ -136,10 +263,6 @@ pub struct Summary {
     /// The final global encoder (in `server/checkpoints/` on disk too).
     #[serde(skip)]
     pub final_model: fedssl_common::model::Weights,
-    /// Noise multiplier and clip norm used.
-    pub noise_multiplier: f64,
-    /// Clip norm.
-    pub clip_norm: f64,
     /// Evaluation details.
     pub eval: Option<EvalReport>,
     /// Per-client reports.
@@ -273,6 +396,8 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
             idle_timeout_secs: 30.0,
             max_reconnect_attempts: 20,
             local_eval_labels: args.site_labels,
+            report: args.site_report,
+            init_ledger: false,
         };
         // Labels stay with the site: the client uses them only for federated evaluation.
         let data: Dataset = pool.subset(&parts[i]);
@@ -306,10 +431,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         }
         None => None,
     };
-    let epsilon = client_reports
-        .iter()
-        .map(|r| r.epsilon)
-        .fold(0.0f64, f64::max);
+    let privacy = PrivacySummary::of(&args.plan, args.delta, &client_reports);
     let summary = Summary {
         objective: args.plan.objective,
         rounds_completed: report.rounds_completed,
@@ -323,13 +445,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
             .as_ref()
             .and_then(|e| e.raw_pixel_linear_probe_accuracy),
         bytes_on_wire: report.counters.bytes_up + report.counters.bytes_down,
-        epsilon,
-        delta: args.delta,
+        privacy,
         seconds: started.elapsed().as_secs_f64(),
         final_model_hash: report.final_hash.clone(),
         final_model: report.final_model,
-        noise_multiplier: args.plan.noise_multiplier,
-        clip_norm: args.plan.clip_norm,
         eval,
         client_reports,
         server_counters: report.counters,
@@ -444,10 +563,7 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
         out.push_str("\nfinal global encoder, ");
         out.push_str(&render_eval(e));
     }
-    out.push_str(&format!(
-        "\nprivacy: client-level (ε = {:.2}, δ = {:e}) per site, noise multiplier {}, clip norm {}\n",
-        s.epsilon, s.delta, s.noise_multiplier, s.clip_norm
-    ));
+    out.push_str(&s.privacy.render(&s.client_reports));
     out.push_str(&format!("run directory: {}\n", run_dir.display()));
     out
 }

@@ -20,6 +20,9 @@ async fn three_clients_two_rounds_learn_and_persist() {
         device: "cpu".into(),
         epsilon_budget: 1e9,
         delta: 1e-5,
+        // The sites opt in to every plain figure (outside ε) so that the server's per-round
+        // records can be checked.
+        site_report: fedssl_common::config::ReportConfig::ALL,
         plan: common::tiny_plan(),
         train_samples: 96,
         probe_train: 100,
@@ -117,11 +120,24 @@ async fn three_clients_two_rounds_learn_and_persist() {
         "random_init_linear_probe_accuracy",
         "knn_accuracy",
         "bytes_on_wire",
-        "epsilon",
-        "delta",
+        "privacy",
         "seconds",
     ] {
         assert!(summary.get(k).is_some(), "summary.json lacks {k}");
     }
+    let p = &summary["privacy"];
+    for k in [
+        "mechanism", "unit", "neighbour", "epsilon", "delta", "accountant", "sigma", "q", "steps",
+        "clip_norm",
+    ] {
+        assert!(p.get(k).is_some(), "summary.json's privacy lacks {k}");
+    }
+    assert_eq!(p["unit"], s.privacy.unit.as_str());
+    assert!(p["epsilon"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        p["disclosed_outside_epsilon"].as_array().unwrap().len(),
+        6,
+        "the report names every figure sent outside ε"
+    );
     assert!(run.join("config.toml").exists());
 }

@@ -24,6 +24,7 @@
 mod common;
 
 use fedssl::simulate::{simulate, SimulateArgs};
+use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
 use fedssl_common::config::PlanConfig;
 use fedssl_common::data::{records, sensors, topics, Partition, SampleShape};
 use fedssl_common::federation::Federation;
@@ -147,6 +148,7 @@ async fn probe_gain(c: &Case) -> (f64, f64) {
         device: "cpu".into(),
         epsilon_budget: 1e9,
         delta: 1e-5,
+        site_report: Default::default(),
         plan: PlanConfig {
             batch_size: 64,
             local_epochs: b.epochs,
@@ -156,8 +158,14 @@ async fn probe_gain(c: &Case) -> (f64, f64) {
             federation: c.federation,
             parts: c.parts,
             encoder: c.encoder,
-            clip_norm: b.clip_norm,
-            noise_multiplier: b.noise_multiplier,
+            privacy: PrivacyPlan {
+                mechanism: PrivacyMechanism::ClientLevel,
+                client: ClientLevelParams {
+                    clip_norm: b.clip_norm,
+                    noise_multiplier: b.noise_multiplier,
+                },
+                ..PrivacyPlan::default()
+            },
             ..common::tiny_plan()
         },
         train_samples: b.samples,

@@ -31,7 +31,7 @@ async fn a_client_that_vanishes_mid_round_does_not_block_past_the_deadline() {
             software_version: "ghost".into(),
             capabilities: vec![],
             claimed_name: "ghost".into(),
-            num_samples: 10,
+            num_samples: Some(10),
         });
         io::request(&conn, &hello, 1 << 26, Duration::from_secs(10))
             .await
@@ -135,7 +135,7 @@ async fn a_client_at_its_budget_refuses_to_train() {
         .unwrap();
     assert_eq!(report.rounds_declined, vec![1]);
     assert!(report.rounds_trained.is_empty());
-    assert_eq!(report.epsilon, 0.0);
+    assert_eq!(report.epsilon_site, Some(0.0));
     let s = server.await.unwrap().unwrap();
     assert_eq!(s.rounds[0].clients_declined, 1);
     assert_eq!(s.rounds[0].clients_accepted, 0);

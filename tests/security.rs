@@ -15,7 +15,7 @@ fn hello(name: &str) -> ClientMsg {
         software_version: "test".into(),
         capabilities: vec![],
         claimed_name: name.into(),
-        num_samples: 10,
+        num_samples: Some(10),
     })
 }
 

@@ -7,7 +7,7 @@ use tracing::warn;
 use fedssl_common::data::Dataset;
 use fedssl_common::eval::{collapse_metrics, encode_with_weights, Labels, Scorer};
 use fedssl_common::model::{ModelSpec, Weights};
-use fedssl_common::protocol::{LocalMetrics, SiteEval};
+use fedssl_common::protocol::{LocalCollapse, SiteEval};
 
 /// Local samples the collapse monitors look at.
 const MONITOR_SAMPLES: usize = 512;
@@ -65,13 +65,12 @@ impl LocalLabels {
 
 /// Collapse monitors of `encoder` (global weights of `spec`'s model) on (up to 512 of) the
 /// site's samples.
-pub fn local_metrics(
+pub fn local_collapse(
     spec: &ModelSpec,
     encoder: &Weights,
     data: &Dataset,
     seed: u64,
-    site_eval: Option<SiteEval>,
-) -> anyhow::Result<LocalMetrics> {
+) -> anyhow::Result<LocalCollapse> {
     let sample = data.take(MONITOR_SAMPLES);
     let feats = encode_with_weights(spec, Some(encoder), seed, &sample, &[&sample])?;
     let dim = feats[0].len() / sample.len().max(1);
@@ -79,9 +78,8 @@ pub fn local_metrics(
     for w in c.warnings() {
         warn!("local encoder: {w}");
     }
-    Ok(LocalMetrics {
+    Ok(LocalCollapse {
         std_ratio: c.std_ratio as f32,
         effective_rank: c.effective_rank as f32,
-        site_eval,
     })
 }

@@ -2,8 +2,10 @@
 //!
 //! - [`trainer`]: local training of the plan's objective on private data (CPU or CUDA).
 //! - [`federation`]: merging the global model into the site's own (FedAvg, FedEMA, FedU).
-//! - [`ledger`]: the site's own privacy ledger on disk; the budget holds even if the server
-//!   misbehaves, because the client refuses to train past it.
+//! - [`ledger`]: the site's own privacy ledger on disk, failing closed; the budget holds
+//!   even if the server misbehaves, because the client refuses to train past it.
+//! - [`privacy`]: a round's mechanism on this site's data, and what the ledger records.
+//! - [`site`]: resend, decline or train, decided without I/O (one noising per round).
 //! - [`state`]: local state that survives restarts (the site's model, BYOL's target,
 //!   FedEMA's λ, the pending upload).
 //! - [`session`]: the QUIC + mTLS session with the server, reconnecting with backoff.
@@ -15,7 +17,9 @@ pub mod data;
 pub mod evaluate;
 pub mod federation;
 pub mod ledger;
+pub mod privacy;
 pub mod session;
+pub mod site;
 pub mod state;
 pub mod trainer;
 

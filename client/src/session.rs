@@ -9,17 +9,22 @@ use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
-use fedssl_common::config::ClientConfig;
+use fedssl_common::config::{ClientConfig, ReportConfig};
 use fedssl_common::data::Dataset;
 use fedssl_common::device::{self, ComputeDevice};
-use fedssl_common::dp::{GaussianMechanism, Mechanism};
+use fedssl_common::dp::ledger::{GaussianEvent, LedgerEntry, MechanismKind, Unit};
+use fedssl_common::dp::Mechanism;
 use fedssl_common::model::{ModelSpec, WeightsSpec};
 use fedssl_common::net::{endpoint, io, tls};
-use fedssl_common::protocol::{ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, Task, Upload};
+use fedssl_common::protocol::{
+    ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, SiteReport, Task, Upload,
+};
 
 use crate::compute::Compute;
-use crate::evaluate::{local_metrics, LocalLabels};
-use crate::ledger::LedgerStore;
+use crate::evaluate::{local_collapse, LocalLabels};
+use crate::ledger::{unix_now, LedgerStore};
+use crate::privacy::RoundPrivacy;
+use crate::site::{decide, Decision};
 use crate::state::SiteState;
 use crate::trainer::{self, TrainJob};
 
@@ -32,10 +37,24 @@ pub struct ClientReport {
     pub rounds_trained: Vec<u64>,
     /// Rounds declined (e.g. budget).
     pub rounds_declined: Vec<u64>,
-    /// ε spent in total at the configured δ.
-    pub epsilon: f64,
-    /// δ.
+    /// ε per record spent in total (add-or-remove one record, at `delta`, RDP accountant);
+    /// `None` when some release did not protect records.
+    pub epsilon_record: Option<f64>,
+    /// ε per site spent in total (add-or-remove one site); `None` when some release did not
+    /// protect the site as a whole (DP-SGD alone does not).
+    pub epsilon_site: Option<f64>,
+    /// δ of both, pinned in the ledger.
     pub delta: f64,
+    /// The accountant that computed them.
+    pub accountant: String,
+    /// The mechanism of the last round's plan.
+    pub mechanism: String,
+    /// Figures this site sent in plain numbers next to its updates, outside every ε.
+    pub disclosed_outside_epsilon: Vec<String>,
+    /// The main bound of the last round spent: DP-SGD's, else the client-level one per site.
+    pub last_event: Option<GaussianEvent>,
+    /// Steps of that mechanism over every round spent.
+    pub steps_total: u64,
     /// Hash of the final global model received.
     pub final_model_hash: Option<String>,
     /// Connections made (1 + reconnects).
@@ -89,7 +108,8 @@ pub async fn run_client_on(
     let requested: ComputeDevice = cfg.device.parse()?;
     let device = device::resolve(requested);
     let state = SiteState::open(&cfg.state_dir)?;
-    let ledger = LedgerStore::open(&cfg.state_dir, cfg.epsilon_budget, cfg.delta)?;
+    let ledger = LedgerStore::open(&state, cfg.delta, cfg.init_ledger)
+        .map_err(|e| anyhow::Error::new(Fatal(e.to_string())))?;
     let crypto = tls::client_crypto(&cfg.tls)?;
     let settings = endpoint::TransportSettings {
         idle_timeout: Duration::from_secs_f64(cfg.idle_timeout_secs),
@@ -112,8 +132,14 @@ pub async fn run_client_on(
             name: String::new(),
             rounds_trained: vec![],
             rounds_declined: vec![],
-            epsilon: ledger.ledger.epsilon().unwrap_or(f64::NAN),
+            epsilon_record: ledger.ledger.epsilon(Unit::Record),
+            epsilon_site: ledger.ledger.epsilon(Unit::Site),
             delta: cfg.delta,
+            accountant: fedssl_common::dp::ledger::AccountantKind::Rdp.name().into(),
+            mechanism: String::new(),
+            disclosed_outside_epsilon: vec![],
+            last_event: None,
+            steps_total: 0,
             final_model_hash: None,
             connections: 0,
         },
@@ -158,7 +184,24 @@ pub async fn run_client_on(
     }
     ep.close(0u32.into(), b"done");
     ep.wait_idle().await;
-    s.report.epsilon = s.ledger.ledger.epsilon().unwrap_or(f64::NAN);
+    let l = &s.ledger.ledger;
+    s.report.epsilon_record = l.epsilon(Unit::Record);
+    s.report.epsilon_site = l.epsilon(Unit::Site);
+    let main = |e: &GaussianEvent| {
+        e.mechanism == MechanismKind::DpSgd
+            || (e.mechanism == MechanismKind::ClientLevel && e.unit == Unit::Site)
+    };
+    let bounds = || l.entries.iter().flat_map(|e| &e.releases).flat_map(|r| &r.bounds);
+    s.report.last_event = bounds()
+        .filter(|e| main(e))
+        .max_by_key(|e| e.mechanism == MechanismKind::DpSgd)
+        .copied();
+    if let Some(last) = s.report.last_event {
+        s.report.steps_total = bounds()
+            .filter(|e| e.mechanism == last.mechanism && e.unit == last.unit)
+            .map(|e| e.steps)
+            .sum();
+    }
     Ok(s.report)
 }
 
@@ -184,7 +227,11 @@ impl Session {
                 self.device.to_string(),
             ],
             claimed_name: self.claimed_name(),
-            num_samples: self.data.len() as u64,
+            num_samples: self
+                .cfg
+                .report
+                .sample_count
+                .then_some(self.data.len() as u64),
         });
         let (resp, _) = io::request(&conn, &hello, self.max(), Duration::from_secs(30))
             .await
@@ -199,7 +246,7 @@ impl Session {
             ServerMsg::Welcome(w) => {
                 info!(name = %w.client_name, server_version = %w.software_version, committed_round = w.committed_round, "connected");
                 self.report.name = w.client_name;
-                self.last_round = self.last_round.max(self.ledger_last_round());
+                self.last_round = self.last_round.max(self.ledger.ledger.last_round());
             }
             ServerMsg::Error(e) => {
                 return Err(Fatal(format!("the server refused the handshake: {e}")).into())
@@ -227,6 +274,8 @@ impl Session {
                         Duration::from_secs(60),
                     )
                     .await?;
+                    // The server is done: no round of ours can be asked for again.
+                    self.state.clear_pending();
                     if let ServerMsg::Model { model, .. } = resp {
                         let spec = match &self.spec {
                             Some((_, s)) => s.clone(),
@@ -258,16 +307,6 @@ impl Session {
         tls::cert_common_name(&self.cfg.tls.cert).unwrap_or_default()
     }
 
-    fn ledger_last_round(&self) -> u64 {
-        self.ledger
-            .ledger
-            .entries
-            .iter()
-            .map(|e| e.round)
-            .max()
-            .unwrap_or(0)
-    }
-
     async fn handle_task(&mut self, conn: &quinn::Connection, task: Task) -> anyhow::Result<()> {
         let round = task.round;
         let msg = match self.prepare(task).await? {
@@ -278,8 +317,13 @@ impl Session {
         match resp {
             ServerMsg::UploadAccepted { duplicate, .. } => {
                 info!(round, duplicate, "update accepted by the server");
-                self.state.clear_pending();
-                self.report.rounds_trained.push(round);
+                // The bytes stay kept until the server moves past the round: a server that
+                // lost them after a crash gets the same bytes again, never fresh noise.
+                self.state
+                    .save_acknowledged(round, self.ledger.ledger.entries.len())?;
+                if !self.report.rounds_trained.contains(&round) {
+                    self.report.rounds_trained.push(round);
+                }
                 self.last_round = round;
             }
             ServerMsg::DeclineNoted { .. } => {
@@ -287,13 +331,14 @@ impl Session {
                 self.last_round = round;
             }
             ServerMsg::Error(e) => {
-                warn!(round, error = %e, "the server refused the update");
-                if matches!(
-                    e.code,
-                    ErrorCode::StaleRound | ErrorCode::UnknownNonce | ErrorCode::NotSelected
-                ) {
-                    self.state.clear_pending();
-                    self.last_round = self.last_round.max(round);
+                warn!(round, error = %e, "the server refused the update; its privatized bytes stay kept for this round");
+                match e.code {
+                    // The round is over or not ours: wait for the next one.
+                    ErrorCode::StaleRound | ErrorCode::NotSelected => {
+                        self.last_round = self.last_round.max(round)
+                    }
+                    // Ask for the round again: the same bytes go out under the new nonce.
+                    _ => tokio::time::sleep(Duration::from_secs(1)).await,
                 }
             }
             other => bail!("unexpected answer to an upload: {other:?}"),
@@ -329,39 +374,74 @@ impl Session {
             "the global model from the server has NaN values"
         );
         let base_hash = task.model.hash.clone();
-        if let Some(mut p) = self.state.pending() {
-            if p.round == task.round && p.base_model_hash == base_hash {
+        let decline = |reason: String| {
+            Ok(Err(ClientMsg::Decline {
+                round: task.round,
+                nonce: task.nonce,
+                reason,
+            }))
+        };
+        match decide(
+            task.round,
+            &base_hash,
+            task.nonce,
+            self.state.pending().as_ref(),
+            &self.ledger.ledger,
+        ) {
+            Decision::Resend(u) => {
                 info!(
                     round = task.round,
-                    "resending the update privatized before the disconnect (no extra privacy cost)"
+                    "sending the update privatized for this round again (the same bytes; no extra privacy cost)"
                 );
-                p.nonce = task.nonce;
-                return Ok(Ok(p));
+                return Ok(Ok(*u));
+            }
+            Decision::Decline(reason) => {
+                warn!(round = task.round, "declining: {reason}");
+                return decline(reason);
+            }
+            Decision::Fresh { clear_pending } => {
+                if clear_pending {
+                    self.state.clear_pending();
+                }
             }
         }
+        self.report.mechanism = task.plan.privacy.mechanism.name().into();
         if let Err(e) = trainer::check_data(&self.data, &task.plan) {
             warn!(round = task.round, "declining: {e:#}");
-            return Ok(Err(ClientMsg::Decline {
-                round: task.round,
-                nonce: task.nonce,
-                reason: format!("{e:#}"),
-            }));
+            return decline(format!("{e:#}"));
         }
-        let mech = GaussianMechanism::new(
-            task.plan.dp.clip_norm,
-            task.plan.dp.noise_multiplier,
+        let trainable = trainer::trainable_params(&task.plan.model)?;
+        let privacy = match RoundPrivacy::new(
+            &task.plan,
+            self.data.len(),
+            trainable,
             spec.num_params(),
-        )?;
-        let rho = mech.rho()?;
-        if let Err(e) = self.ledger.ledger.check(rho) {
-            warn!(round = task.round, "{e}");
-            return Ok(Err(ClientMsg::Decline {
-                round: task.round,
-                nonce: task.nonce,
-                reason: e.to_string(),
-            }));
+            self.ledger.ledger.delta,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(round = task.round, "declining: {e:#}");
+                return decline(format!("{e:#}"));
+            }
+        };
+        let release = privacy.release();
+        if let Err(e) = self.ledger.ledger.check(
+            privacy.unit(),
+            std::slice::from_ref(&release),
+            self.cfg.epsilon_budget,
+        ) {
+            let reason = if privacy.mechanism.is_private() {
+                e.to_string()
+            } else {
+                format!("the server's plan trains without DP (mechanism \"none\"), and this site's epsilon_budget is {}; only a site with epsilon_budget = inf takes part in such rounds", self.cfg.epsilon_budget)
+            };
+            warn!(round = task.round, "{reason}");
+            return decline(reason);
         }
-        let steps = trainer::steps_per_round(self.data.len(), &task.plan);
+        let steps = match privacy.dp_sgd {
+            Some(s) => s.steps as usize,
+            None => trainer::steps_per_round(self.data.len(), &task.plan),
+        };
         let bar = self.progress.as_ref().map(|mp| {
             let b = mp.add(ProgressBar::new(steps as u64));
             b.set_style(
@@ -376,7 +456,14 @@ impl Session {
         });
         let started = Instant::now();
         let site_seed = hash_name(&self.report.name);
-        let site_eval = match (&self.local_labels, task.plan.evaluate) {
+        // What may leave the site next to the update: everything without DP, else what the
+        // site opted in to.
+        let disclose = if privacy.mechanism.is_private() {
+            self.cfg.report
+        } else {
+            ReportConfig::ALL
+        };
+        let site_eval = match (&self.local_labels, task.plan.evaluate && disclose.site_eval) {
             (Some(l), true) => {
                 // Arc clones: no data is copied.
                 let (l, g, d, seed) = (l.clone(), global.clone(), self.data.clone(), site_seed);
@@ -411,7 +498,9 @@ impl Session {
         let device = self.device;
         let bar2 = bar.clone();
         let global2 = global.clone();
-        let (outcome, metrics) = self
+        let dp_sgd = privacy.dp_sgd;
+        let want_collapse = disclose.collapse;
+        let (outcome, collapse) = self
             .compute
             .run(move || {
                 let outcome = trainer::train(
@@ -424,12 +513,16 @@ impl Session {
                         data: &data,
                         plan: &plan,
                         site_seed,
+                        dp_sgd,
                         progress: bar2,
                     },
                 )?;
-                let metrics =
-                    local_metrics(&plan.model, &outcome.global, &data, site_seed, site_eval)?;
-                anyhow::Ok((outcome, metrics))
+                let collapse = if want_collapse {
+                    Some(local_collapse(&plan.model, &outcome.global, &data, site_seed)?)
+                } else {
+                    None
+                };
+                anyhow::Ok((outcome, collapse))
             })
             .await??;
         if let Some(b) = bar {
@@ -453,42 +546,69 @@ impl Session {
             );
         }
         let mut update = outcome.global.sub(&global)?;
-        let (privatized, update) = self
-            .compute
-            .run(move || mech.privatize(&mut update).map(|p| (p, update)))
-            .await??;
-        let clip_norm = task.plan.dp.clip_norm;
-        if privatized.norm > clip_norm {
-            info!(
-                round = task.round,
-                norm = format!("{:.3}", privatized.norm),
-                clip_norm,
-                "update clipped to the plan's clip_norm (scaled by {:.3})",
-                clip_norm / privatized.norm
-            );
+        if let Some(mech) = privacy.client {
+            let (privatized, noised) = self
+                .compute
+                .run(move || mech.privatize(&mut update).map(|p| (p, update)))
+                .await??;
+            update = noised;
+            if privatized.norm > mech.clip_norm {
+                info!(
+                    round = task.round,
+                    norm = format!("{:.3}", privatized.norm),
+                    clip_norm = mech.clip_norm,
+                    "update clipped to the plan's client-level clip_norm (scaled by {:.3})",
+                    mech.clip_norm / privatized.norm
+                );
+            }
         }
-        let rho = privatized.rho;
-        // The spend is durable before the update can leave the site.
-        self.ledger.record(task.round, rho, &base_hash)?;
-        let epsilon = self.ledger.ledger.epsilon()?;
+        let entry = LedgerEntry {
+            round: task.round,
+            base_model_hash: base_hash.clone(),
+            at: unix_now(),
+            releases: vec![release],
+        };
+        let unit = privacy.unit();
+        let epsilon = self
+            .ledger
+            .ledger
+            .epsilon_with(unit, std::slice::from_ref(&entry.releases[0]))
+            .unwrap_or(f64::INFINITY);
+        let report = SiteReport {
+            num_samples: disclose.sample_count.then_some(self.data.len() as u64),
+            mean_loss: disclose.loss.then_some(outcome.mean_loss),
+            epsilon: (disclose.epsilon && epsilon.is_finite()).then_some(epsilon),
+            train_seconds: disclose
+                .train_seconds
+                .then(|| started.elapsed().as_secs_f64()),
+            collapse,
+            site_eval,
+        };
+        if privacy.mechanism.is_private() {
+            for f in report.disclosed() {
+                if !self.report.disclosed_outside_epsilon.iter().any(|d| d == f) {
+                    self.report.disclosed_outside_epsilon.push(f.to_string());
+                }
+            }
+        }
         let upload = Upload {
             round: task.round,
             nonce: task.nonce,
             base_model_hash: base_hash,
-            num_samples: self.data.len() as u64,
-            mean_loss: outcome.mean_loss,
-            epsilon,
-            train_seconds: started.elapsed().as_secs_f64(),
-            metrics,
             update: ModelPayload::from_weights(&update),
+            report,
         };
-        self.state.save_pending(&upload)?;
+        // Two phases: the upload is prepared, the spend made durable, then the upload put
+        // in force; nothing leaves before the ledger holds the spend.
+        self.state.prepare_pending(&upload)?;
+        self.ledger.record(entry)?;
+        self.state.promote_prepared()?;
         info!(
             round = task.round,
             loss = outcome.mean_loss,
             steps = outcome.steps,
-            epsilon,
-            secs = format!("{:.1}", upload.train_seconds),
+            epsilon = format!("{epsilon:.3} per {unit} (δ = {:e}, RDP, add-or-remove one {unit})", self.ledger.ledger.delta),
+            secs = format!("{:.1}", started.elapsed().as_secs_f64()),
             "local round done"
         );
         Ok(Ok(upload))

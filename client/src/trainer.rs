@@ -60,6 +60,8 @@ pub struct TrainJob<'a> {
     pub plan: &'a RoundPlan,
     /// Mixed into the plan's seed so sites draw different views.
     pub site_seed: u64,
+    /// Record-level DP-SGD (the plan's mechanism on this site), or plain training.
+    pub dp_sgd: Option<crate::privacy::DpSgdSetup>,
     /// Progress bar advanced once per step.
     pub progress: Option<ProgressBar>,
 }
@@ -79,6 +81,12 @@ pub fn train(device: ComputeDevice, job: TrainJob<'_>) -> anyhow::Result<TrainOu
 pub fn steps_per_round(n: usize, plan: &RoundPlan) -> usize {
     let bs = (plan.batch_size as usize).min(n).max(1);
     (n / bs).max(1) * plan.local_epochs as usize
+}
+
+/// Number of trainable parameters of `spec`'s whole model (what DP-SGD noises).
+pub fn trainable_params(spec: &ModelSpec) -> anyhow::Result<usize> {
+    let model = init_model::<Flex>(spec, &Default::default(), 0)?;
+    Ok(model.num_params())
 }
 
 /// A fresh model for `spec`, seeded.
@@ -126,6 +134,9 @@ pub fn train_on<B: AutodiffKernels>(
     let start = Instant::now();
     let plan = job.plan;
     check_data(job.data, plan)?;
+    if job.dp_sgd.is_some() {
+        bail!("DP-SGD is not available in this build yet; use [plan.privacy] mechanism = \"client-level\"");
+    }
     let spec = &plan.model;
     let n = job.data.len();
     let seed = plan.seed ^ job.site_seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
@@ -278,6 +289,7 @@ mod tests {
                 data,
                 plan,
                 site_seed: 1,
+                dp_sgd: None,
                 progress: None,
             },
         )

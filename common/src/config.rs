@@ -3,7 +3,7 @@
 
 use crate::data::SampleShape;
 use crate::federation::Federation;
-use crate::model::{EncoderConfig, ModelSpec, Parts};
+use crate::model::{EncoderConfig, ModelSpec, Norm, Parts};
 use crate::ssl::{
     AugmentSettings, Byol, Cpc, CrossModal, Denoising, Masked, Objective, ObjectiveParams, VicReg,
 };
@@ -14,7 +14,8 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use crate::net::tls::TlsFiles;
-use crate::protocol::{DpParams, RoundPlan};
+use crate::dp::plan::PrivacyPlan;
+use crate::protocol::RoundPlan;
 
 /// Default maximum frame size: 64 MiB (a ConvNet-S payload is about 1 MiB).
 pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
@@ -43,10 +44,14 @@ pub struct PlanConfig {
     pub learning_rate: f64,
     /// NT-Xent temperature.
     pub temperature: f64,
-    /// L2 clip bound `C` of a client's update.
-    pub clip_norm: f64,
-    /// Noise multiplier `z` (noise standard deviation `z·C`).
-    pub noise_multiplier: f64,
+    /// Privacy: the mechanism every site runs and its parameters (`[plan.privacy]`).
+    pub privacy: PrivacyPlan,
+    /// Moved to `[plan.privacy]`; kept only to say so.
+    #[serde(skip_serializing)]
+    pub clip_norm: Option<f64>,
+    /// Moved to `[plan.privacy]`; kept only to say so.
+    #[serde(skip_serializing)]
+    pub noise_multiplier: Option<f64>,
     /// Seed of the run.
     pub seed: u64,
     /// Self-supervised objective: `simclr`, `simsiam`, `vicreg`, `byol`, `masked`,
@@ -58,6 +63,9 @@ pub struct PlanConfig {
     /// The encoder (`encoder = "convnet-s"`, `[plan.encoder.cnn1d] width = 32`,
     /// `[plan.encoder.mlp] hidden = 256`); the modality's default if unset.
     pub encoder: Option<EncoderConfig>,
+    /// Normalization layers: `batch` or `group` (default: group under DP-SGD, which refuses
+    /// BatchNorm; batch otherwise).
+    pub norm: Option<Norm>,
     /// Which parts of the model are global.
     pub parts: Parts,
     /// How sites merge the global model into their own (`federation = "fedavg"`,
@@ -86,12 +94,21 @@ impl Default for PlanConfig {
             batch_size: 128,
             learning_rate: 1e-3,
             temperature: 0.2,
-            clip_norm: 1.0,
-            noise_multiplier: 0.01,
+            privacy: PrivacyPlan {
+                mechanism: crate::dp::plan::PrivacyMechanism::ClientLevel,
+                client: crate::dp::plan::ClientLevelParams {
+                    clip_norm: 1.0,
+                    noise_multiplier: 0.01,
+                },
+                ..PrivacyPlan::default()
+            },
+            clip_norm: None,
+            noise_multiplier: None,
             seed: 1,
             objective: Objective::default(),
             data: SampleShape::GRAY_28,
             encoder: None,
+            norm: None,
             parts: Parts::default(),
             federation: Federation::default(),
             augment: AugmentSettings::default(),
@@ -113,10 +130,7 @@ impl PlanConfig {
             batch_size: self.batch_size,
             learning_rate: self.learning_rate,
             temperature: self.temperature,
-            dp: DpParams {
-                clip_norm: self.clip_norm,
-                noise_multiplier: self.noise_multiplier,
-            },
+            privacy: self.privacy,
             seed: self
                 .seed
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -161,6 +175,11 @@ impl PlanConfig {
             parts: self.parts,
             split: self.clip.resolved_split(self.data),
             cpc_steps: self.cpc.steps,
+            norm: self.norm.unwrap_or(if self.privacy.mechanism.dp_sgd() {
+                Norm::Group
+            } else {
+                Norm::Batch
+            }),
         }
     }
 
@@ -212,14 +231,15 @@ impl PlanConfig {
                 self.temperature
             );
         }
-        if !(self.clip_norm.is_finite() && self.clip_norm > 0.0) {
-            bail!("plan.clip_norm must be positive, got {}", self.clip_norm);
+        if self.clip_norm.is_some() || self.noise_multiplier.is_some() {
+            bail!("plan.clip_norm and plan.noise_multiplier moved to [plan.privacy]: clip_norm and noise_multiplier there are DP-SGD's (per record); [plan.privacy.client] holds the client-level ones (mechanism = \"client-level\")");
         }
-        if !(self.noise_multiplier.is_finite() && self.noise_multiplier > 0.0) {
-            bail!(
-                "plan.noise_multiplier must be positive (zero noise is no DP), got {}",
-                self.noise_multiplier
-            );
+        self.privacy.validate().map_err(plan_err)?;
+        if self.privacy.mechanism.dp_sgd() {
+            if spec.norm == Norm::Batch {
+                bail!("plan.norm: BatchNorm normalizes each record with statistics of the whole batch, so one record's gradient depends on the others and DP-SGD cannot bound it; use norm = \"group\" (the default under DP-SGD)");
+            }
+            self.objective.dp_sgd().map_err(|e| anyhow::anyhow!("plan.objective: {e}; under DP-SGD use masked, denoising, byol or simsiam, or use [plan.privacy] mechanism = \"client-level\""))?;
         }
         Ok(())
     }
@@ -432,9 +452,11 @@ pub struct ClientConfig {
     /// `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "d_device")]
     pub device: String,
-    /// Largest total ε this data owner accepts.
+    /// Largest total ε this data owner accepts, per the unit of the plan's mechanism (a
+    /// record under DP-SGD, the site under client-level DP). `inf` accepts training
+    /// without DP (`[plan.privacy] mechanism = "none"`), which any finite budget refuses.
     pub epsilon_budget: f64,
-    /// δ at which ε is computed.
+    /// δ at which ε is computed; pinned in the ledger at its creation.
     #[serde(default = "d_delta")]
     pub delta: f64,
     /// Largest accepted frame in bytes.
@@ -447,9 +469,68 @@ pub struct ClientConfig {
     #[serde(default = "d_attempts")]
     pub max_reconnect_attempts: u32,
     /// Keep the labels of this many local samples for federated evaluation (half fit the
-    /// probe, half test it; only the accuracies leave the site). 0 = take no part.
+    /// probe, half test it; only the accuracies leave the site, and only with
+    /// `report.site_eval`). 0 = take no part.
     #[serde(default)]
     pub local_eval_labels: usize,
+    /// Figures this site discloses next to its update, in plain numbers outside any ε.
+    #[serde(default)]
+    pub report: ReportConfig,
+    /// Start a new privacy ledger even though the state folder holds site state
+    /// (`fedssl client --init-ledger`; never from a file).
+    #[serde(skip)]
+    pub init_ledger: bool,
+}
+
+/// `[report]` in client.toml: which figures computed on the site's private data may leave
+/// it in plain numbers next to the update. They are outside every ε the ledger reports,
+/// and the site's report lists them as such. Under `mechanism = "none"` all are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// The number of local training samples (also sent in the handshake).
+    pub sample_count: bool,
+    /// The mean local loss.
+    pub loss: bool,
+    /// The site's ε after the round.
+    pub epsilon: bool,
+    /// Local training seconds.
+    pub train_seconds: bool,
+    /// Collapse monitors of the locally trained encoder.
+    pub collapse: bool,
+    /// Federated evaluation: probe and kNN accuracy on `local_eval_labels`.
+    pub site_eval: bool,
+}
+
+impl ReportConfig {
+    /// Every figure.
+    pub const ALL: Self = Self {
+        sample_count: true,
+        loss: true,
+        epsilon: true,
+        train_seconds: true,
+        collapse: true,
+        site_eval: true,
+    };
+
+    /// Parses a comma-separated list (`loss,collapse`, `all`, `none`).
+    pub fn parse_list(s: &str) -> anyhow::Result<Self> {
+        let mut r = Self::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item {
+                "all" => r = Self::ALL,
+                "none" => r = Self::default(),
+                "sample_count" => r.sample_count = true,
+                "loss" => r.loss = true,
+                "epsilon" => r.epsilon = true,
+                "train_seconds" => r.train_seconds = true,
+                "collapse" => r.collapse = true,
+                "site_eval" => r.site_eval = true,
+                other => bail!("unknown report figure {other:?} (expected sample_count, loss, epsilon, train_seconds, collapse, site_eval, all or none)"),
+            }
+        }
+        Ok(r)
+    }
 }
 
 fn d_device() -> String {
@@ -462,9 +543,9 @@ fn d_attempts() -> u32 {
 impl ClientConfig {
     /// Checks ranges, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !(self.epsilon_budget.is_finite() && self.epsilon_budget > 0.0) {
+        if !(self.epsilon_budget > 0.0) {
             bail!(
-                "epsilon_budget must be a positive number, got {}",
+                "epsilon_budget must be a positive number (or inf to accept training without DP), got {}",
                 self.epsilon_budget
             );
         }
@@ -587,7 +668,7 @@ key = "certs/server.key"
 [eval]
 train_samples = 500
 every = 5
-[plan]
+[plan.privacy]
 noise_multiplier = 1.0
 "#;
 
@@ -599,7 +680,7 @@ noise_multiplier = 1.0
         assert_eq!((e.train_samples, e.test_samples, e.every), (500, 1000, 5));
         assert_eq!(e.data, None);
         assert_eq!(cfg.federated_eval_every, 5);
-        assert_eq!(cfg.plan.noise_multiplier, 1.0);
+        assert_eq!(cfg.plan.privacy.noise_multiplier, 1.0);
         assert_eq!(cfg.plan.batch_size, 128, "unset plan fields take defaults");
     }
 

@@ -215,6 +215,7 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             let mut e = sh.engine();
             let round = e.committed() + 1;
             let mut plan = cfg.plan.plan(round);
+            plan.privacy.rounds = cfg.rounds;
             plan.evaluate = cfg.federated_eval_every > 0
                 && (round - 1).is_multiple_of(cfg.federated_eval_every);
             let sel = e.start_round(plan, cfg.sample_fraction, min, &mut rng);
@@ -457,17 +458,17 @@ async fn dispatch(
                     ),
                 );
             }
-            if let Err(e) = sh.store().touch_client(name, h.num_samples) {
+            if let Err(e) = sh.store().touch_client(name, h.num_samples.unwrap_or(0)) {
                 return ServerMsg::error(ErrorCode::Internal, format!("database error: {e}"));
             }
             let (committed, total) = {
                 let mut e = sh.engine();
-                e.connect(name, h.num_samples, conn.stable_id() as u64);
+                e.connect(name, h.num_samples.unwrap_or(0), conn.stable_id() as u64);
                 (e.committed(), e.total_rounds())
             };
             hello.store(true, Ordering::SeqCst);
             sh.notify();
-            info!(%name, samples = h.num_samples, "client joined");
+            info!(%name, samples = ?h.num_samples, "client joined");
             ServerMsg::Welcome(Welcome {
                 protocol_version: fedssl_common::PROTOCOL_VERSION,
                 software_version: fedssl_common::SOFTWARE_VERSION.into(),
@@ -516,14 +517,14 @@ async fn dispatch(
                         UpdateStatus::Accepted,
                         None,
                         Some(a.norm),
-                        Some(u.num_samples),
-                        Some(u.mean_loss as f64),
-                        Some(u.epsilon),
+                        u.report.num_samples,
+                        u.report.mean_loss.map(f64::from),
+                        u.report.epsilon,
                     ) {
                         warn!(error = %e, "cannot record an accepted update");
                     }
                     Counters::inc(&c.updates_accepted);
-                    info!(%name, round = u.round, norm = format!("{:.3}", a.norm), loss = u.mean_loss, epsilon = u.epsilon, "update accepted");
+                    info!(%name, round = u.round, norm = format!("{:.3}", a.norm), loss = ?u.report.mean_loss, epsilon = ?u.report.epsilon, "update accepted");
                     ServerMsg::UploadAccepted {
                         round: u.round,
                         duplicate: false,
@@ -541,7 +542,7 @@ async fn dispatch(
                         UpdateStatus::Rejected,
                         Some(&format!("{:?}: {}", r.code, r.reason)),
                         None,
-                        Some(u.num_samples),
+                        u.report.num_samples,
                         None,
                         None,
                     );

@@ -11,6 +11,8 @@ use rand::Rng;
 use fedssl_common::aggregate::FedAvg;
 use fedssl_common::model::{Weights, WeightsSpec};
 use fedssl_common::protocol::{ErrorCode, ModelPayload, RoundPlan, SiteEval, Task, Upload};
+#[cfg(test)]
+use fedssl_common::protocol::{LocalCollapse, SiteReport};
 use serde::{Deserialize, Serialize};
 
 use crate::validate::{check_update, norm_bound, Rejection};
@@ -298,16 +300,7 @@ impl Engine {
             }
             None => {}
         }
-        let checked = check_update(upload, &spec, &global_hash, r.bound).and_then(|(w, norm)| {
-            if !upload.mean_loss.is_finite() || !upload.epsilon.is_finite() {
-                return Err(Rejection::new(
-                    ErrorCode::NonFinite,
-                    "loss or ε is not a finite number",
-                ));
-            }
-            check_metrics(&upload.metrics)?;
-            Ok((w, norm))
-        });
+        let checked = check_update(upload, &spec, &global_hash, r.bound);
         let (w, norm) = match checked {
             Ok(x) => x,
             Err(e) => {
@@ -315,21 +308,29 @@ impl Engine {
                 return Err(e);
             }
         };
+        // Under DP every site weighs the same: a claimed sample count is a plain number
+        // from the network and must not let one site outweigh the others.
+        let report = upload.report;
+        let weight = match report.num_samples {
+            Some(n) if !r.plan.privacy.mechanism.is_private() => n as f64,
+            _ => 1.0,
+        };
         r.acc
-            .fold(&w, upload.num_samples as f64)
+            .fold(&w, weight)
             .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
-        r.losses.push(upload.mean_loss as f64);
-        r.collapse.push((
-            upload.metrics.std_ratio as f64,
-            upload.metrics.effective_rank as f64,
-        ));
-        if let Some(s) = upload.metrics.site_eval {
+        if let Some(l) = report.mean_loss {
+            r.losses.push(l as f64);
+        }
+        if let Some(c) = report.collapse {
+            r.collapse
+                .push((c.std_ratio as f64, c.effective_rank as f64));
+        }
+        if let Some(s) = report.site_eval {
             r.site_evals.push(s);
         }
-        r.max_epsilon = Some(
-            r.max_epsilon
-                .map_or(upload.epsilon, |m| m.max(upload.epsilon)),
-        );
+        if let Some(e) = report.epsilon {
+            r.max_epsilon = Some(r.max_epsilon.map_or(e, |m| m.max(e)));
+        }
         r.answers.insert(
             name.to_string(),
             Answer::Accepted {
@@ -436,38 +437,11 @@ impl Engine {
     }
 }
 
-/// Refuses reported figures outside their possible ranges (they are plain numbers from the
-/// network: hostile until checked).
-fn check_metrics(m: &fedssl_common::protocol::LocalMetrics) -> Result<(), Rejection> {
-    let bad = |what: &str| {
-        Err(Rejection::new(
-            ErrorCode::Malformed,
-            format!("{what} is out of range"),
-        ))
-    };
-    if !(m.std_ratio.is_finite() && (0.0..=64.0).contains(&m.std_ratio)) {
-        return bad("the embedding std ratio");
-    }
-    if !(m.effective_rank.is_finite() && (0.0..=65_536.0).contains(&m.effective_rank)) {
-        return bad("the effective rank");
-    }
-    if let Some(s) = m.site_eval {
-        let acc = |a: f32| a.is_finite() && (0.0..=1.0).contains(&a);
-        if !acc(s.probe_accuracy) || !acc(s.knn_accuracy) {
-            return bad("a site-evaluation accuracy");
-        }
-        if s.test_samples == 0 || s.test_samples > 10_000_000 || s.train_samples > 10_000_000 {
-            return bad("a site-evaluation sample count");
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use fedssl_common::model::weights::WeightTensor;
-    use fedssl_common::protocol::DpParams;
+    use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
     use rand::SeedableRng;
 
     fn weights(v: [f32; 3]) -> Weights {
@@ -486,9 +460,13 @@ mod tests {
             batch_size: 8,
             learning_rate: 0.1,
             temperature: 0.5,
-            dp: DpParams {
-                clip_norm: 1.0,
-                noise_multiplier: 0.1,
+            privacy: PrivacyPlan {
+                mechanism: PrivacyMechanism::ClientLevel,
+                client: ClientLevelParams {
+                    clip_norm: 1.0,
+                    noise_multiplier: 0.1,
+                },
+                ..PrivacyPlan::default()
             },
             seed: 0,
             evaluate: false,
@@ -504,16 +482,18 @@ mod tests {
             round: task.round,
             nonce: task.nonce,
             base_model_hash: task.model.hash.clone(),
-            num_samples: n,
-            mean_loss: 1.0,
-            epsilon: 2.0,
-            train_seconds: 0.0,
-            metrics: fedssl_common::protocol::LocalMetrics {
-                std_ratio: 0.5,
-                effective_rank: 10.0,
+            update: ModelPayload::from_weights(&weights(update)),
+            report: SiteReport {
+                num_samples: Some(n),
+                mean_loss: Some(1.0),
+                epsilon: Some(2.0),
+                train_seconds: Some(0.0),
+                collapse: Some(LocalCollapse {
+                    std_ratio: 0.5,
+                    effective_rank: 10.0,
+                }),
                 site_eval: None,
             },
-            update: ModelPayload::from_weights(&weights(update)),
         }
     }
 
@@ -586,10 +566,12 @@ mod tests {
         // NaN and oversized norm count against the round; replays and outsiders are refused
         // before they reach it (the server's counters record those).
         assert_eq!((r.sampled, r.accepted, r.rejected), (2, 2, 2));
-        // (10·(0.4,0,−0.4) + 30·(0,0.8,0)) / 40 = (0.1, 0.6, −0.1)
+        // Under DP the claimed sample counts (10 and 30) do not weigh in:
+        // ((0.4,0,−0.4) + (0,0.8,0)) / 2 = (0.2, 0.4, −0.2)
         let v = &r.model.tensors[0].values;
         assert!(
-            (v[0] - 1.1).abs() < 1e-6 && (v[1] - 1.6).abs() < 1e-6 && (v[2] - 0.9).abs() < 1e-6
+            (v[0] - 1.2).abs() < 1e-6 && (v[1] - 1.4).abs() < 1e-6 && (v[2] - 0.8).abs() < 1e-6,
+            "{v:?}"
         );
         e.commit(r);
         assert_eq!(e.committed(), 1);
@@ -625,18 +607,26 @@ mod tests {
             (0.5, 10.0, Some(site(0.5, 0))),
         ] {
             let mut u = upload(&ta, [0.1, 0.0, 0.0], 10);
-            u.metrics.std_ratio = bad.0;
-            u.metrics.effective_rank = bad.1;
-            u.metrics.site_eval = bad.2;
+            u.report.collapse = Some(LocalCollapse {
+                std_ratio: bad.0,
+                effective_rank: bad.1,
+            });
+            u.report.site_eval = bad.2;
             assert_eq!(e.submit("a", &u).unwrap_err().code, ErrorCode::Malformed);
         }
         // Site a: 0.9 on 10 test samples; site b: 0.6 on 30 → (9 + 18) / 40 = 0.675.
+        let collapse = |std_ratio| {
+            Some(LocalCollapse {
+                std_ratio,
+                effective_rank: 10.0,
+            })
+        };
         let mut ua = upload(&ta, [0.1, 0.0, 0.0], 10);
-        ua.metrics.std_ratio = 0.4;
-        ua.metrics.site_eval = Some(site(0.9, 10));
+        ua.report.collapse = collapse(0.4);
+        ua.report.site_eval = Some(site(0.9, 10));
         let mut ub = upload(&tb, [0.1, 0.0, 0.0], 10);
-        ub.metrics.std_ratio = 0.8;
-        ub.metrics.site_eval = Some(site(0.6, 30));
+        ub.report.collapse = collapse(0.8);
+        ub.report.site_eval = Some(site(0.6, 30));
         e.submit("a", &ua).unwrap();
         e.submit("b", &ub).unwrap();
         let r = e.close_round().unwrap();
@@ -647,6 +637,32 @@ mod tests {
         assert!((r.client_std_ratio.unwrap() - 0.6).abs() < 1e-6);
         assert!((r.client_effective_rank.unwrap() - 10.0).abs() < 1e-9);
         assert_eq!(r.rejected, 4);
+    }
+
+    /// Without DP the reported sample counts weigh the mean; under DP they do not, and a
+    /// report may be empty.
+    #[test]
+    fn sample_counts_weigh_only_without_dp() {
+        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        e.connect("a", 10, 1);
+        e.connect("b", 30, 2);
+        let mut p = plan();
+        p.privacy.mechanism = PrivacyMechanism::None;
+        e.start_round(p, 1.0, 2, &mut rng);
+        let (ta, tb) = (task(e.poll("a", 0)), task(e.poll("b", 0)));
+        e.submit("a", &upload(&ta, [0.4, 0.0, -0.4], 10)).unwrap();
+        let mut ub = upload(&tb, [0.0, 0.8, 0.0], 30);
+        ub.report.mean_loss = None;
+        e.submit("b", &ub).unwrap();
+        let r = e.close_round().unwrap();
+        // (10·(0.4,0,−0.4) + 30·(0,0.8,0)) / 40 = (0.1, 0.6, −0.1)
+        let v = &r.model.tensors[0].values;
+        assert!(
+            (v[0] - 1.1).abs() < 1e-6 && (v[1] - 1.6).abs() < 1e-6 && (v[2] - 0.9).abs() < 1e-6,
+            "{v:?}"
+        );
+        assert_eq!(r.mean_loss, Some(1.0), "the loss only of the site that sent one");
     }
 
     #[test]

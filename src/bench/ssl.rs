@@ -12,7 +12,7 @@ use tracing::info;
 
 use fedssl_common::config::PlanConfig;
 use fedssl_common::data::{idx, Dataset, Partition};
-use fedssl_common::dp::{epsilon_from_rho, GaussianMechanism, Mechanism};
+use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
 use fedssl_common::eval::finetune::supervised_encoder;
 use fedssl_common::eval::{
     balanced_subset, encode_with_weights, finetune, FinetuneConfig, Labels, Scorer,
@@ -131,26 +131,11 @@ impl Labeled {
     }
 }
 
-/// z such that `rounds` rounds of the Gaussian mechanism with clip `c` cost `epsilon` at δ.
-pub fn calibrate_noise(epsilon: f64, delta: f64, rounds: u64, c: f64) -> anyhow::Result<f64> {
-    let p = ModelSpec::default()
-        .initial_global(0)
-        .map_err(anyhow::Error::msg)?
-        .num_params();
-    let eps_of = |z: f64| -> anyhow::Result<f64> {
-        let rho = GaussianMechanism::new(c, z, p)?.rho()?;
-        epsilon_from_rho(rho * rounds as f64, delta)
-    };
-    let (mut lo, mut hi) = (1e-3f64, 1e4f64);
-    for _ in 0..100 {
-        let mid = (lo * hi).sqrt();
-        if eps_of(mid)? > epsilon {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(hi)
+/// z such that `rounds` rounds of client-level Gaussian noise cost `epsilon` per site at δ
+/// (RDP accountant, every site in every round: no amplification by sampling).
+pub fn calibrate_noise(epsilon: f64, delta: f64, rounds: u64) -> anyhow::Result<f64> {
+    fedssl_common::dp::rdp::calibrate_sigma(1.0, rounds, delta, epsilon)
+        .ok_or_else(|| anyhow::anyhow!("no noise multiplier reaches ε = {epsilon}"))
 }
 
 /// Runs the benchmark.
@@ -251,14 +236,22 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
     );
 
     // SSL rows: one site holding everything, then federated partitions.
-    // (C, z) of the rows without meaningful privacy: C = 10 rarely clips a round's update,
-    // and noise of standard deviation 1e-3 per coordinate is negligible.
-    let (no_dp_c, no_dp_z) = (10.0, 1e-4);
-    let no_dp = (no_dp_c, no_dp_z);
+    let no_dp = PrivacyPlan {
+        mechanism: PrivacyMechanism::None,
+        ..PrivacyPlan::default()
+    };
     let pretrain_pool = splits.train.take(s.pool);
     let dp_c = 0.1;
-    let dp_z = calibrate_noise(cfg.dp_epsilon, 1e-5, s.rounds, dp_c)?;
-    let rows: Vec<(&str, usize, Partition, (f64, f64))> = vec![
+    let dp_z = calibrate_noise(cfg.dp_epsilon, 1e-5, s.rounds)?;
+    let client_dp = PrivacyPlan {
+        mechanism: PrivacyMechanism::ClientLevel,
+        client: ClientLevelParams {
+            clip_norm: dp_c,
+            noise_multiplier: dp_z,
+        },
+        ..PrivacyPlan::default()
+    };
+    let rows: Vec<(&str, usize, Partition, PrivacyPlan)> = vec![
         ("centralized SSL", 1, Partition::Iid, no_dp),
         ("federated SSL, IID", s.clients, Partition::Iid, no_dp),
         (
@@ -277,11 +270,11 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
             "federated SSL, Dirichlet 0.1, DP",
             s.clients,
             Partition::Dirichlet(0.1),
-            (dp_c, dp_z),
+            client_dp,
         ),
     ];
     for objective in ["simclr"] {
-        for (name, clients, partition, (c, z)) in &rows {
+        for (name, clients, partition, privacy) in &rows {
             info!(row = name, objective, "bench ssl: pretraining");
             let started = Instant::now();
             let run_dir = cfg.out.join(format!(
@@ -295,8 +288,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
                 // 100 divides every IID shard of both modes, so the centralized and the IID
                 // federated rows take exactly the same number of local steps.
                 batch_size: 100,
-                clip_norm: *c,
-                noise_multiplier: *z,
+                privacy: *privacy,
                 seed: cfg.seed,
                 ..PlanConfig::default()
             };
@@ -307,8 +299,13 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
                 partition: *partition,
                 run_dir: run_dir.clone(),
                 device: "cpu".into(),
-                epsilon_budget: 1e300, // the no-DP rows spend an astronomical ε
+                epsilon_budget: if privacy.mechanism.is_private() {
+                    cfg.dp_epsilon * 1.001
+                } else {
+                    f64::INFINITY
+                },
                 delta: 1e-5,
+                site_report: Default::default(),
                 plan: plan.clone(),
                 train_samples: s.pool,
                 probe_train: 1000,
@@ -334,7 +331,10 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
             let ft1 =
                 finetune(&ModelSpec::default(), Some(w), &sub1, &lab.test, &ft)?.test_accuracy;
             let label = if name.ends_with("DP") {
-                format!("{name} (ε = {:.1}, z = {z:.2}, C = {c})", summary.epsilon)
+                format!(
+                    "{name} (ε = {:.1} per site, z = {dp_z:.2}, C = {dp_c})",
+                    summary.privacy.epsilon_site.unwrap_or(f64::INFINITY)
+                )
             } else {
                 name.to_string()
             };
@@ -362,7 +362,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
         ft.steps
     ));
     t.note("supervised row: probe / kNN on the encoder trained with all labels; its 1% / 10% columns are the from-scratch classifier trained on that subset (the baseline for the probe and fine-tune columns)");
-    t.note(format!("rows without DP use C = {no_dp_c} and z = {no_dp_z:e} (noise std {:e} per coordinate): no meaningful privacy; the DP row's z is calibrated so the whole run costs the stated ε at δ = 1e-5 per site (client-level)", no_dp_c * no_dp_z));
+    t.note("rows without DP train with no clipping and no noise; the DP row's z is calibrated so the whole run costs the stated ε per site (client-level, add-or-remove one site, δ = 1e-5, RDP accountant, every site in every round)");
     t.note("centralized SSL: one site holding the whole pool, same rounds, local epochs and batch (100 pairs), hence the same total local steps as the IID row; Dirichlet shards drop their last partial batch, so their count differs slightly (its traffic is omitted: no network)");
     t.note(format!("machine: {}", machine()));
     Ok(t)

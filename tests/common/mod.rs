@@ -16,8 +16,6 @@ pub fn tiny_plan() -> PlanConfig {
         batch_size: 16,
         learning_rate: 1e-3,
         temperature: 0.5,
-        clip_norm: 1.0,
-        noise_multiplier: 0.01,
         seed: 3,
         ..PlanConfig::default()
     }
@@ -84,6 +82,8 @@ pub fn client_config(run: &Path, certs_dir: &Path, name: &str, addr: SocketAddr)
         idle_timeout_secs: 5.0,
         max_reconnect_attempts: 5,
         local_eval_labels: 0,
+        report: Default::default(),
+        init_ledger: false,
     }
 }
 

@@ -1,44 +1,26 @@
-//! The Gaussian mechanism on a whole update, sampled with opendp's exact discrete Gaussian.
-
-use anyhow::Context;
-use opendp::domains::{AtomDomain, VectorDomain};
-use opendp::measurements::make_gaussian;
-use opendp::measures::ZeroConcentratedDivergence;
-use opendp::metrics::L2Distance;
-use rayon::prelude::*;
+//! Client-level Gaussian mechanism: a site clips its whole update and adds exact discrete
+//! Gaussian noise ([`super::discrete_gaussian::GridGaussian`]) before it leaves the site.
 
 use super::clip::clip_l2;
+use super::discrete_gaussian::GridGaussian;
+use super::ledger::{GaussianEvent, MechanismKind, Neighbour, Unit};
 use super::{Mechanism, Privatized};
 use crate::model::Weights;
 
-/// opendp's Gaussian measurement on a sized f32 vector under L2 distance, in zCDP.
-type VectorGaussian = opendp::core::Measurement<
-    VectorDomain<AtomDomain<f32>>,
-    L2Distance<f32>,
-    ZeroConcentratedDivergence,
-    Vec<f32>,
->;
-
-/// Coordinates per parallel sampling chunk.
-const CHUNK: usize = 16_384;
-
-/// Client-level Gaussian mechanism: clip to `clip_norm`, add N(0, (z·C)²) to every coordinate.
+/// Client-level Gaussian mechanism: clip to `clip_norm`, add noise of standard deviation
+/// `noise_multiplier · clip_norm` to every coordinate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GaussianMechanism {
     /// L2 clipping bound `C`.
     pub clip_norm: f64,
     /// Noise multiplier `z`.
     pub noise_multiplier: f64,
-    /// Granularity exponent of opendp's sampler (noise lives on the grid 2^k).
-    pub k: i32,
     /// Number of coordinates of the update.
     pub dim: usize,
+    noise: GridGaussian,
 }
 
 impl GaussianMechanism {
-    /// Default granularity: 2^-30 keeps sampling fast; it grows the sensitivity by 2^-30·√d.
-    pub const DEFAULT_K: i32 = -30;
-
     /// A mechanism for updates of `dim` coordinates.
     pub fn new(clip_norm: f64, noise_multiplier: f64, dim: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(
@@ -53,38 +35,19 @@ impl GaussianMechanism {
         Ok(Self {
             clip_norm,
             noise_multiplier,
-            k: Self::DEFAULT_K,
             dim,
+            noise: GridGaussian::new(noise_multiplier * clip_norm)?,
         })
     }
 
-    /// Standard deviation of the noise, `z·C`.
+    /// Standard deviation of the noise actually added (at least `z·C`).
     pub fn scale(&self) -> f64 {
-        self.noise_multiplier * self.clip_norm
+        self.noise.sigma()
     }
 
-    fn measurement(&self, size: usize) -> anyhow::Result<VectorGaussian> {
-        make_gaussian::<_, _, ZeroConcentratedDivergence>(
-            VectorDomain::new(AtomDomain::<f32>::new_non_nan()).with_size(size),
-            L2Distance::<f32>::default(),
-            self.scale(),
-            Some(self.k),
-        )
-        .map_err(|e| anyhow::anyhow!("opendp make_gaussian: {e}"))
-    }
-
-    /// Adds noise to `values` in parallel chunks (the noise is i.i.d. per coordinate, so
-    /// chunking is the same mechanism as one vector-valued release).
+    /// Adds the mechanism's noise to `values`.
     pub fn add_noise(&self, values: &mut [f32]) -> anyhow::Result<()> {
-        // opendp measurements are not Send: each worker builds its own (cheap).
-        values.par_chunks_mut(CHUNK).try_for_each(|chunk| {
-            let noised = self
-                .measurement(chunk.len())?
-                .invoke(&chunk.to_vec())
-                .map_err(|e| anyhow::anyhow!("opendp sampling: {e}"))?;
-            chunk.copy_from_slice(&noised);
-            anyhow::Ok(())
-        })
+        self.noise.add_noise(values)
     }
 }
 
@@ -98,33 +61,42 @@ impl Mechanism for GaussianMechanism {
         );
         anyhow::ensure!(update.is_finite(), "update contains NaN or infinite values");
         let norm = clip_l2(update, self.clip_norm);
-        let mut flat: Vec<f32> = update.values().collect();
-        self.add_noise(&mut flat)?;
-        let mut it = flat.into_iter();
         for t in &mut update.tensors {
-            for v in &mut t.values {
-                *v = it
-                    .next()
-                    .context("internal: noise vector shorter than update")?;
-            }
+            self.noise.add_noise(&mut t.values)?;
         }
-        Ok(Privatized {
-            rho: self.rho()?,
-            norm,
-        })
+        Ok(Privatized { norm })
     }
 
-    fn rho(&self) -> anyhow::Result<f64> {
-        let m = self.measurement(self.dim.max(1))?;
-        m.map(&(self.clip_norm as f32))
-            .map_err(|e| anyhow::anyhow!("opendp privacy map: {e}"))
+    fn bounds(&self) -> Vec<GaussianEvent> {
+        // A site's clipped update moves the sum by at most C; one record moves the site's
+        // clipped update by at most 2C (both versions have norm ≤ C).
+        [(Unit::Site, 1.0), (Unit::Record, 2.0)]
+            .into_iter()
+            .map(|(unit, k)| GaussianEvent {
+                mechanism: MechanismKind::ClientLevel,
+                unit,
+                neighbour: Neighbour::AddOrRemoveOne,
+                noise_multiplier: self
+                    .noise
+                    .noise_multiplier(k * self.clip_norm, self.dim),
+                sampling_rate: 1.0,
+                steps: 1,
+                clip_norm: self.clip_norm,
+            })
+            .collect()
     }
 
     fn max_plausible_norm(&self) -> f64 {
-        // ‖clip(u) + n‖ ≤ C + ‖n‖, and ‖n‖ ≤ zC(√P + 10) except with probability < e^-50
-        // (Gaussian concentration of the norm: P(‖n‖ ≥ σ(√P + t)) ≤ e^{-t²/2}).
-        self.clip_norm + self.scale() * ((self.dim as f64).sqrt() + 10.0)
+        max_plausible_norm(self.clip_norm, self.noise_multiplier * self.clip_norm, self.dim)
     }
+}
+
+/// The largest norm of a clipped update plus N(0, σ²) noise in `dim` coordinates, except
+/// with probability below e^-50: ‖clip(u) + n‖ ≤ C + ‖n‖, and
+/// P(‖n‖ ≥ σ(√P + t)) ≤ e^{−t²/2} (Gaussian concentration of the norm). The grid noise's σ
+/// exceeds the requested one by under 1e-5 relative, covered by the slack.
+pub fn max_plausible_norm(clip_norm: f64, sigma: f64, dim: usize) -> f64 {
+    clip_norm + sigma * (1.0 + 1e-5) * ((dim as f64).sqrt() + 10.0)
 }
 
 #[cfg(test)]
@@ -146,11 +118,14 @@ mod tests {
     }
 
     #[test]
-    fn rho_matches_closed_form() {
-        // ρ = (Δ/σ)²/2 = 1/(2z²), up to the tiny 2^k·√d granularity term.
+    fn bounds_name_site_and_record_with_their_sensitivities() {
         let m = GaussianMechanism::new(1.0, 2.0, 1000).unwrap();
-        let rho = m.rho().unwrap();
-        assert!((rho - 0.125).abs() < 1e-4, "{rho}");
+        let b = m.bounds();
+        let site = b.iter().find(|e| e.unit == Unit::Site).unwrap();
+        let record = b.iter().find(|e| e.unit == Unit::Record).unwrap();
+        // z = 2 up to the grid's 2^k·√d (about 2·√1000/2^20 relative).
+        assert!((site.noise_multiplier - 2.0).abs() < 2e-4, "{site:?}");
+        assert!((record.noise_multiplier - 1.0).abs() < 1e-4, "{record:?}");
     }
 
     #[test]

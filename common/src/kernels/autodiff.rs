@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::backend::BackendTypes;
 use burn::tensor::TensorPrimitive;
 
-use super::{reference, ConvSpec, Kernels, NormGrads, NormKind, NormSaved};
+use super::{per_example, reference, ConvSpec, GnSaved, Kernels, NormGrads, NormKind, NormSaved};
 
 type Prim<B> = <B as BackendTypes>::FloatTensorPrimitive;
 /// burn-autodiff's tensor (its type is not exported by name).
@@ -48,6 +48,20 @@ impl<B: Kernels> Backward<B, 2> for ConvBackward {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (x, w, spec) = ops.state;
+        if let (true, Some(nw)) = (per_example::active(), &node_w) {
+            // DP-SGD: the input gradient now, the weight's per record (see per_example).
+            if let Some(node) = node_x {
+                let dx = B::kernel_conv2d_input_grad(
+                    wrap(x.clone()),
+                    wrap(w.clone()),
+                    wrap(grad.clone()),
+                    spec,
+                );
+                grads.register::<B>(node.id, unwrap(dx));
+            }
+            per_example::conv::<B>(nw.id, wrap(x), wrap(w), wrap(grad), spec);
+            return;
+        }
         let (dx, dw) =
             B::kernel_conv2d_backward(wrap(x), wrap(w), wrap(grad), spec, node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
@@ -68,6 +82,11 @@ impl<B: Kernels> Backward<B, 3> for NormBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_y, node_scale, node_shift] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
+        if per_example::active() && (node_scale.is_some() || node_shift.is_some()) {
+            per_example::fail(
+                "BatchNorm mixes the records of a batch; DP-SGD needs group normalization (plan.norm = \"group\")".into(),
+            );
+        }
         let (dy, dscale, dshift): NormGrads<B> = B::kernel_norm_backward(ops.state, wrap(grad));
         for (node, g) in [
             (node_y, unwrap(dy)),
@@ -77,6 +96,60 @@ impl<B: Kernels> Backward<B, 3> for NormBackward {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
             }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GroupNormBackward;
+
+impl<B: Kernels> Backward<B, 3> for GroupNormBackward {
+    type State = GnSaved<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (dx, dgamma, dbeta) = B::kernel_group_norm_backward(ops.state, wrap(grad));
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, unwrap(dx));
+        }
+        let dp = per_example::active();
+        for (node, per_image) in [(node_gamma, dgamma), (node_beta, dbeta)] {
+            let Some(node) = node else { continue };
+            if dp {
+                per_example::per_image::<B>(node.id, per_image);
+            } else {
+                let c = per_image.dims()[1];
+                grads.register::<B>(node.id, unwrap(per_image.sum_dim(0).reshape([c])));
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl<B: Kernels> Backward<B, 3> for LinearBackward {
+    type State = (Prim<B>, Prim<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad: Tensor<B, 2> = wrap(grads.consume::<B>(&ops.node));
+        let (x, w) = ops.state;
+        let (x, w): (Tensor<B, 2>, Tensor<B, 2>) = (wrap(x), wrap(w));
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, unwrap(grad.clone().matmul(w.transpose())));
+        }
+        if per_example::active() {
+            per_example::linear::<B>(node_w.map(|n| n.id), node_b.map(|n| n.id), x, grad);
+            return;
+        }
+        if let Some(node) = node_w {
+            grads.register::<B>(node.id, unwrap(x.transpose().matmul(grad.clone())));
+        }
+        if let Some(node) = node_b {
+            let d = grad.dims()[1];
+            grads.register::<B>(node.id, unwrap(grad.sum_dim(0).reshape([d])));
         }
     }
 }
@@ -117,6 +190,65 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             .stateful();
         from_ad(match prep {
             OpsKind::Tracked(prep) => prep.finish((x.primitive, w.primitive, spec), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        })
+    }
+
+    fn kernel_group_norm(
+        x: Tensor<Self, 4>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        groups: usize,
+        eps: f64,
+        relu: bool,
+    ) -> Tensor<Self, 4> {
+        if !B::OWN_KERNELS {
+            return reference::group_norm(x, gamma, beta, groups, eps, relu).0;
+        }
+        let (xa, ga, ba) = (ad(x), ad(gamma), ad(beta));
+        let (out, saved) = B::kernel_group_norm_saved(
+            wrap(xa.primitive.clone()),
+            wrap(ga.primitive.clone()),
+            wrap(ba.primitive.clone()),
+            groups,
+            eps,
+            relu,
+        );
+        let nodes = [xa.node.clone(), ga.node.clone(), ba.node.clone()];
+        let out = unwrap(out);
+        let node = match GroupNormBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(saved, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        from_ad(node)
+    }
+
+    fn kernel_linear(
+        x: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+    ) -> Tensor<Self, 2> {
+        if !B::OWN_KERNELS {
+            return reference::linear(x, weight, bias);
+        }
+        // Without a bias, an untracked zero one: the node's third parent is then absent.
+        let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[1]], &weight.device()));
+        let (xa, wa, ba) = (ad(x), ad(weight), ad(bias));
+        let out = unwrap(B::kernel_linear(
+            wrap(xa.primitive.clone()),
+            wrap(wa.primitive.clone()),
+            Some(wrap(ba.primitive.clone())),
+        ));
+        let prep = LinearBackward
+            .prepare::<C>([xa.node.clone(), wa.node.clone(), ba.node.clone()])
+            .compute_bound()
+            .stateful();
+        from_ad(match prep {
+            OpsKind::Tracked(prep) => prep.finish((xa.primitive, wa.primitive), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         })
     }

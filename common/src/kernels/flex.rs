@@ -8,10 +8,12 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use super::cpu::conv::{self, ConvGeom, StackLayer as StackView};
+use super::cpu::group_norm;
 use super::cpu::norm::{self, Nc};
 use super::profile::{timed, Op};
 use super::{
-    compose_stack, reference, ConvSpec, Kernels, NormGrads, NormKind, NormSaved, StackLayer,
+    compose_stack, reference, ConvSpec, GnGrads, GnSaved, Kernels, NormGrads, NormKind,
+    NormSaved, StackLayer,
 };
 
 /// The tensor's storage as one contiguous buffer (a copy only when it is a strided view).
@@ -88,12 +90,96 @@ impl Kernels for Flex {
         let wdims = weight.dims();
         let (xp, wp, gp) = (contiguous(x), contiguous(weight), contiguous(grad));
         let (dx, dw) = timed(Op::ConvBackward, || {
-            conv::backward(&g, f32s(&xp), f32s(&wp), f32s(&gp), need_x)
+            conv::backward(&g, f32s(&xp), f32s(&wp), f32s(&gp), need_x, true)
         });
         (
             dx.map(|dx| tensor(dx, [g.n, g.cin, g.h, g.w])),
             tensor(dw, wdims),
         )
+    }
+
+    fn kernel_conv2d_input_grad(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        grad: Tensor<Self, 4>,
+        spec: ConvSpec,
+    ) -> Tensor<Self, 4> {
+        let geom = geometry(x.dims(), weight.dims(), spec)
+            .filter(|g| grad.dims() == [g.n, g.cout, g.out_h(), g.out_w()]);
+        let Some(g) = geom.filter(|_| all_f32(&[&x, &weight, &grad])) else {
+            return reference::conv2d_input_grad(x, weight, grad, spec);
+        };
+        let (xp, wp, gp) = (contiguous(x), contiguous(weight), contiguous(grad));
+        let (dx, _) = timed(Op::ConvBackward, || {
+            conv::backward(&g, f32s(&xp), f32s(&wp), f32s(&gp), true, false)
+        });
+        let dx = dx.unwrap_or_else(|| unreachable!("conv::backward returns dx when asked"));
+        tensor(dx, [g.n, g.cin, g.h, g.w])
+    }
+
+    fn kernel_group_norm_saved(
+        x: Tensor<Self, 4>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        groups: usize,
+        eps: f64,
+        relu: bool,
+    ) -> (Tensor<Self, 4>, GnSaved<Self>) {
+        let dims = x.dims();
+        let d = nc(dims);
+        if !all_f32(&[&x]) || !channel_vectors(&[&gamma, &beta], d.c) || groups == 0 || d.c % groups != 0 {
+            return reference::group_norm(x, gamma, beta, groups, eps, relu);
+        }
+        let xp = contiguous(x);
+        let (gv, bv) = (vec1(gamma.clone()), vec1(beta));
+        let (out, saved) = timed(Op::NormForward, || {
+            group_norm::forward(d, groups, f32s(&xp), &gv, &bv, eps as f32, relu)
+        });
+        let out = tensor(out, dims);
+        (
+            out.clone(),
+            GnSaved {
+                y: tensor(saved.y, dims),
+                out,
+                rstd: tensor(saved.rstd, [d.n, groups]),
+                gamma,
+                groups,
+                relu,
+            },
+        )
+    }
+
+    fn kernel_group_norm_backward(saved: GnSaved<Self>, grad: Tensor<Self, 4>) -> GnGrads<Self> {
+        let dims = grad.dims();
+        let d = nc(dims);
+        let ok = all_f32(&[&saved.y, &saved.out, &grad])
+            && saved.y.dims() == dims
+            && saved.out.dims() == dims
+            && channel_vectors(&[&saved.gamma], d.c)
+            && saved.rstd.dims() == [d.n, saved.groups];
+        if !ok {
+            return reference::group_norm_backward(saved, grad);
+        }
+        let (yp, op, gp, rp) = (
+            contiguous(saved.y),
+            contiguous(saved.out),
+            contiguous(grad),
+            contiguous(saved.rstd),
+        );
+        let gamma = vec1(saved.gamma);
+        let (dx, dg, db) = timed(Op::NormBackward, || {
+            group_norm::backward(
+                d,
+                saved.groups,
+                f32s(&yp),
+                f32s(&rp),
+                f32s(&op),
+                &gamma,
+                f32s(&gp),
+                saved.relu,
+            )
+        });
+        (tensor(dx, dims), tensor(dg, [d.n, d.c]), tensor(db, [d.n, d.c]))
     }
 
     fn kernel_batch_norm(

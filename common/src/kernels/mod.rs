@@ -14,6 +14,7 @@
 mod autodiff;
 pub mod cpu;
 mod flex;
+pub mod per_example;
 pub mod profile;
 pub mod reference;
 
@@ -77,6 +78,27 @@ pub enum NormKind<B: Backend> {
 /// Gradients of a per-channel normalization: input, scale-like and shift-like parameters.
 pub type NormGrads<B> = (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>);
 
+/// What the backward pass of a group normalization needs from its forward pass.
+#[derive(Debug, Clone)]
+pub struct GnSaved<B: Backend> {
+    /// The normalized input `[n, c, h, w]` (before scale and shift).
+    pub y: Tensor<B, 4>,
+    /// The output (its sign gives the ReLU mask).
+    pub out: Tensor<B, 4>,
+    /// 1/√(var + ε) per image and group, `[n, groups]`.
+    pub rstd: Tensor<B, 2>,
+    /// γ `[c]`.
+    pub gamma: Tensor<B, 1>,
+    /// Groups of channels.
+    pub groups: usize,
+    /// Whether a ReLU follows.
+    pub relu: bool,
+}
+
+/// Gradients of a group normalization: the input, and γ and β per image (`[n, c]` each;
+/// DP-SGD clips them per record, plain training sums them).
+pub type GnGrads<B> = (Tensor<B, 4>, Tensor<B, 2>, Tensor<B, 2>);
+
 /// One layer of an evaluation-mode convolution stack ([`Kernels::kernel_conv_stack`]): convolution, then
 /// `y·scale + shift` per channel (a folded BatchNorm), then ReLU when `relu`.
 #[derive(Debug, Clone)]
@@ -118,6 +140,55 @@ pub trait Kernels: Backend {
         need_x: bool,
     ) -> (Option<Tensor<Self, 4>>, Tensor<Self, 4>) {
         reference::conv2d_backward(x, weight, grad, spec, need_x)
+    }
+
+    /// The input gradient of [`Kernels::kernel_conv2d`] alone.
+    fn kernel_conv2d_input_grad(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        grad: Tensor<Self, 4>,
+        spec: ConvSpec,
+    ) -> Tensor<Self, 4> {
+        reference::conv2d_input_grad(x, weight, grad, spec)
+    }
+
+    /// Group normalization of `[n, c, h, w]` over `groups` groups of channels per image,
+    /// scale and shift per channel, then ReLU when `relu`.
+    fn kernel_group_norm(
+        x: Tensor<Self, 4>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        groups: usize,
+        eps: f64,
+        relu: bool,
+    ) -> Tensor<Self, 4> {
+        Self::kernel_group_norm_saved(x, gamma, beta, groups, eps, relu).0
+    }
+
+    /// [`Kernels::kernel_group_norm`] with what its backward pass needs.
+    fn kernel_group_norm_saved(
+        x: Tensor<Self, 4>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        groups: usize,
+        eps: f64,
+        relu: bool,
+    ) -> (Tensor<Self, 4>, GnSaved<Self>) {
+        reference::group_norm(x, gamma, beta, groups, eps, relu)
+    }
+
+    /// Gradients of [`Kernels::kernel_group_norm`].
+    fn kernel_group_norm_backward(saved: GnSaved<Self>, grad: Tensor<Self, 4>) -> GnGrads<Self> {
+        reference::group_norm_backward(saved, grad)
+    }
+
+    /// `x · w + b` for `x` `[m, d_in]`, `w` `[d_in, d_out]` (burn's layout), `b` `[d_out]`.
+    fn kernel_linear(
+        x: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+    ) -> Tensor<Self, 2> {
+        reference::linear(x, weight, bias)
     }
 
     /// Training-mode batch normalization of `[n, c, h, w]` with batch statistics, then

@@ -6,7 +6,7 @@ use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::TensorPrimitive;
 
-use super::{ConvSpec, NormGrads, NormKind, NormSaved};
+use super::{ConvSpec, GnGrads, GnSaved, NormGrads, NormKind, NormSaved};
 
 fn options(spec: ConvSpec) -> ConvOptions<2> {
     ConvOptions::new(spec.stride, spec.padding, [1, 1], 1)
@@ -45,6 +45,99 @@ pub fn conv2d_backward<B: Backend>(
         options(spec),
     )));
     (dx, dw)
+}
+
+/// The input gradient of a convolution with the backend's `conv2d_x_backward`.
+pub fn conv2d_input_grad<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    grad: Tensor<B, 4>,
+    spec: ConvSpec,
+) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::conv2d_x_backward(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        grad.into_primitive().tensor(),
+        options(spec),
+    )))
+}
+
+/// `x · w + b`.
+pub fn linear<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, 2> {
+    let y = x.matmul(weight);
+    match bias {
+        Some(b) => {
+            let d = b.dims()[0];
+            y.add(b.reshape([1, d]))
+        }
+        None => y,
+    }
+}
+
+/// Group normalization with burn's ops (per image and group: mean, biased variance).
+pub fn group_norm<B: Backend>(
+    x: Tensor<B, 4>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    groups: usize,
+    eps: f64,
+    relu: bool,
+) -> (Tensor<B, 4>, GnSaved<B>) {
+    let [n, c, h, w] = x.dims();
+    let m = c / groups * h * w;
+    let g = x.reshape([n, groups, m]);
+    let mean = g.clone().mean_dim(2);
+    let centered = g.sub(mean);
+    let var = centered.clone().powi_scalar(2).mean_dim(2);
+    let rstd = var.add_scalar(eps).sqrt().recip();
+    let y = centered.mul(rstd.clone()).reshape([n, c, h * w]);
+    let out = y
+        .clone()
+        .mul(per_channel(gamma.clone(), n))
+        .add(per_channel(beta, n))
+        .reshape([n, c, h, w]);
+    let out = relu_if(out, relu);
+    (
+        out.clone(),
+        GnSaved {
+            y: y.reshape([n, c, h, w]),
+            out,
+            rstd: rstd.reshape([n, groups]),
+            gamma,
+            groups,
+            relu,
+        },
+    )
+}
+
+/// Gradients of [`group_norm`]: input, and γ and β per image.
+pub fn group_norm_backward<B: Backend>(saved: GnSaved<B>, grad: Tensor<B, 4>) -> GnGrads<B> {
+    let [n, c, h, w] = grad.dims();
+    let (s, groups) = (h * w, saved.groups);
+    let grad = if saved.relu {
+        grad.mul(saved.out.greater_elem(0.0).float())
+    } else {
+        grad
+    };
+    let g3 = grad.reshape([n, c, s]);
+    let y3 = saved.y.reshape([n, c, s]);
+    let dgamma = g3.clone().mul(y3.clone()).sum_dim(2).reshape([n, c]);
+    let dbeta = g3.clone().sum_dim(2).reshape([n, c]);
+    let m = c / groups * s;
+    let dyh = g3.mul(per_channel(saved.gamma, n)).reshape([n, groups, m]);
+    let yg = y3.reshape([n, groups, m]);
+    let m1 = dyh.clone().mean_dim(2);
+    let m2 = dyh.clone().mul(yg.clone()).mean_dim(2);
+    let dx = dyh
+        .sub(m1)
+        .sub(yg.mul(m2))
+        .mul(saved.rstd.reshape([n, groups, 1]))
+        .reshape([n, c, h, w]);
+    (dx, dgamma, dbeta)
 }
 
 /// Repeats a per-channel vector to `[n, c, 1]`, so every broadcast runs along the innermost

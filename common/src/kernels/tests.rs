@@ -305,8 +305,8 @@ fn encoder_gradients_match_burn_ops() {
         let mut grads = Vec::new();
         for b in &enc.blocks {
             grads.push(values(b.conv.weight.val().grad(&g).unwrap()));
-            grads.push(values(b.bn.gamma.val().grad(&g).unwrap()));
-            grads.push(values(b.bn.beta.val().grad(&g).unwrap()));
+            grads.push(values(b.bn.as_ref().unwrap().gamma.val().grad(&g).unwrap()));
+            grads.push(values(b.bn.as_ref().unwrap().beta.val().grad(&g).unwrap()));
         }
         grads.push(values(proj.fc1.weight.val().grad(&g).unwrap()));
         (value, grads)

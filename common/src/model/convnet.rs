@@ -13,6 +13,7 @@ use burn::prelude::*;
 
 use super::batchnorm::BatchNorm2d;
 pub use super::batchnorm::BnMode;
+use super::groupnorm::{GroupNorm2d, Norm};
 use super::IMAGE_SIDE;
 use crate::kernels::{reference, ConvSpec, Kernels, Ops, StackLayer};
 
@@ -25,6 +26,8 @@ pub struct ConvNetSConfig {
     pub height: usize,
     /// Input width.
     pub width: usize,
+    /// Normalization layers.
+    pub norm: Norm,
 }
 
 impl Default for ConvNetSConfig {
@@ -33,6 +36,7 @@ impl Default for ConvNetSConfig {
             in_channels: 1,
             height: IMAGE_SIDE,
             width: IMAGE_SIDE,
+            norm: Norm::Batch,
         }
     }
 }
@@ -46,15 +50,19 @@ pub struct Cnn1dConfig {
     pub length: usize,
     /// Width `w` of the first stage (the stages have w, 2w, 4w, 128 channels).
     pub width: usize,
+    /// Normalization layers.
+    pub norm: Norm,
 }
 
-/// One conv → BN → ReLU stage.
+/// One conv → norm → ReLU stage.
 #[derive(Module, Debug)]
 pub struct ConvBlock<B: Backend> {
-    /// 3×3 convolution without bias (BatchNorm follows).
+    /// 3×3 convolution without bias (a normalization follows).
     pub conv: Conv2d<B>,
-    /// Normalization.
-    pub bn: BatchNorm2d<B>,
+    /// BatchNorm ([`Norm::Batch`]).
+    pub bn: Option<BatchNorm2d<B>>,
+    /// GroupNorm ([`Norm::Group`]).
+    pub gn: Option<GroupNorm2d<B>>,
 }
 
 impl<B: Backend> ConvBlock<B> {
@@ -64,6 +72,7 @@ impl<B: Backend> ConvBlock<B> {
         cout: usize,
         kernel: [usize; 2],
         stride: [usize; 2],
+        norm: Norm,
         device: &B::Device,
     ) -> Self {
         let [ph, pw] = [kernel[0] / 2, kernel[1] / 2];
@@ -73,7 +82,8 @@ impl<B: Backend> ConvBlock<B> {
                 .with_padding(PaddingConfig2d::Explicit(ph, pw, ph, pw))
                 .with_bias(false)
                 .init(device),
-            bn: BatchNorm2d::new(cout, device),
+            bn: (norm == Norm::Batch).then(|| BatchNorm2d::new(cout, device)),
+            gn: (norm == Norm::Group).then(|| GroupNorm2d::new(cout, device)),
         }
     }
 
@@ -110,7 +120,12 @@ impl<B: Backend> ConvBlock<B> {
             Ops::Kernels => B::kernel_conv2d(x, w, spec),
             Ops::Burn => reference::conv2d(x, w, spec),
         };
-        self.bn.forward_with(y, mode, relu, ops)
+        match (&self.bn, &self.gn) {
+            (Some(bn), _) => bn.forward_with(y, mode, relu, ops),
+            (None, Some(gn)) => gn.forward_with(y, relu, ops),
+            (None, None) if relu => burn::tensor::activation::relu(y),
+            (None, None) => y,
+        }
     }
 }
 
@@ -143,6 +158,7 @@ fn build<B: Backend>(
     kernel: [usize; 2],
     one_d: bool,
     input: [usize; 3],
+    norm: Norm,
     device: &B::Device,
 ) -> ConvNet<B> {
     ConvNet {
@@ -150,7 +166,7 @@ fn build<B: Backend>(
             .iter()
             .map(|&(i, o, s)| {
                 let stride = if one_d { [1, s] } else { [s, s] };
-                ConvBlock::new(i, o, kernel, stride, device)
+                ConvBlock::new(i, o, kernel, stride, norm, device)
             })
             .collect(),
         input,
@@ -168,7 +184,7 @@ impl ConvNetSConfig {
             (128, CONVNET_S_DIM, s3),
         ];
         let input = [self.in_channels, self.height, self.width];
-        build(&plan, [3, 3], false, input, device)
+        build(&plan, [3, 3], false, input, self.norm, device)
     }
 }
 
@@ -183,7 +199,14 @@ impl Cnn1dConfig {
             (2 * w, 4 * w, s2),
             (4 * w, CONVNET_S_DIM, s3),
         ];
-        build(&plan, [1, 5], true, [self.channels, 1, self.length], device)
+        build(
+            &plan,
+            [1, 5],
+            true,
+            [self.channels, 1, self.length],
+            self.norm,
+            device,
+        )
     }
 }
 
@@ -220,13 +243,16 @@ impl<B: Kernels> ConvNet<B> {
 
     /// The last stage's feature map `[N, 128, H', W']` (before pooling).
     pub fn feature_map(&self, x: Tensor<B, 4>, mode: BnMode, ops: Ops) -> Tensor<B, 4> {
-        if mode == BnMode::Eval && ops == Ops::Kernels {
+        let batch_norms: Option<Vec<&BatchNorm2d<B>>> =
+            self.blocks.iter().map(|b| b.bn.as_ref()).collect();
+        if let (BnMode::Eval, Ops::Kernels, Some(bns)) = (mode, ops, batch_norms) {
             // Inference: one fused conv → BN → ReLU stack.
             let layers = self
                 .blocks
                 .iter()
-                .map(|b| {
-                    let (scale, shift) = b.bn.eval_affine();
+                .zip(bns)
+                .map(|(b, bn)| {
+                    let (scale, shift) = bn.eval_affine();
                     StackLayer {
                         weight: b.conv.weight.val(),
                         spec: b.spec(),

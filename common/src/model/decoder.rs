@@ -6,6 +6,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::groupnorm::linear;
+use crate::kernels::{Kernels, Ops};
+
 /// The reconstruction head.
 #[derive(Module, Debug)]
 pub struct Decoder<B: Backend> {
@@ -23,9 +26,10 @@ pub fn decoder<B: Backend>(input: usize, output: usize, device: &B::Device) -> D
     }
 }
 
-impl<B: Backend> Decoder<B> {
+impl<B: Kernels> Decoder<B> {
     /// Reconstructs flat samples `[N, output]` from representations `[N, input]`.
     pub fn forward(&self, z: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.fc2.forward(relu(self.fc1.forward(z)))
+        let h = relu(linear(&self.fc1, z, Ops::Kernels));
+        linear(&self.fc2, h, Ops::Kernels)
     }
 }

@@ -137,6 +137,7 @@ impl EncoderConfig {
                     height,
                     width,
                     base,
+                    norm: super::groupnorm::Norm::Batch,
                 }
                 .downsampling()
                 .trailing_zeros();
@@ -162,6 +163,7 @@ impl EncoderConfig {
     pub fn init<B: Backend>(
         &self,
         shape: SampleShape,
+        norm: super::groupnorm::Norm,
         device: &B::Device,
     ) -> Result<Encoder<B>, String> {
         self.check(shape)?;
@@ -178,6 +180,7 @@ impl EncoderConfig {
                     in_channels: channels,
                     height,
                     width,
+                    norm,
                 }
                 .init(device),
             ),
@@ -194,6 +197,7 @@ impl EncoderConfig {
                     height,
                     width,
                     base,
+                    norm,
                 }
                 .init(device),
             ),
@@ -213,6 +217,7 @@ impl EncoderConfig {
                     channels,
                     length,
                     width,
+                    norm,
                 }
                 .init(device),
             ),
@@ -221,6 +226,7 @@ impl EncoderConfig {
                     features,
                     hidden,
                     output: REPR_DIM,
+                    norm,
                 }
                 .init(device),
             ),

@@ -6,6 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::batchnorm::{BatchNorm2d, BnMode};
+use super::groupnorm::{linear, GroupNorm2d, Norm};
 use crate::kernels::{Kernels, Ops};
 
 /// Hyper-parameters of [`Mlp`].
@@ -17,15 +18,19 @@ pub struct MlpConfig {
     pub hidden: usize,
     /// Width of the representation.
     pub output: usize,
+    /// Normalization layers.
+    pub norm: Norm,
 }
 
-/// One Linear → BatchNorm → ReLU layer.
+/// One Linear → norm → ReLU layer.
 #[derive(Module, Debug)]
 pub struct MlpLayer<B: Backend> {
-    /// Linear map without bias (BatchNorm follows).
+    /// Linear map without bias (a normalization follows).
     pub fc: Linear<B>,
-    /// Normalization.
-    pub bn: BatchNorm2d<B>,
+    /// BatchNorm ([`Norm::Batch`]).
+    pub bn: Option<BatchNorm2d<B>>,
+    /// GroupNorm ([`Norm::Group`]).
+    pub gn: Option<GroupNorm2d<B>>,
 }
 
 /// The MLP encoder.
@@ -42,7 +47,8 @@ impl MlpConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
         let layer = |i: usize, o: usize| MlpLayer {
             fc: LinearConfig::new(i, o).with_bias(false).init(device),
-            bn: BatchNorm2d::new(o, device),
+            bn: (self.norm == Norm::Batch).then(|| BatchNorm2d::new(o, device)),
+            gn: (self.norm == Norm::Group).then(|| GroupNorm2d::new(o, device)),
         };
         Mlp {
             layers: vec![
@@ -58,11 +64,16 @@ impl<B: Kernels> Mlp<B> {
     /// Maps `[N, F]` records to `[N, output]` representations.
     pub fn forward_with(&self, x: Tensor<B, 2>, mode: BnMode, ops: Ops) -> Tensor<B, 2> {
         let h = self.layers.iter().fold(x, |h, l| {
-            let y = l.fc.forward(h);
+            let y = linear(&l.fc, h, ops);
             let [n, c] = y.dims();
-            l.bn.forward_with(y.reshape([n, c, 1, 1]), mode, true, ops)
-                .reshape([n, c])
+            match (&l.bn, &l.gn) {
+                (Some(bn), _) => bn
+                    .forward_with(y.reshape([n, c, 1, 1]), mode, true, ops)
+                    .reshape([n, c]),
+                (None, Some(gn)) => gn.forward_2d(y, true, ops),
+                (None, None) => burn::tensor::activation::relu(y),
+            }
         });
-        self.out.forward(h)
+        linear(&self.out, h, ops)
     }
 }

@@ -13,6 +13,7 @@ pub mod convnet;
 pub mod decoder;
 pub mod ema;
 pub mod encoder;
+pub mod groupnorm;
 pub mod mlp;
 pub mod predictor;
 pub mod projector;
@@ -23,6 +24,7 @@ pub mod weights;
 
 pub use convnet::{BnMode, Cnn1dConfig, ConvNet, ConvNetS, ConvNetSConfig};
 pub use encoder::{Encoder, EncoderConfig, REPR_DIM};
+pub use groupnorm::Norm;
 pub use predictor::{Predictor, PredictorConfig};
 pub use projector::{Projector, ProjectorConfig};
 pub use ssl_model::{BatchNormPlacement, ModelSpec, Parts, Placement, SslModel};

@@ -6,6 +6,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::groupnorm::linear;
+use crate::kernels::{Kernels, Ops};
+
 /// Dimensions of the projector.
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectorConfig {
@@ -46,9 +49,10 @@ impl ProjectorConfig {
     }
 }
 
-impl<B: Backend> Projector<B> {
+impl<B: Kernels> Projector<B> {
     /// Projects `[N, input]` to `[N, output]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.fc2.forward(relu(self.fc1.forward(x)))
+        let h = relu(linear(&self.fc1, x, Ops::Kernels));
+        linear(&self.fc2, h, Ops::Kernels)
     }
 }

@@ -14,6 +14,7 @@ use burn::prelude::*;
 use burn::tensor::module::max_pool2d;
 
 use super::batchnorm::BnMode;
+use super::groupnorm::Norm;
 use super::convnet::ConvBlock;
 use super::encoder::REPR_DIM;
 use crate::kernels::{Kernels, Ops};
@@ -32,6 +33,8 @@ pub struct ResNetConfig {
     pub width: usize,
     /// Channels `w` of the first stage (the stages have w, 2w, 4w, 8w); 64 is ResNet-18.
     pub base: usize,
+    /// Normalization layers.
+    pub norm: Norm,
 }
 
 /// A basic residual block: two 3×3 conv → BN layers, the first with a ReLU, plus a
@@ -47,12 +50,12 @@ pub struct BasicBlock<B: Backend> {
 }
 
 impl<B: Backend> BasicBlock<B> {
-    fn new(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Self {
+    fn new(cin: usize, cout: usize, stride: usize, norm: Norm, device: &B::Device) -> Self {
         Self {
-            conv1: ConvBlock::new(cin, cout, [3, 3], [stride, stride], device),
-            conv2: ConvBlock::new(cout, cout, [3, 3], [1, 1], device),
+            conv1: ConvBlock::new(cin, cout, [3, 3], [stride, stride], norm, device),
+            conv2: ConvBlock::new(cout, cout, [3, 3], [1, 1], norm, device),
             shortcut: (stride != 1 || cin != cout)
-                .then(|| ConvBlock::new(cin, cout, [1, 1], [stride, stride], device)),
+                .then(|| ConvBlock::new(cin, cout, [1, 1], [stride, stride], norm, device)),
         }
     }
 }
@@ -109,17 +112,17 @@ impl ResNetConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> ResNet<B> {
         let w = self.base.max(1);
         let stem = if self.large() {
-            ConvBlock::new(self.channels, w, [7, 7], [2, 2], device)
+            ConvBlock::new(self.channels, w, [7, 7], [2, 2], self.norm, device)
         } else {
-            ConvBlock::new(self.channels, w, [3, 3], [1, 1], device)
+            ConvBlock::new(self.channels, w, [3, 3], [1, 1], self.norm, device)
         };
         let mut blocks = Vec::with_capacity(8);
         let mut cin = w;
         for (stage, mult) in [1, 2, 4, 8].into_iter().enumerate() {
             let cout = w * mult;
             let stride = if stage == 0 { 1 } else { 2 };
-            blocks.push(BasicBlock::new(cin, cout, stride, device));
-            blocks.push(BasicBlock::new(cout, cout, 1, device));
+            blocks.push(BasicBlock::new(cin, cout, stride, self.norm, device));
+            blocks.push(BasicBlock::new(cout, cout, 1, self.norm, device));
             cin = cout;
         }
         ResNet {
@@ -153,7 +156,7 @@ impl<B: Kernels> ResNet<B> {
         let [n, c, h, w] = f.dims();
         let pooled = f.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
         match &self.head {
-            Some(l) => l.forward(pooled),
+            Some(l) => super::groupnorm::linear(l, pooled, ops),
             None => pooled,
         }
     }
@@ -172,6 +175,7 @@ mod tests {
             height: 32,
             width: 32,
             base: 16,
+            norm: Norm::Batch,
         };
         let net = cfg.init::<Flex>(&dev);
         assert_eq!(net.blocks.len(), 8);
@@ -214,6 +218,7 @@ mod tests {
             height: 96,
             width: 96,
             base: 8,
+            norm: Norm::Batch,
         };
         assert_eq!(cfg.downsampling(), 32);
         let net = cfg.init::<Flex>(&dev);

@@ -91,6 +91,8 @@ pub struct ModelSpec {
     pub split: usize,
     /// CPC: steps ahead predicted.
     pub cpc_steps: usize,
+    /// Normalization layers of the encoder and the predictor (group for DP-SGD).
+    pub norm: super::groupnorm::Norm,
 }
 
 impl Default for ModelSpec {
@@ -103,6 +105,7 @@ impl Default for ModelSpec {
             parts: Parts::default(),
             split: 0,
             cpc_steps: 2,
+            norm: super::groupnorm::Norm::Batch,
         }
     }
 }
@@ -147,9 +150,9 @@ impl ModelSpec {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SslModel<B>, String> {
         let heads = self.objective.heads();
         let (first, second) = self.towers()?;
-        let encoder = self.encoder.init::<B>(first, device)?;
+        let encoder = self.encoder.init::<B>(first, self.norm, device)?;
         let partner = match second {
-            Some(s) => Some(self.encoder.init::<B>(s, device)?),
+            Some(s) => Some(self.encoder.init::<B>(s, self.norm, device)?),
             None => None,
         };
         Ok(SslModel {
@@ -158,9 +161,13 @@ impl ModelSpec {
             projector: heads
                 .projector
                 .then(|| ProjectorConfig::default().init(device)),
-            predictor: heads
-                .predictor
-                .then(|| PredictorConfig::default().init(device)),
+            predictor: heads.predictor.then(|| {
+                PredictorConfig {
+                    norm: self.norm,
+                    ..PredictorConfig::default()
+                }
+                .init(device)
+            }),
             decoder: if heads.decoder {
                 Some(decoder(
                     self.decoder_input(),

@@ -153,7 +153,7 @@ mod tests {
             software_version: "x".into(),
             capabilities: vec!["simclr".into()],
             claimed_name: "a".into(),
-            num_samples: 10,
+            num_samples: Some(10),
         })
     }
 

@@ -44,8 +44,9 @@ pub struct Hello {
     /// The name the client says it has. Only informational: the server uses the name in
     /// the client certificate and refuses a claim that differs from it.
     pub claimed_name: String,
-    /// Number of local training samples (used as the FedAvg weight).
-    pub num_samples: u64,
+    /// Number of local training samples, when the site discloses it (`[report]
+    /// sample_count`); the server weighs sites by it only without DP.
+    pub num_samples: Option<u64>,
 }
 
 /// A client's update for one round.
@@ -57,31 +58,56 @@ pub struct Upload {
     pub nonce: u64,
     /// Hash of the global model the update was computed from.
     pub base_model_hash: String,
-    /// Number of samples trained on.
-    pub num_samples: u64,
-    /// Mean SSL loss over the local epochs.
-    pub mean_loss: f32,
-    /// The client's total ε after this round (from its own ledger).
-    pub epsilon: f64,
-    /// Local wall-clock seconds for training and privatization.
-    pub train_seconds: f64,
-    /// Collapse monitors of the locally trained encoder and, when asked, the site's own
-    /// evaluation of the global model it started from. Plain figures, not privatized.
-    pub metrics: LocalMetrics,
-    /// The update (local − global), clipped and noised.
+    /// The update (local − global), privatized as the plan's mechanism says.
     pub update: ModelPayload,
+    /// Plain figures the site chose to disclose next to its update (outside any ε; under
+    /// a DP mechanism nothing unless the site opted in with `[report]`).
+    pub report: SiteReport,
 }
 
-/// Figures a site computes on its own data and reports next to its update.
+/// Figures computed on a site's private data that it chose to disclose in plain numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct SiteReport {
+    /// Number of local training samples.
+    pub num_samples: Option<u64>,
+    /// Mean self-supervised loss over the local steps.
+    pub mean_loss: Option<f32>,
+    /// The site's ε per its budget's unit after this round (from its own ledger).
+    pub epsilon: Option<f64>,
+    /// Local wall-clock seconds for training and privatization.
+    pub train_seconds: Option<f64>,
+    /// Collapse monitors of the locally trained encoder on local samples.
+    pub collapse: Option<LocalCollapse>,
+    /// The site's evaluation of the task's global model on its own labels.
+    pub site_eval: Option<SiteEval>,
+}
+
+impl SiteReport {
+    /// Names of the figures present (for reports that list what left a site outside ε).
+    pub fn disclosed(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut add = |present: bool, name| {
+            if present {
+                v.push(name)
+            }
+        };
+        add(self.num_samples.is_some(), "sample_count");
+        add(self.mean_loss.is_some(), "loss");
+        add(self.epsilon.is_some(), "epsilon");
+        add(self.train_seconds.is_some(), "train_seconds");
+        add(self.collapse.is_some(), "collapse");
+        add(self.site_eval.is_some(), "site_eval");
+        v
+    }
+}
+
+/// Collapse monitors of a locally trained encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LocalMetrics {
+pub struct LocalCollapse {
     /// `std · √d` of the L2-normalized embeddings of local samples (≈ 1 healthy, → 0 collapsed).
     pub std_ratio: f32,
     /// Effective rank of the embeddings' second-moment matrix (1 ..= d).
     pub effective_rank: f32,
-    /// The site's evaluation of the global model of the task (when the plan asked for one and
-    /// the site holds labels).
-    pub site_eval: Option<SiteEval>,
 }
 
 /// Federated evaluation: a site probes the global model on its few local labels and reports
@@ -179,8 +205,8 @@ pub struct RoundPlan {
     pub learning_rate: f64,
     /// NT-Xent temperature.
     pub temperature: f64,
-    /// Client-level DP parameters.
-    pub dp: DpParams,
+    /// The privacy mechanism and its parameters.
+    pub privacy: crate::dp::plan::PrivacyPlan,
     /// Seed for the round's augmentations and shuffling (mixed with the client name).
     pub seed: u64,
     /// Sites holding labels evaluate the task's global model and report the accuracy.
@@ -200,15 +226,6 @@ impl RoundPlan {
     pub fn objective(&self) -> Objective {
         self.model.objective
     }
-}
-
-/// Parameters of the client-level Gaussian mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct DpParams {
-    /// L2 clipping bound `C` of the whole update.
-    pub clip_norm: f64,
-    /// Noise multiplier `z`: the noise standard deviation is `z·C`.
-    pub noise_multiplier: f64,
 }
 
 /// Why a request was refused.

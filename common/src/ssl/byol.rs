@@ -11,7 +11,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::objective::{PairObjective, PairOutputs};
-use super::simsiam::mean_cosine;
+use super::simsiam::{mean_cosine, row_cosine};
 
 /// BYOL and its momentum.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -66,6 +66,19 @@ impl PairObjective for Byol {
         let t2 = out.t2.unwrap_or(out.z2).detach();
         let term = |p, t| mean_cosine(p, t).mul_scalar(-2.0).add_scalar(2.0);
         term(p1, t2).add(term(p2, t1))
+    }
+
+    fn pair_losses<B: Backend>(&self, out: PairOutputs<B>) -> Result<Tensor<B, 1>, String> {
+        let p1 = out.p1.unwrap_or_else(|| out.z1.clone());
+        let p2 = out.p2.unwrap_or_else(|| out.z2.clone());
+        let t1 = out.t1.unwrap_or(out.z1).detach();
+        let t2 = out.t2.unwrap_or(out.z2).detach();
+        let term = |p, t| row_cosine(p, t).mul_scalar(-2.0).add_scalar(2.0);
+        Ok(term(p1, t2).add(term(p2, t1)))
+    }
+
+    fn pairs_coupled(&self) -> String {
+        String::new()
     }
 }
 

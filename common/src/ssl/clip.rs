@@ -51,6 +51,10 @@ impl CrossModal {
 }
 
 impl SslObjective for CrossModal {
+    fn dp_sgd(&self) -> Result<(), String> {
+        Err("its InfoNCE loss uses the other records of the batch as negatives, so one record's gradient depends on the others".into())
+    }
+
     fn heads(&self) -> Heads {
         Heads {
             partner: true,

@@ -69,6 +69,10 @@ impl Cpc {
 }
 
 impl SslObjective for Cpc {
+    fn dp_sgd(&self) -> Result<(), String> {
+        Err("its InfoNCE loss scores each prediction against the other windows of the batch, so one record's gradient depends on the others".into())
+    }
+
     fn heads(&self) -> Heads {
         Heads {
             context: true,

@@ -7,7 +7,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
-use super::masked::{corrupted_inputs, reconstruction_loss};
+use super::masked::{corrupted_inputs, reconstruction_loss, reconstruction_losses};
 use super::objective::{Heads, Inputs, LossContext, SslObjective};
 use super::views::ViewMaker;
 use crate::data::{Dataset, SampleShape};
@@ -86,5 +86,17 @@ impl SslObjective for Denoising {
 
     fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
         reconstruction_loss(cx, inputs)
+    }
+
+    fn dp_sgd(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn record_losses<B: Kernels>(
+        &self,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+    ) -> Result<Tensor<B, 1>, String> {
+        Ok(reconstruction_losses(cx, inputs))
     }
 }

@@ -160,13 +160,29 @@ impl Masked {
 /// The mean squared reconstruction error of `decoder(encoder(x))` against `clean`, weighted
 /// by `mask` (all values when there is none).
 pub fn reconstruction_loss<B: Kernels>(cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
+    let pred = reconstruction(cx, &inputs);
+    masked_mse(pred, inputs, cx.device)
+}
+
+/// [`reconstruction_loss`] per record (DP-SGD): each record's mean over its own weighted
+/// values.
+pub fn reconstruction_losses<B: Kernels>(
+    cx: &LossContext<'_, B>,
+    inputs: Inputs,
+) -> Tensor<B, 1> {
+    let pred = reconstruction(cx, &inputs);
+    masked_mse_rows(pred, inputs, cx.device)
+}
+
+/// `decoder(encoder(x))`, `[rows, dim]` (zeros times the representation without a decoder,
+/// so a misconfigured caller still gets a loss).
+fn reconstruction<B: Kernels>(cx: &LossContext<'_, B>, inputs: &Inputs) -> Tensor<B, 2> {
     let x = inputs.x_tensor::<B>(cx.device);
     let h = cx.model.encoder.forward_with(x, BnMode::Train, cx.ops);
-    let Some(decoder) = cx.model.decoder.as_ref() else {
-        // A misconfigured caller: no decoder, nothing to reconstruct with.
-        return h.sum().mul_scalar(0.0).reshape([1]);
-    };
-    masked_mse(decoder.forward(h), inputs, cx.device)
+    match cx.model.decoder.as_ref() {
+        Some(decoder) => decoder.forward(h),
+        None => h.sum_dim(1).mul_scalar(0.0).repeat_dim(1, inputs.dim),
+    }
 }
 
 /// The mean cross-entropy of `logits` (`[rows, classes]`) against the class `targets`
@@ -198,6 +214,52 @@ pub fn masked_cross_entropy<B: Backend>(
         .sum()
         .div_scalar(-count)
         .reshape([1])
+}
+
+/// [`masked_mse`] of each row on its own, `[rows]`.
+fn masked_mse_rows<B: Backend>(pred: Tensor<B, 2>, inputs: Inputs, dev: &B::Device) -> Tensor<B, 1> {
+    let (rows, dim) = (inputs.rows, inputs.dim);
+    let clean = tensor2::<B>(inputs.clean.unwrap_or(inputs.x), rows, dim, dev);
+    let err = pred.sub(clean).square();
+    let m = inputs.mask.unwrap_or_else(|| vec![1.0; rows * dim]);
+    let counts: Vec<f32> = m.chunks(dim.max(1)).map(|r| r.iter().sum::<f32>().max(1.0)).collect();
+    let counts = Tensor::<B, 1>::from_data(TensorData::new(counts, [rows]), dev);
+    err.mul(tensor2::<B>(m, rows, dim, dev))
+        .sum_dim(1)
+        .reshape([rows])
+        .div(counts)
+}
+
+/// The cross-entropy of each sample's chosen tokens, averaged per sample, `[samples]`
+/// (`logits` `[samples·length, classes]`).
+fn masked_cross_entropy_rows<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[f32],
+    weights: Vec<f32>,
+    samples: usize,
+    dev: &B::Device,
+) -> Tensor<B, 1> {
+    let [rows, classes] = logits.dims();
+    let length = rows / samples.max(1);
+    let ids: Vec<i64> = targets
+        .iter()
+        .map(|&t| if t >= 0.0 && (t as usize) < classes { t as i64 } else { 0 })
+        .collect();
+    let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows]), dev).reshape([rows, 1]);
+    let counts: Vec<f32> = weights
+        .chunks(length.max(1))
+        .map(|w| w.iter().sum::<f32>().max(1.0))
+        .collect();
+    let counts = Tensor::<B, 1>::from_data(TensorData::new(counts, [samples]), dev);
+    let w = Tensor::<B, 1>::from_data(TensorData::new(weights, [rows]), dev).reshape([rows, 1]);
+    log_softmax(logits, 1)
+        .gather(1, ids)
+        .mul(w)
+        .reshape([samples, length])
+        .sum_dim(1)
+        .reshape([samples])
+        .div(counts)
+        .neg()
 }
 
 /// The mean squared error of `pred` (`[rows, dim]`) against the inputs' clean values,
@@ -284,44 +346,83 @@ impl SslObjective for Masked {
     }
 
     fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
-        let encoder = &cx.model.encoder;
-        match (cx.spec.shape, encoder, &cx.model.decoder) {
-            (SampleShape::Text { .. }, Encoder::Text(text), Some(decoder)) => {
-                // Each token's feature predicts its byte.
-                let (f, _) = text.token_features(inputs.x_tensor::<B>(cx.device));
-                let [n, l, d] = f.dims();
-                let logits = decoder.forward(f.reshape([n * l, d]));
+        match masked_prediction(cx, &inputs) {
+            Prediction::Tokens(logits) => {
+                let rows = logits.dims()[0];
                 let targets = inputs.clean.unwrap_or(inputs.x);
-                let weights = inputs.mask.unwrap_or_else(|| vec![1.0; n * l]);
+                let weights = inputs.mask.unwrap_or_else(|| vec![1.0; rows]);
                 masked_cross_entropy(logits, &targets, weights, cx.device)
             }
-            (
-                SampleShape::Image {
-                    channels,
-                    height,
-                    width,
-                },
-                _,
-                Some(decoder),
-            ) => {
-                // Each cell of the feature map predicts its own patch.
-                let dim = inputs.dim;
-                let x = inputs.x_tensor::<B>(cx.device);
-                let Some(fmap) = encoder.feature_map_flat(x, BnMode::Train, cx.ops) else {
-                    return reconstruction_loss(cx, inputs);
-                };
-                let [n, c, gh, gw] = fmap.dims();
-                let cells = fmap.permute([0, 2, 3, 1]).reshape([n * gh * gw, c]);
-                let [ph, pw] = [height / gh, width / gw];
-                let pred = decoder
+            Prediction::Values(pred) => masked_mse(pred, inputs, cx.device),
+        }
+    }
+
+    fn dp_sgd(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn record_losses<B: Kernels>(
+        &self,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+    ) -> Result<Tensor<B, 1>, String> {
+        Ok(match masked_prediction(cx, &inputs) {
+            Prediction::Tokens(logits) => {
+                let rows = logits.dims()[0];
+                let samples = inputs.rows;
+                let targets = inputs.clean.unwrap_or(inputs.x);
+                let weights = inputs.mask.unwrap_or_else(|| vec![1.0; rows]);
+                masked_cross_entropy_rows(logits, &targets, weights, samples, cx.device)
+            }
+            Prediction::Values(pred) => masked_mse_rows(pred, inputs, cx.device),
+        })
+    }
+}
+
+/// What masked modeling predicts for a batch.
+enum Prediction<B: Backend> {
+    /// Byte logits per token `[samples·length, bytes]` (text).
+    Tokens(Tensor<B, 2>),
+    /// Values in the samples' layout `[samples, dim]` (images, series, tabular).
+    Values(Tensor<B, 2>),
+}
+
+fn masked_prediction<B: Kernels>(cx: &LossContext<'_, B>, inputs: &Inputs) -> Prediction<B> {
+    let encoder = &cx.model.encoder;
+    match (cx.spec.shape, encoder, &cx.model.decoder) {
+        (SampleShape::Text { .. }, Encoder::Text(text), Some(decoder)) => {
+            // Each token's feature predicts its byte.
+            let (f, _) = text.token_features(inputs.x_tensor::<B>(cx.device));
+            let [n, l, d] = f.dims();
+            Prediction::Tokens(decoder.forward(f.reshape([n * l, d])))
+        }
+        (
+            SampleShape::Image {
+                channels,
+                height,
+                width,
+            },
+            _,
+            Some(decoder),
+        ) => {
+            // Each cell of the feature map predicts its own patch.
+            let dim = inputs.dim;
+            let x = inputs.x_tensor::<B>(cx.device);
+            let Some(fmap) = encoder.feature_map_flat(x, BnMode::Train, cx.ops) else {
+                return Prediction::Values(reconstruction(cx, inputs));
+            };
+            let [n, c, gh, gw] = fmap.dims();
+            let cells = fmap.permute([0, 2, 3, 1]).reshape([n * gh * gw, c]);
+            let [ph, pw] = [height / gh, width / gw];
+            Prediction::Values(
+                decoder
                     .forward(cells)
                     .reshape([n, gh, gw, channels, ph, pw])
                     .permute([0, 3, 1, 4, 2, 5])
-                    .reshape([n, dim]);
-                masked_mse(pred, inputs, cx.device)
-            }
-            _ => reconstruction_loss(cx, inputs),
+                    .reshape([n, dim]),
+            )
         }
+        _ => Prediction::Values(reconstruction(cx, inputs)),
     }
 }
 

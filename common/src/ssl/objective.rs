@@ -104,6 +104,29 @@ pub trait SslObjective {
 
     /// The loss of one batch.
     fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1>;
+
+    /// Whether DP-SGD can train the objective: its loss must be a sum of per-record terms,
+    /// each depending on its own record alone. The error says why not.
+    fn dp_sgd(&self) -> Result<(), String> {
+        Err("its loss is not a sum of per-record terms".into())
+    }
+
+    /// Rows of [`SslObjective::inputs`] per record (two views: 2), laid out view-major:
+    /// row `i` belongs to record `i mod records`.
+    fn rows_per_record(&self) -> usize {
+        1
+    }
+
+    /// DP-SGD's per-record loss terms `[records]`: term r depends on record r alone and
+    /// equals [`SslObjective::loss`] on a batch of record r only.
+    fn record_losses<B: Kernels>(
+        &self,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+    ) -> Result<Tensor<B, 1>, String> {
+        let _ = (cx, inputs);
+        Err(self.dp_sgd().err().unwrap_or_default())
+    }
 }
 
 /// What a pair objective sees of one batch.
@@ -138,6 +161,15 @@ pub trait PairObjective {
     /// The loss of one batch. Objectives with a predictor may assume `p1`, `p2` are set,
     /// objectives with a target `t1`, `t2`.
     fn pair_loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1>;
+
+    /// The loss per pair `[N]` (DP-SGD), or why the loss does not split into pairs.
+    fn pair_losses<B: Backend>(&self, out: PairOutputs<B>) -> Result<Tensor<B, 1>, String> {
+        let _ = out;
+        Err(self.pairs_coupled())
+    }
+
+    /// Why one pair's loss depends on other pairs of the batch (`""`: it does not).
+    fn pairs_coupled(&self) -> String;
 }
 
 impl<T: PairObjective> SslObjective for T {
@@ -166,6 +198,26 @@ impl<T: PairObjective> SslObjective for T {
 
     fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
         self.pair_loss(super::pairs::pair_outputs(cx, &inputs))
+    }
+
+    fn dp_sgd(&self) -> Result<(), String> {
+        match self.pairs_coupled() {
+            why if why.is_empty() => Ok(()),
+            why => Err(why),
+        }
+    }
+
+    fn rows_per_record(&self) -> usize {
+        2
+    }
+
+    fn record_losses<B: Kernels>(
+        &self,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+    ) -> Result<Tensor<B, 1>, String> {
+        self.dp_sgd()?;
+        self.pair_losses(super::pairs::pair_outputs(cx, &inputs))
     }
 }
 
@@ -345,6 +397,30 @@ impl Objective {
         inputs: Inputs,
     ) -> Tensor<B, 1> {
         with_objective!(*self, params, temperature, |o| o.loss(cx, inputs))
+    }
+
+    /// Whether DP-SGD can train the objective; the error says why not.
+    pub fn dp_sgd(&self) -> Result<(), String> {
+        let p = ObjectiveParams::default();
+        with_objective!(*self, p, 1.0, |o| o.dp_sgd())
+            .map_err(|e| format!("objective {self} cannot be trained with DP-SGD: {e}"))
+    }
+
+    /// Rows of a batch's inputs per record.
+    pub fn rows_per_record(&self) -> usize {
+        let p = ObjectiveParams::default();
+        with_objective!(*self, p, 1.0, |o| o.rows_per_record())
+    }
+
+    /// DP-SGD's per-record loss terms of one batch.
+    pub fn record_losses<B: Kernels>(
+        &self,
+        params: &ObjectiveParams,
+        temperature: f64,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+    ) -> Result<Tensor<B, 1>, String> {
+        with_objective!(*self, params, temperature, |o| o.record_losses(cx, inputs))
     }
 }
 

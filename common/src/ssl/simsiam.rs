@@ -14,8 +14,14 @@ pub struct SimSiam;
 
 /// Mean over rows of the cosine similarity of `a` and `b` (`[N, D]` each).
 pub fn mean_cosine<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+    row_cosine(a, b).mean().reshape([1])
+}
+
+/// The cosine similarity of each row of `a` with the same row of `b`, `[N]`.
+pub fn row_cosine<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
     let norm = |t: Tensor<B, 2>| t.clone().div(t.square().sum_dim(1).sqrt().clamp_min(1e-12));
-    norm(a).mul(norm(b)).sum_dim(1).mean().reshape([1])
+    let n = a.dims()[0];
+    norm(a).mul(norm(b)).sum_dim(1).reshape([n])
 }
 
 impl PairObjective for SimSiam {
@@ -30,6 +36,18 @@ impl PairObjective for SimSiam {
         let d1 = mean_cosine(p1, out.z2.detach());
         let d2 = mean_cosine(p2, out.z1.detach());
         d1.add(d2).mul_scalar(-0.5)
+    }
+
+    fn pair_losses<B: Backend>(&self, out: PairOutputs<B>) -> Result<Tensor<B, 1>, String> {
+        let p1 = out.p1.unwrap_or_else(|| out.z1.clone());
+        let p2 = out.p2.unwrap_or_else(|| out.z2.clone());
+        let d1 = row_cosine(p1, out.z2.detach());
+        let d2 = row_cosine(p2, out.z1.detach());
+        Ok(d1.add(d2).mul_scalar(-0.5))
+    }
+
+    fn pairs_coupled(&self) -> String {
+        String::new()
     }
 }
 

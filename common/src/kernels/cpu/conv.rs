@@ -348,13 +348,14 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 }
 
 /// Gradients of [`forward`]: `(dx, dw)` from the output gradient `dy`. `dx` is computed
-/// only when `need_dx`.
+/// only when `need_dx`, `dw` only when `need_dw` (else it is all zeros).
 pub fn backward(
     g: &ConvGeom,
     x: &[f32],
     w: &[f32],
     dy: &[f32],
     need_dx: bool,
+    need_dw: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     assert!(
         g.is_valid()
@@ -385,18 +386,23 @@ pub fn backward(
             Some(buf) => &buf[..g.cout * cols],
             None => &dy[first * g.out_len()..(first + 1) * g.out_len()],
         };
-        let mut col = group_cols(g, x, first, imgs);
-        sgemm(
-            g.cout,
-            k,
-            cols,
-            dw,
-            k,
-            View::rows(dyg, cols),
-            View::transposed(&col, cols),
-            true,
-            !outer,
-        );
+        let mut col = if need_dw {
+            let col = group_cols(g, x, first, imgs);
+            sgemm(
+                g.cout,
+                k,
+                cols,
+                dw,
+                k,
+                View::rows(dyg, cols),
+                View::transposed(&col, cols),
+                true,
+                !outer,
+            );
+            col
+        } else {
+            scratch::take(k * cols)
+        };
         if let Some(dx) = dx {
             sgemm(
                 k,
@@ -457,6 +463,95 @@ pub fn backward(
         acc
     };
     (dx, dw)
+}
+
+/// The squared L2 norm of each record's weight gradient, where image `i` belongs to record
+/// `owner[i]` and record r's gradient is `Σ_{i of r} dY_i · col_iᵀ` (`[cout, k]`).
+///
+/// Records run in parallel. Each takes the cheaper of two exact ways: materializing its
+/// `[cout, k]` gradient (`cout·k·m·p` multiply-adds for m images of p output pixels), or the
+/// ghost norm `Σ_{t,u} (col_t·col_u)(dY_t·dY_u)` over its `m·p` columns (`(m·p)²·(k + cout)`),
+/// which wins in the deep layers where few pixels meet many weights.
+pub fn record_sq_norms(
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    owner: &[u32],
+    records: usize,
+) -> Vec<f64> {
+    assert!(x.len() == g.n * g.in_len() && dy.len() == g.n * g.out_len() && owner.len() == g.n);
+    let (k, p) = (g.k(), g.p());
+    let mut images: Vec<Vec<usize>> = vec![Vec::new(); records];
+    for (i, &r) in owner.iter().enumerate() {
+        images[r as usize].push(i);
+    }
+    images
+        .par_iter()
+        .map(|imgs| {
+            if imgs.is_empty() {
+                return 0.0;
+            }
+            let cols = imgs.len() * p;
+            let mut col = scratch::take(k * cols);
+            let mut dyr = scratch::take(g.cout * cols);
+            let mut unfold = Unfold::new(g);
+            for (j, &i) in imgs.iter().enumerate() {
+                let img = &x[i * g.in_len()..(i + 1) * g.in_len()];
+                unfold.im2col(img, g.h * g.w, &mut col, cols, j * p);
+                for co in 0..g.cout {
+                    let src = (i * g.cout + co) * p;
+                    dyr[co * cols + j * p..co * cols + (j + 1) * p]
+                        .copy_from_slice(&dy[src..src + p]);
+                }
+            }
+            drop(unfold);
+            let materialize = g.cout * k;
+            let ghost = cols * (k + g.cout);
+            let sq = if materialize <= ghost {
+                let mut dw = scratch::take(g.cout * k);
+                sgemm(
+                    g.cout,
+                    k,
+                    cols,
+                    &mut dw,
+                    k,
+                    View::rows(&dyr, cols),
+                    View::transposed(&col, cols),
+                    false,
+                    false,
+                );
+                let s = dw[..g.cout * k].iter().map(|&v| (v as f64) * (v as f64)).sum();
+                scratch::give(dw);
+                s
+            } else {
+                let (mut gx, mut gg) = (scratch::take(cols * cols), scratch::take(cols * cols));
+                for (gram, data, rows) in [(&mut gx, &col, k), (&mut gg, &dyr, g.cout)] {
+                    sgemm(
+                        cols,
+                        cols,
+                        rows,
+                        gram,
+                        cols,
+                        View::transposed(data, cols),
+                        View::rows(data, cols),
+                        false,
+                        false,
+                    );
+                }
+                let s = gx[..cols * cols]
+                    .iter()
+                    .zip(&gg[..cols * cols])
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum();
+                scratch::give(gx);
+                scratch::give(gg);
+                s
+            };
+            scratch::give(col);
+            scratch::give(dyr);
+            sq
+        })
+        .collect()
 }
 
 /// One layer of an evaluation-mode convolution stack: convolution (no bias), per-channel

@@ -3,6 +3,7 @@
 //! run time). Nothing here knows about burn; `kernels/flex.rs` adapts them to the Flex backend.
 
 pub mod conv;
+pub mod group_norm;
 pub mod norm;
 
 pub(crate) mod matmul;

@@ -1,0 +1,180 @@
+//! What one round costs a site, known before it trains: the plan's mechanism turned into
+//! concrete parameters for this site's data (DP-SGD's sampling rate, steps and noise, the
+//! client-level mechanism) and the [`Release`] the ledger will hold.
+
+use fedssl_common::dp::discrete_gaussian::GridGaussian;
+use fedssl_common::dp::ledger::{GaussianEvent, MechanismKind, Neighbour, Release, Unit};
+use fedssl_common::dp::plan::PrivacyMechanism;
+use fedssl_common::dp::{rdp, GaussianMechanism, Mechanism};
+use fedssl_common::protocol::RoundPlan;
+
+/// DP-SGD's parameters for one round on this site.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DpSgdSetup {
+    /// L2 bound of one record's gradient.
+    pub clip_norm: f64,
+    /// Poisson sampling rate q = expected batch / records.
+    pub sampling_rate: f64,
+    /// Expected batch size q·n (the divisor of the noised sum).
+    pub expected_batch: f64,
+    /// Steps this round.
+    pub steps: u64,
+    /// The noise added to each step's sum of clipped gradients (σ·C on the exact grid).
+    pub noise: GridGaussian,
+    /// Coordinates noised each step (every trainable parameter).
+    pub dim: usize,
+}
+
+impl DpSgdSetup {
+    /// The per-step noise multiplier that holds after rounding to the noise grid.
+    pub fn noise_multiplier(&self) -> f64 {
+        self.noise.noise_multiplier(self.clip_norm, self.dim)
+    }
+
+    /// The round's DP-SGD bound for a record.
+    pub fn event(&self) -> GaussianEvent {
+        GaussianEvent {
+            mechanism: MechanismKind::DpSgd,
+            unit: Unit::Record,
+            neighbour: Neighbour::AddOrRemoveOne,
+            noise_multiplier: self.noise_multiplier(),
+            sampling_rate: self.sampling_rate,
+            steps: self.steps,
+            clip_norm: self.clip_norm,
+        }
+    }
+}
+
+/// DP-SGD steps of a round on `n` records: `local_epochs` passes in expectation, each of
+/// ⌈n / batch⌉ Poisson-sampled steps.
+pub fn dp_sgd_steps(n: usize, plan: &RoundPlan) -> u64 {
+    let per_epoch = n.div_ceil(plan.batch_size.max(1) as usize).max(1);
+    (per_epoch * plan.local_epochs as usize) as u64
+}
+
+/// A round's privacy on this site.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundPrivacy {
+    /// The plan's mechanism.
+    pub mechanism: PrivacyMechanism,
+    /// DP-SGD, when the plan asks for it.
+    pub dp_sgd: Option<DpSgdSetup>,
+    /// Client-level noise on the update, when the plan asks for it.
+    pub client: Option<GaussianMechanism>,
+}
+
+impl RoundPrivacy {
+    /// The plan's mechanism for a site with `records` training records, a model of
+    /// `trainable` parameters and an update of `update_dim` coordinates, at `delta`.
+    pub fn new(
+        plan: &RoundPlan,
+        records: usize,
+        trainable: usize,
+        update_dim: usize,
+        delta: f64,
+    ) -> anyhow::Result<Self> {
+        let p = plan.privacy;
+        let dp_sgd = if p.mechanism.dp_sgd() {
+            let n = records.max(1) as f64;
+            let expected_batch = (plan.batch_size as f64).min(n);
+            let q = expected_batch / n;
+            let steps = dp_sgd_steps(records, plan);
+            let sigma = match p.target_epsilon {
+                Some(target) => {
+                    let total = steps.saturating_mul(p.rounds.max(1));
+                    rdp::calibrate_sigma(q, total, delta, target).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "no noise multiplier reaches ε = {target} per record at δ = {delta:e} over {} rounds of {steps} steps at q = {q:.4}",
+                            p.rounds
+                        )
+                    })?
+                }
+                None => p.noise_multiplier,
+            };
+            let mut noise = GridGaussian::new(sigma * p.clip_norm)?;
+            // Rounding to the grid adds 2^k·√dim to the sensitivity; widen the noise until
+            // the multiplier that holds is at least σ.
+            for _ in 0..4 {
+                let z = noise.noise_multiplier(p.clip_norm, trainable);
+                if z >= sigma {
+                    break;
+                }
+                noise = GridGaussian::new(noise.sigma() * sigma / z * (1.0 + 1e-9))?;
+            }
+            Some(DpSgdSetup {
+                clip_norm: p.clip_norm,
+                sampling_rate: q,
+                expected_batch,
+                steps,
+                noise,
+                dim: trainable,
+            })
+        } else {
+            None
+        };
+        let client = if p.mechanism.client_level() {
+            Some(GaussianMechanism::new(
+                p.client.clip_norm,
+                p.client.noise_multiplier,
+                update_dim,
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            mechanism: p.mechanism,
+            dp_sgd,
+            client,
+        })
+    }
+
+    /// The unit the site's budget bounds.
+    pub fn unit(&self) -> Unit {
+        self.mechanism.unit()
+    }
+
+    /// What the ledger records for the round's upload.
+    pub fn release(&self) -> Release {
+        let mut bounds: Vec<GaussianEvent> = self.dp_sgd.iter().map(DpSgdSetup::event).collect();
+        if let Some(m) = &self.client {
+            bounds.extend(m.bounds());
+        }
+        Release {
+            what: "update".into(),
+            bounds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedssl_common::config::PlanConfig;
+    use fedssl_common::dp::ledger::PrivacyLedger;
+
+    #[test]
+    fn a_calibrated_site_lands_on_its_target_after_all_rounds() {
+        let mut cfg = PlanConfig::default();
+        cfg.privacy.mechanism = PrivacyMechanism::DpSgd;
+        cfg.privacy.target_epsilon = Some(8.0);
+        cfg.privacy.rounds = 5;
+        cfg.batch_size = 64;
+        let plan = cfg.plan(1);
+        let rp = RoundPrivacy::new(&plan, 1000, 50_000, 50_000, 1e-5).unwrap();
+        let s = rp.dp_sgd.unwrap();
+        assert_eq!(s.steps, 16);
+        assert!((s.sampling_rate - 0.064).abs() < 1e-12);
+        let mut ledger = PrivacyLedger::new(1e-5, 0);
+        for r in 1..=5 {
+            ledger.entries.push(fedssl_common::dp::ledger::LedgerEntry {
+                round: r,
+                base_model_hash: String::new(),
+                at: 0,
+                releases: vec![rp.release()],
+            });
+        }
+        let e = ledger.epsilon(Unit::Record).unwrap();
+        assert!(e <= 8.0 && e > 7.99, "{e}");
+        assert_eq!(ledger.epsilon(Unit::Site), None, "DP-SGD protects records, not sites");
+    }
+}

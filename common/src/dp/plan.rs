@@ -1,0 +1,198 @@
+//! The privacy part of a round plan (`[plan.privacy]`): which mechanism the sites run and
+//! its parameters. The server chooses it; each site checks it against its own budget before
+//! every round and may decline.
+
+use serde::{Deserialize, Serialize};
+
+/// Which mechanism privatizes what leaves a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrivacyMechanism {
+    /// Record-level DP-SGD: every local step clips each sampled record's gradient and adds
+    /// noise; the upload is post-processing. The privacy unit is one record of a site.
+    #[default]
+    DpSgd,
+    /// Client-level DP: the site clips its whole update and adds noise. The privacy unit is
+    /// a site (and, at twice the sensitivity, a record).
+    ClientLevel,
+    /// Both: DP-SGD during training, then client-level noise on the update.
+    #[serde(rename = "dp-sgd+client-level")]
+    Both,
+    /// No privacy. Sites refuse it unless their budget is `inf`.
+    None,
+}
+
+impl PrivacyMechanism {
+    /// The name used in configs and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::DpSgd => "dp-sgd",
+            Self::ClientLevel => "client-level",
+            Self::Both => "dp-sgd+client-level",
+            Self::None => "none",
+        }
+    }
+
+    /// Whether sites run DP-SGD.
+    pub fn dp_sgd(&self) -> bool {
+        matches!(self, Self::DpSgd | Self::Both)
+    }
+
+    /// Whether sites noise their whole update.
+    pub fn client_level(&self) -> bool {
+        matches!(self, Self::ClientLevel | Self::Both)
+    }
+
+    /// Whether anything is privatized.
+    pub fn is_private(&self) -> bool {
+        *self != Self::None
+    }
+
+    /// The unit a site's budget bounds: the record under DP-SGD, else the site.
+    pub fn unit(&self) -> super::ledger::Unit {
+        if self.dp_sgd() || !self.client_level() {
+            super::ledger::Unit::Record
+        } else {
+            super::ledger::Unit::Site
+        }
+    }
+}
+
+impl std::str::FromStr for PrivacyMechanism {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::DpSgd, Self::ClientLevel, Self::Both, Self::None]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                format!("unknown privacy mechanism {s:?} (expected dp-sgd, client-level, dp-sgd+client-level or none)")
+            })
+    }
+}
+
+impl std::fmt::Display for PrivacyMechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Client-level noise on the whole update (`[plan.privacy.client]`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientLevelParams {
+    /// L2 bound C of the whole update.
+    pub clip_norm: f64,
+    /// Noise multiplier z: the noise standard deviation is z·C.
+    pub noise_multiplier: f64,
+}
+
+impl Default for ClientLevelParams {
+    fn default() -> Self {
+        Self {
+            clip_norm: 1.0,
+            noise_multiplier: 1.0,
+        }
+    }
+}
+
+/// `[plan.privacy]`: the mechanism and its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyPlan {
+    /// `dp-sgd` (default), `client-level`, `dp-sgd+client-level` or `none`.
+    pub mechanism: PrivacyMechanism,
+    /// DP-SGD: per-step noise standard deviation over the per-record clip bound (σ).
+    /// Ignored when `target_epsilon` is set.
+    pub noise_multiplier: f64,
+    /// DP-SGD: L2 bound C of one record's gradient.
+    pub clip_norm: f64,
+    /// DP-SGD: the ε per record each site should reach after `rounds` rounds; each site
+    /// calibrates σ to it from its own sampling rate, steps and δ. Unset: `noise_multiplier`.
+    pub target_epsilon: Option<f64>,
+    /// Rounds of the run (set by the server; sites calibrate `target_epsilon` over them).
+    pub rounds: u64,
+    /// Client-level noise (mechanisms `client-level` and `dp-sgd+client-level`).
+    pub client: ClientLevelParams,
+}
+
+impl Default for PrivacyPlan {
+    fn default() -> Self {
+        Self {
+            mechanism: PrivacyMechanism::DpSgd,
+            noise_multiplier: 1.0,
+            clip_norm: 1.0,
+            target_epsilon: None,
+            rounds: 1,
+            client: ClientLevelParams::default(),
+        }
+    }
+}
+
+impl PrivacyPlan {
+    /// Checks ranges; errors name the field under `plan.privacy`.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if self.mechanism.dp_sgd() {
+            if !positive(self.clip_norm) {
+                return Err(format!("privacy.clip_norm must be positive, got {}", self.clip_norm));
+            }
+            match self.target_epsilon {
+                Some(e) if !positive(e) => {
+                    return Err(format!("privacy.target_epsilon must be positive, got {e}"))
+                }
+                None if !positive(self.noise_multiplier) => {
+                    return Err(format!(
+                        "privacy.noise_multiplier must be positive (zero noise is no DP), got {}; or set privacy.target_epsilon",
+                        self.noise_multiplier
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if self.mechanism.client_level() {
+            if !positive(self.client.clip_norm) {
+                return Err(format!(
+                    "privacy.client.clip_norm must be positive, got {}",
+                    self.client.clip_norm
+                ));
+            }
+            if !positive(self.client.noise_multiplier) {
+                return Err(format!(
+                    "privacy.client.noise_multiplier must be positive (zero noise is no DP), got {}",
+                    self.client.noise_multiplier
+                ));
+            }
+        }
+        if self.rounds == 0 {
+            return Err("privacy.rounds must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mechanisms_parse_and_name_their_unit() {
+        let p: PrivacyPlan = toml::from_str("mechanism = \"dp-sgd+client-level\"").unwrap();
+        assert!(p.mechanism.dp_sgd() && p.mechanism.client_level());
+        assert_eq!(p.mechanism.unit(), super::super::ledger::Unit::Record);
+        let p: PrivacyPlan = toml::from_str("mechanism = \"client-level\"\n[client]\nnoise_multiplier = 2.0").unwrap();
+        assert_eq!(p.mechanism.unit(), super::super::ledger::Unit::Site);
+        assert_eq!(p.client.noise_multiplier, 2.0);
+        assert!(toml::from_str::<PrivacyPlan>("mechanism = \"dp\"").is_err());
+        let bad = PrivacyPlan {
+            noise_multiplier: 0.0,
+            ..PrivacyPlan::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("privacy.noise_multiplier"));
+        let calibrated = PrivacyPlan {
+            target_epsilon: Some(8.0),
+            ..bad
+        };
+        calibrated.validate().unwrap();
+    }
+}
