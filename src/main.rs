@@ -56,6 +56,16 @@ enum Cmd {
         /// Client configuration (TOML).
         #[arg(long)]
         config: PathBuf,
+        /// Start a new privacy ledger although the state folder holds this site's state
+        /// (only when no earlier privacy spend belongs to its data: a new ledger starts at
+        /// ε = 0).
+        #[arg(long)]
+        init_ledger: bool,
+    },
+    /// Privacy accounting of the (Poisson-subsampled) Gaussian mechanism.
+    Privacy {
+        #[command(subcommand)]
+        cmd: PrivacyCmd,
     },
     /// Evaluate a saved encoder on labeled data: linear probe, kNN, collapse monitors,
     /// baselines and label efficiency (1%, 10%, 100% of the labels).
@@ -142,6 +152,139 @@ enum BenchCmd {
         #[arg(long, default_value_t = 10_000_000)]
         opendp_max: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum PrivacyCmd {
+    /// ε of T compositions of the Poisson-subsampled Gaussian mechanism (add-or-remove one
+    /// element; q = 1: the plain Gaussian mechanism).
+    Epsilon {
+        /// Poisson sampling rate q in (0, 1].
+        #[arg(long)]
+        q: f64,
+        /// Noise multiplier σ (noise standard deviation over the L2 sensitivity).
+        #[arg(long)]
+        sigma: f64,
+        /// Compositions T (steps × rounds).
+        #[arg(long)]
+        steps: u64,
+        /// δ.
+        #[arg(long)]
+        delta: f64,
+        /// Accountant: rdp (Rényi DP, converted as dp_accounting does).
+        #[arg(long, default_value = "rdp")]
+        accountant: String,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// The smallest σ whose T compositions at rate q stay within ε at δ.
+    Sigma {
+        /// Poisson sampling rate q in (0, 1].
+        #[arg(long)]
+        q: f64,
+        /// Compositions T.
+        #[arg(long)]
+        steps: u64,
+        /// δ.
+        #[arg(long)]
+        delta: f64,
+        /// Target ε.
+        #[arg(long)]
+        epsilon: f64,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+}
+
+/// `fedssl privacy epsilon|sigma`: the answer as text or JSON.
+fn privacy_command(cmd: PrivacyCmd) -> anyhow::Result<String> {
+    use fedssl_common::dp::rdp;
+    let check = |q: f64, steps: u64, delta: f64| -> anyhow::Result<()> {
+        anyhow::ensure!(q > 0.0 && q <= 1.0, "--q must be in (0, 1], got {q}");
+        anyhow::ensure!(steps >= 1, "--steps must be at least 1");
+        anyhow::ensure!(delta > 0.0 && delta < 1.0, "--delta must be in (0, 1), got {delta}");
+        Ok(())
+    };
+    let json = |format: &str| -> anyhow::Result<bool> {
+        match format {
+            "json" => Ok(true),
+            "text" => Ok(false),
+            f => anyhow::bail!("--format must be text or json, got {f:?}"),
+        }
+    };
+    match cmd {
+        PrivacyCmd::Epsilon {
+            q,
+            sigma,
+            steps,
+            delta,
+            accountant,
+            format,
+        } => {
+            check(q, steps, delta)?;
+            anyhow::ensure!(sigma > 0.0 && sigma.is_finite(), "--sigma must be positive, got {sigma}");
+            anyhow::ensure!(
+                accountant == "rdp",
+                "--accountant {accountant:?} is not available: fedssl implements the RDP accountant (the PLD accountant is not implemented; RDP's ε is an upper bound of PLD's)"
+            );
+            let epsilon = rdp::epsilon(q, sigma, steps, delta);
+            // opendp's zCDP figure where it applies (no subsampling).
+            let opendp = (q == 1.0)
+                .then(|| fedssl_common::dp::epsilon_from_rho(steps as f64 / (2.0 * sigma * sigma), delta))
+                .transpose()?;
+            if json(&format)? {
+                Ok(serde_json::to_string_pretty(&serde_json::json!({
+                    "epsilon": epsilon,
+                    "accountant": accountant,
+                    "q": q,
+                    "sigma": sigma,
+                    "steps": steps,
+                    "delta": delta,
+                    "neighbour": "add-or-remove-one",
+                    "opendp_zcdp_epsilon": opendp,
+                }))?)
+            } else {
+                let mut s = format!(
+                    "ε = {epsilon:.4} at δ = {delta:e} (RDP accountant, add-or-remove one element): {steps} compositions of the Gaussian mechanism with σ = {sigma}, Poisson sampling rate q = {q}"
+                );
+                if let Some(o) = opendp {
+                    s.push_str(&format!("\nopendp (zCDP, ρ = T/(2σ²)): ε = {o:.4}"));
+                }
+                Ok(s)
+            }
+        }
+        PrivacyCmd::Sigma {
+            q,
+            steps,
+            delta,
+            epsilon,
+            format,
+        } => {
+            check(q, steps, delta)?;
+            let sigma = rdp::calibrate_sigma(q, steps, delta, epsilon).ok_or_else(|| {
+                anyhow::anyhow!("no σ up to 10⁶ reaches ε = {epsilon} at δ = {delta:e}")
+            })?;
+            let reached = rdp::epsilon(q, sigma, steps, delta);
+            if json(&format)? {
+                Ok(serde_json::to_string_pretty(&serde_json::json!({
+                    "sigma": sigma,
+                    "epsilon": reached,
+                    "target_epsilon": epsilon,
+                    "accountant": "rdp",
+                    "q": q,
+                    "steps": steps,
+                    "delta": delta,
+                    "neighbour": "add-or-remove-one",
+                }))?)
+            } else {
+                Ok(format!(
+                    "σ = {sigma:.4}: {steps} compositions at q = {q} give ε = {reached:.4} ≤ {epsilon} at δ = {delta:e} (RDP accountant, add-or-remove one element)"
+                ))
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -506,8 +649,15 @@ fn main() -> anyhow::Result<()> {
                 report.rounds_completed, report.final_hash
             );
         }
-        Cmd::Client { config } => {
-            let report = rt.block_on(fedssl_client::session::run_from_file(&config))?;
+        Cmd::Privacy { cmd } => println!("{}", privacy_command(cmd)?),
+        Cmd::Client {
+            config,
+            init_ledger,
+        } => {
+            let report = rt.block_on(fedssl_client::session::run_from_file(
+                &config,
+                init_ledger,
+            ))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Cmd::Probe {

@@ -1,6 +1,7 @@
 //! `fedssl-client`: what runs at a data owner's site.
 //!
 //! - [`trainer`]: local training of the plan's objective on private data (CPU or CUDA).
+//! - [`dp_sgd`]: record-level DP-SGD steps: Poisson sampling, per-record clipping, exact noise.
 //! - [`federation`]: merging the global model into the site's own (FedAvg, FedEMA, FedU).
 //! - [`ledger`]: the site's own privacy ledger on disk, failing closed; the budget holds
 //!   even if the server misbehaves, because the client refuses to train past it.
@@ -14,6 +15,7 @@
 
 pub mod compute;
 pub mod data;
+pub mod dp_sgd;
 pub mod evaluate;
 pub mod federation;
 pub mod ledger;

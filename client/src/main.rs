@@ -13,6 +13,10 @@ struct Args {
     /// Client configuration file (TOML).
     #[arg(long)]
     config: std::path::PathBuf,
+    /// Start a new privacy ledger although the state folder holds this site's state (only
+    /// when no earlier privacy spend belongs to its data: a new ledger starts at ε = 0).
+    #[arg(long)]
+    init_ledger: bool,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -33,7 +37,7 @@ fn main() -> anyhow::Result<()> {
             .build_global()?;
     }
     let rt = tokio::runtime::Runtime::new()?;
-    let report = rt.block_on(fedssl_client::session::run_from_file(&args.config))?;
+    let report = rt.block_on(fedssl_client::session::run_from_file(&args.config, args.init_ledger))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -622,8 +622,14 @@ fn hash_name(name: &str) -> u64 {
 }
 
 /// Loads a client configuration file and its data, then runs the client.
-pub async fn run_from_file(path: &std::path::Path) -> anyhow::Result<ClientReport> {
-    let cfg: ClientConfig = fedssl_common::config::read_toml(path, "client config")?;
+/// `init_ledger`: start a new privacy ledger even though the state folder holds site state
+/// (`--init-ledger`).
+pub async fn run_from_file(
+    path: &std::path::Path,
+    init_ledger: bool,
+) -> anyhow::Result<ClientReport> {
+    let mut cfg: ClientConfig = fedssl_common::config::read_toml(path, "client config")?;
+    cfg.init_ledger = init_ledger;
     cfg.validate()
         .with_context(|| format!("invalid client config {}", path.display()))?;
     let data = crate::data::load(&cfg.data)?;

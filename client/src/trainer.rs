@@ -13,7 +13,7 @@ use burn::tensor::backend::AutodiffBackend;
 use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 use tracing::warn;
 
 use fedssl_common::data::Dataset;
@@ -23,6 +23,7 @@ use fedssl_common::model::{scalar, ModelSpec, SslModel, Weights};
 use fedssl_common::protocol::RoundPlan;
 use fedssl_common::ssl::{LossContext, ViewMaker};
 
+use crate::dp_sgd;
 use crate::federation::{merge, MergeReport};
 
 /// What a round of local training produced.
@@ -134,9 +135,6 @@ pub fn train_on<B: AutodiffKernels>(
     let start = Instant::now();
     let plan = job.plan;
     check_data(job.data, plan)?;
-    if job.dp_sgd.is_some() {
-        bail!("DP-SGD is not available in this build yet; use [plan.privacy] mechanism = \"client-level\"");
-    }
     let spec = &plan.model;
     let n = job.data.len();
     let seed = plan.seed ^ job.site_seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
@@ -183,45 +181,86 @@ pub fn train_on<B: AutodiffKernels>(
             spec.objective
         );
     }
-    let total_steps = steps_per_round(n, plan);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut order: Vec<usize> = (0..n).collect();
     let (mut loss_sum, mut steps) = (0.0f64, 0usize);
-    for epoch in 0..plan.local_epochs {
-        order.shuffle(&mut rng);
-        for (b, idx) in order.chunks(bs).enumerate() {
-            if idx.len() < bs.max(2) && b > 0 {
-                continue; // drop a short last batch: too few samples to compare
-            }
-            let step_seed = seed ^ ((epoch as u64) << 32 | b as u64);
-            let inputs = spec
-                .objective
-                .inputs(&plan.params, job.data, idx, &views, step_seed);
-            let cx = LossContext {
-                model: &model,
+    let mut loss_steps = 0usize;
+    if let Some(setup) = job.dp_sgd {
+        // Record-level DP-SGD: Poisson samples from an OS-seeded generator (kept secret:
+        // amplification by sampling depends on it), per-record clipping, exact noise.
+        let mut sampler = ChaCha20Rng::from_rng(rand::rngs::OsRng)
+            .map_err(|e| anyhow::anyhow!("the operating system gave no entropy: {e}"))?;
+        let total_steps = setup.steps as usize;
+        for step in 0..total_steps {
+            let sampled = dp_sgd::poisson_sample(&mut sampler, n, setup.sampling_rate);
+            let step_seed = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let cx = dp_sgd::StepInputs {
+                plan,
                 target: target.as_ref(),
-                spec,
-                ops: Ops::Kernels,
                 device: &dev,
             };
-            let loss = spec
-                .objective
-                .loss(&plan.params, plan.temperature, &cx, inputs);
-            let value = scalar(&loss);
-            if !value.is_finite() {
-                bail!("local training diverged (loss {value}) in epoch {epoch}, batch {b}; lower the learning rate");
+            let (grads, value) =
+                dp_sgd::privatized_gradient(&model, &cx, &setup, &sampled, |idx| {
+                    spec.objective
+                        .inputs(&plan.params, job.data, idx, &views, step_seed)
+                })?;
+            if !sampled.is_empty() {
+                if !value.is_finite() {
+                    bail!("local training diverged (loss {value}) at DP-SGD step {step}; lower the learning rate");
+                }
+                loss_sum += value as f64;
+                loss_steps += 1;
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(plan.learning_rate, model, grads);
             steps += 1;
             if let Some(t) = target.take() {
                 let tau = plan.params.byol.momentum(steps, total_steps);
                 target = Some(ema_update(t, &model, tau));
             }
-            loss_sum += value as f64;
             if let Some(p) = &job.progress {
                 p.inc(1);
                 p.set_message(format!("loss {value:.3}"));
+            }
+        }
+    } else {
+        let total_steps = steps_per_round(n, plan);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut order: Vec<usize> = (0..n).collect();
+        for epoch in 0..plan.local_epochs {
+            order.shuffle(&mut rng);
+            for (b, idx) in order.chunks(bs).enumerate() {
+                if idx.len() < bs.max(2) && b > 0 {
+                    continue; // drop a short last batch: too few samples to compare
+                }
+                let step_seed = seed ^ ((epoch as u64) << 32 | b as u64);
+                let inputs = spec
+                    .objective
+                    .inputs(&plan.params, job.data, idx, &views, step_seed);
+                let cx = LossContext {
+                    model: &model,
+                    target: target.as_ref(),
+                    spec,
+                    ops: Ops::Kernels,
+                    device: &dev,
+                };
+                let loss = spec
+                    .objective
+                    .loss(&plan.params, plan.temperature, &cx, inputs);
+                let value = scalar(&loss);
+                if !value.is_finite() {
+                    bail!("local training diverged (loss {value}) in epoch {epoch}, batch {b}; lower the learning rate");
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(plan.learning_rate, model, grads);
+                steps += 1;
+                if let Some(t) = target.take() {
+                    let tau = plan.params.byol.momentum(steps, total_steps);
+                    target = Some(ema_update(t, &model, tau));
+                }
+                loss_sum += value as f64;
+                loss_steps += 1;
+                if let Some(p) = &job.progress {
+                    p.inc(1);
+                    p.set_message(format!("loss {value:.3}"));
+                }
             }
         }
     }
@@ -230,7 +269,7 @@ pub fn train_on<B: AutodiffKernels>(
         local: Weights::from_module(&model),
         target: target.as_ref().map(Weights::from_module),
         merge: merge_report,
-        mean_loss: (loss_sum / steps.max(1) as f64) as f32,
+        mean_loss: (loss_sum / loss_steps.max(1) as f64) as f32,
         steps,
         seconds: start.elapsed().as_secs_f64(),
     })

@@ -57,11 +57,15 @@ pub struct PerExample {
 }
 
 impl PerExample {
-    /// Registers, for every covered parameter, `Σ_r factors[r]·g_r` into `grads`.
-    pub fn finish(self, factors: &[f32], grads: &mut Gradients) -> Result<(), String> {
+    /// Registers, for every covered parameter, `Σ_r factors[r]·g_r` into `grads` (the
+    /// gradients of burn's autodiff backend, as `loss.backward()` returned them).
+    pub fn finish<G: 'static>(self, factors: &[f32], grads: &mut G) -> Result<(), String> {
         if let Some(e) = self.error {
             return Err(e);
         }
+        let Some(grads) = (grads as &mut dyn std::any::Any).downcast_mut::<Gradients>() else {
+            return Err("per-example gradients need burn's autodiff backend".into());
+        };
         if factors.len() != self.sq_norms.len() {
             return Err(format!(
                 "{} clip factors for {} records",
