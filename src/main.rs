@@ -130,6 +130,23 @@ enum BenchCmd {
         #[arg(long, default_value = "bench/pytorch_reference.py")]
         script: PathBuf,
     },
+    /// One DP-SGD step of the GroupNorm ConvNet-S: fedssl's per-example kernels vs
+    /// PyTorch + Opacus on the same weights and batch, and each side's non-private step.
+    Dpsgd {
+        /// Records per step.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Python with torch and opacus (default: a venv the bench makes under --out, with
+        /// bench/requirements-opacus.txt).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// The Opacus reference script.
+        #[arg(long, default_value = "bench/opacus_reference.py")]
+        script: PathBuf,
+    },
     /// Streaming FedAvg throughput against memcpy, and peak memory as K grows.
     Aggregate {
         /// Parameter counts.
@@ -391,6 +408,9 @@ struct SimArgs {
     /// modality's, or the --plan file's).
     #[arg(long)]
     encoder: Option<EncoderArg>,
+    /// Normalization layers: batch or group (default: group under DP-SGD, batch otherwise).
+    #[arg(long)]
+    norm: Option<fedssl_common::model::Norm>,
     /// Federated SSL algorithm: fedavg, fedema[:TAU] (default τ 0.7) or fedu[:THRESHOLD]
     /// (default 5.0; makes the predictor global).
     #[arg(long)]
@@ -465,6 +485,9 @@ fn simulate_plan(a: &SimArgs) -> anyhow::Result<PlanConfig> {
     given(a.batch_size, &mut plan.batch_size);
     given(a.seed, &mut plan.seed);
     given(a.objective, &mut plan.objective);
+    if a.norm.is_some() {
+        plan.norm = a.norm;
+    }
     if let Some(m) = a.modality {
         plan.data = m.shape();
         plan.encoder = None;
@@ -589,6 +612,23 @@ fn main() -> anyhow::Result<()> {
                         out: out.clone(),
                     })?;
                     (t, "train")
+                }
+                BenchCmd::Dpsgd {
+                    batch,
+                    steps,
+                    python,
+                    script,
+                } => {
+                    let t = bench::dpsgd::run(&bench::dpsgd::DpSgdBench {
+                        batch,
+                        steps,
+                        warmup: 2,
+                        python,
+                        script,
+                        requirements: PathBuf::from("bench/requirements-opacus.txt"),
+                        out: out.clone(),
+                    })?;
+                    (t, "dpsgd")
                 }
                 BenchCmd::Aggregate { params, updates } => {
                     (bench::aggregate::run(&params, &updates)?, "aggregate")

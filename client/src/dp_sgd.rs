@@ -320,18 +320,34 @@ pub fn per_example_kernels<B: Kernels>(plan: &RoundPlan) -> bool {
     B::OWN_KERNELS && !matches!(plan.model.encoder, EncoderConfig::Transformer { .. })
 }
 
+/// What one DP-SGD step saw (kept on the site; logged, never sent).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepStats {
+    /// The sampled records' mean loss (NaN for an empty sample).
+    pub mean_loss: f32,
+    /// Records sampled.
+    pub records: usize,
+    /// Records whose gradient norm exceeded C.
+    pub clipped: usize,
+    /// Sum of the records' gradient norms.
+    pub norm_sum: f64,
+}
+
 /// One DP-SGD step's privatized gradient: Poisson-sample, clip, sum, noise, normalize.
-/// Returns the gradients and the sampled records' mean loss (NaN for an empty sample).
 pub fn privatized_gradient<B: AutodiffKernels>(
     model: &SslModel<B>,
     cx: &StepInputs<'_, B>,
     setup: &DpSgdSetup,
     sampled: &[usize],
     make_inputs: impl Fn(&[usize]) -> Inputs,
-) -> anyhow::Result<(GradientsParams, f32)> {
+) -> anyhow::Result<(GradientsParams, StepStats)> {
     let fast = per_example_kernels::<B>(cx.plan);
     let mut total = FlatGrads::zeros(model);
     let mut loss_sum = 0.0f64;
+    let mut stats = StepStats {
+        records: sampled.len(),
+        ..StepStats::default()
+    };
     for chunk in sampled.chunks(CHUNK_RECORDS) {
         let inputs = make_inputs(chunk);
         let part = if fast {
@@ -346,6 +362,8 @@ pub fn privatized_gradient<B: AutodiffKernels>(
             )?
         };
         loss_sum += part.losses.iter().map(|&l| l as f64).sum::<f64>();
+        stats.clipped += part.norms.iter().filter(|&&n| n > setup.clip_norm).count();
+        stats.norm_sum += part.norms.iter().sum::<f64>();
         total.add(&part.sum);
     }
     // The noise goes on every coordinate, sampled records or not, then the sum is divided
@@ -355,12 +373,12 @@ pub fn privatized_gradient<B: AutodiffKernels>(
         setup.noise.add_noise(v)?;
         v.iter_mut().for_each(|x| *x *= scale);
     }
-    let mean_loss = if sampled.is_empty() {
+    stats.mean_loss = if sampled.is_empty() {
         f32::NAN
     } else {
         (loss_sum / sampled.len() as f64) as f32
     };
-    Ok((total.into_params(model, cx.device), mean_loss))
+    Ok((total.into_params(model, cx.device), stats))
 }
 
 /// A Poisson sample of `0..n` at rate `q`.

@@ -189,6 +189,7 @@ pub fn train_on<B: AutodiffKernels>(
         let mut sampler = ChaCha20Rng::from_rng(rand::rngs::OsRng)
             .map_err(|e| anyhow::anyhow!("the operating system gave no entropy: {e}"))?;
         let total_steps = setup.steps as usize;
+        let mut seen = dp_sgd::StepStats::default();
         for step in 0..total_steps {
             let sampled = dp_sgd::poisson_sample(&mut sampler, n, setup.sampling_rate);
             let step_seed = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -197,11 +198,15 @@ pub fn train_on<B: AutodiffKernels>(
                 target: target.as_ref(),
                 device: &dev,
             };
-            let (grads, value) =
+            let (grads, stats) =
                 dp_sgd::privatized_gradient(&model, &cx, &setup, &sampled, |idx| {
                     spec.objective
                         .inputs(&plan.params, job.data, idx, &views, step_seed)
                 })?;
+            let value = stats.mean_loss;
+            seen.records += stats.records;
+            seen.clipped += stats.clipped;
+            seen.norm_sum += stats.norm_sum;
             if !sampled.is_empty() {
                 if !value.is_finite() {
                     bail!("local training diverged (loss {value}) at DP-SGD step {step}; lower the learning rate");
@@ -220,6 +225,15 @@ pub fn train_on<B: AutodiffKernels>(
                 p.set_message(format!("loss {value:.3}"));
             }
         }
+        tracing::info!(
+            steps = total_steps,
+            records = seen.records,
+            clipped = format!("{:.0}%", 100.0 * seen.clipped as f64 / seen.records.max(1) as f64),
+            mean_norm = format!("{:.3}", seen.norm_sum / seen.records.max(1) as f64),
+            clip_norm = setup.clip_norm,
+            sigma = format!("{:.3}", setup.noise_multiplier()),
+            "DP-SGD round: per-record gradient norms (stay on the site)"
+        );
     } else {
         let total_steps = steps_per_round(n, plan);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -21,6 +21,18 @@ pub enum Norm {
     Group,
 }
 
+impl std::str::FromStr for Norm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "batch" => Ok(Norm::Batch),
+            "group" => Ok(Norm::Group),
+            other => Err(format!("unknown normalization {other:?} (expected batch or group)")),
+        }
+    }
+}
+
 impl Norm {
     /// `"batch"` or `"group"`.
     pub fn name(&self) -> &'static str {
