@@ -289,7 +289,18 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
 
     // Data: one pool partitioned across the simulated sites; a labeled probe set.
-    let splits = load_splits(args.data.as_deref(), args.plan.data, args.plan.seed)?;
+    let mut splits = load_splits(args.data.as_deref(), args.plan.data, args.plan.seed)?;
+    // Generated images: as many as asked for (the default set has 6000).
+    if args.data.is_none()
+        && args.train_samples > splits.train.len()
+        && matches!(args.plan.data, fedssl_common::data::SampleShape::Image { .. })
+    {
+        splits.train = fedssl_common::data::synthetic::generate_shaped(
+            args.train_samples,
+            args.plan.data,
+            args.plan.seed,
+        );
+    }
     let pool = if args.train_samples > 0 {
         splits.train.take(args.train_samples)
     } else {
