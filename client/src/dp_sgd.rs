@@ -159,11 +159,11 @@ impl FlatGrads {
 /// A batch's clipped gradient sum and what it saw.
 #[derive(Debug, Clone)]
 pub struct ClippedSum {
-    /// `Σ_r min(1, C/‖g_r‖)·g_r` over the records.
+    /// `Σ_u min(1, C/‖g_u‖)·g_u` over the clipped units (records, or groups of records).
     pub sum: FlatGrads,
-    /// `‖g_r‖` per record.
+    /// `‖g_u‖` per unit.
     pub norms: Vec<f64>,
-    /// Each record's loss.
+    /// Each unit's loss.
     pub losses: Vec<f32>,
 }
 
@@ -177,6 +177,28 @@ pub struct StepInputs<'a, B: AutodiffKernels> {
     pub device: &'a B::Device,
 }
 
+/// The units a batch's records are clipped in: record r belongs to unit `of_record[r]`.
+#[derive(Debug, Clone)]
+pub struct Units {
+    /// Unit of each record of the batch.
+    pub of_record: Vec<u32>,
+    /// Number of units.
+    pub count: usize,
+    /// Units are groups of records (the objective's group losses) rather than records.
+    pub grouped: bool,
+}
+
+impl Units {
+    /// One unit per record.
+    pub fn records(n: usize) -> Self {
+        Self {
+            of_record: (0..n as u32).collect(),
+            count: n,
+            grouped: false,
+        }
+    }
+}
+
 fn clip_factor(norm: f64, clip: f64) -> f32 {
     if norm > clip {
         (clip / norm) as f32
@@ -185,18 +207,20 @@ fn clip_factor(norm: f64, clip: f64) -> f32 {
     }
 }
 
-/// The clipped sum over the records of `inputs` (all of them in one pass) with the
+/// The clipped sum over the units of `inputs` (all of them in one pass) with the
 /// per-example kernels.
 pub fn clipped_sum_per_example<B: AutodiffKernels>(
     model: &SslModel<B>,
     cx: &StepInputs<'_, B>,
     inputs: Inputs,
+    units: &Units,
     clip: f64,
 ) -> anyhow::Result<ClippedSum> {
     let plan = cx.plan;
     let spec = &plan.model;
     let per = spec.objective.rows_per_record();
     let records = inputs.rows / per.max(1);
+    anyhow::ensure!(units.of_record.len() == records, "one unit per record");
     let lcx = LossContext {
         model,
         target: cx.target,
@@ -204,18 +228,30 @@ pub fn clipped_sum_per_example<B: AutodiffKernels>(
         ops: fedssl_common::kernels::Ops::Kernels,
         device: cx.device,
     };
-    let losses = spec
-        .objective
-        .record_losses(&plan.params, plan.temperature, &lcx, inputs)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let losses = if units.grouped {
+        spec.objective.group_losses(
+            &plan.params,
+            plan.temperature,
+            &lcx,
+            inputs,
+            &units.of_record,
+            units.count,
+        )
+    } else {
+        spec.objective
+            .record_losses(&plan.params, plan.temperature, &lcx, inputs)
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let loss_values: Vec<f32> = losses
         .clone()
         .into_data()
         .convert::<f32>()
         .to_vec()
         .unwrap_or_default();
-    let owner: Vec<u32> = (0..records * per).map(|i| (i % records) as u32).collect();
-    let (mut grads, pe) = per_example::collect(owner, records, || losses.sum().backward());
+    let owner: Vec<u32> = (0..records * per)
+        .map(|i| units.of_record[i % records])
+        .collect();
+    let (mut grads, pe) = per_example::collect(owner, units.count, || losses.sum().backward());
     // Every parameter's gradient must come from the per-example kernels: one that got a
     // gradient from anywhere else would be summed without clipping.
     struct Stray<'a, B: AutodiffBackend> {
@@ -252,32 +288,36 @@ pub fn clipped_sum_per_example<B: AutodiffKernels>(
     })
 }
 
-/// The rows of `inputs` that belong to record `r` of `records` (`per` rows each, view-major).
-fn record_rows(inputs: &Inputs, r: usize, records: usize, per: usize) -> Inputs {
+/// The rows of `inputs` that belong to `members` of `records` (`per` rows each,
+/// view-major), in the same layout.
+fn member_rows(inputs: &Inputs, members: &[usize], records: usize, per: usize) -> Inputs {
     let d = inputs.dim;
     let pick = |v: &Vec<f32>| -> Vec<f32> {
         (0..per)
             .flat_map(|k| {
-                let row = k * records + r;
-                v[row * d..(row + 1) * d].iter().copied()
+                members.iter().flat_map(move |&r| {
+                    let row = k * records + r;
+                    v[row * d..(row + 1) * d].iter().copied()
+                })
             })
             .collect()
     };
     Inputs {
         x: pick(&inputs.x),
-        rows: per,
+        rows: per * members.len(),
         dim: d,
         clean: inputs.clean.as_ref().map(pick),
         mask: inputs.mask.as_ref().map(pick),
     }
 }
 
-/// The clipped sum over the records of `inputs`, one forward and backward pass per record
-/// with the objective's ordinary loss (any backend, any model).
+/// The clipped sum over the units of `inputs`, one forward and backward pass per unit with
+/// the objective's ordinary loss on the unit's records (any backend, any model).
 pub fn clipped_sum_one_at_a_time<B: AutodiffKernels>(
     model: &SslModel<B>,
     cx: &StepInputs<'_, B>,
     inputs: Inputs,
+    units: &Units,
     clip: f64,
     ops: fedssl_common::kernels::Ops,
 ) -> anyhow::Result<ClippedSum> {
@@ -285,10 +325,19 @@ pub fn clipped_sum_one_at_a_time<B: AutodiffKernels>(
     let spec = &plan.model;
     let per = spec.objective.rows_per_record();
     let records = inputs.rows / per.max(1);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); units.count];
+    for (r, &u) in units.of_record.iter().enumerate() {
+        members[u as usize].push(r);
+    }
     let mut sum = FlatGrads::zeros(model);
-    let (mut norms, mut losses) = (Vec::with_capacity(records), Vec::with_capacity(records));
-    for r in 0..records {
-        let one = record_rows(&inputs, r, records, per);
+    let (mut norms, mut losses) = (Vec::new(), Vec::new());
+    for m in &members {
+        // A group of fewer than 2 records has no loss term (see group_losses).
+        if m.is_empty() || (units.grouped && m.len() < 2) {
+            norms.push(0.0);
+            losses.push(0.0);
+            continue;
+        }
         let lcx = LossContext {
             model,
             target: cx.target,
@@ -296,9 +345,12 @@ pub fn clipped_sum_one_at_a_time<B: AutodiffKernels>(
             ops,
             device: cx.device,
         };
-        let loss = spec
-            .objective
-            .loss(&plan.params, plan.temperature, &lcx, one);
+        let loss = spec.objective.loss(
+            &plan.params,
+            plan.temperature,
+            &lcx,
+            member_rows(&inputs, m, records, per),
+        );
         losses.push(scalar(&loss));
         let grads = loss.backward();
         let mut g = FlatGrads::zeros(model);
@@ -323,22 +375,27 @@ pub fn per_example_kernels<B: Kernels>(plan: &RoundPlan) -> bool {
 /// What one DP-SGD step saw (kept on the site; logged, never sent).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StepStats {
-    /// The sampled records' mean loss (NaN for an empty sample).
+    /// The mean loss over the clipped units (NaN for an empty sample).
     pub mean_loss: f32,
     /// Records sampled.
     pub records: usize,
-    /// Records whose gradient norm exceeded C.
+    /// Units clipped (records, or groups of records).
+    pub units: usize,
+    /// Units whose gradient norm exceeded C.
     pub clipped: usize,
-    /// Sum of the records' gradient norms.
+    /// Sum of the units' gradient norms.
     pub norm_sum: f64,
 }
 
-/// One DP-SGD step's privatized gradient: Poisson-sample, clip, sum, noise, normalize.
+/// One DP-SGD step's privatized gradient: clip per unit, sum, noise, normalize.
+/// `sampled` are the step's Poisson-sampled records; `groups` their group labels under
+/// group-level clipping (`None`: each record is its own unit).
 pub fn privatized_gradient<B: AutodiffKernels>(
     model: &SslModel<B>,
     cx: &StepInputs<'_, B>,
     setup: &DpSgdSetup,
     sampled: &[usize],
+    groups: Option<&[u32]>,
     make_inputs: impl Fn(&[usize]) -> Inputs,
 ) -> anyhow::Result<(GradientsParams, StepStats)> {
     let fast = per_example_kernels::<B>(cx.plan);
@@ -348,20 +405,22 @@ pub fn privatized_gradient<B: AutodiffKernels>(
         records: sampled.len(),
         ..StepStats::default()
     };
-    for chunk in sampled.chunks(CHUNK_RECORDS) {
-        let inputs = make_inputs(chunk);
+    for (chunk, units) in chunks(sampled, groups) {
+        let inputs = make_inputs(&chunk);
         let part = if fast {
-            clipped_sum_per_example(model, cx, inputs, setup.clip_norm)?
+            clipped_sum_per_example(model, cx, inputs, &units, setup.clip_norm)?
         } else {
             clipped_sum_one_at_a_time(
                 model,
                 cx,
                 inputs,
+                &units,
                 setup.clip_norm,
                 fedssl_common::kernels::Ops::Kernels,
             )?
         };
         loss_sum += part.losses.iter().map(|&l| l as f64).sum::<f64>();
+        stats.units += part.norms.len();
         stats.clipped += part.norms.iter().filter(|&&n| n > setup.clip_norm).count();
         stats.norm_sum += part.norms.iter().sum::<f64>();
         total.add(&part.sum);
@@ -373,12 +432,52 @@ pub fn privatized_gradient<B: AutodiffKernels>(
         setup.noise.add_noise(v)?;
         v.iter_mut().for_each(|x| *x *= scale);
     }
-    stats.mean_loss = if sampled.is_empty() {
+    stats.mean_loss = if stats.units == 0 {
         f32::NAN
     } else {
-        (loss_sum / sampled.len() as f64) as f32
+        (loss_sum / stats.units as f64) as f32
     };
     Ok((total.into_params(model, cx.device), stats))
+}
+
+/// Splits a step's sample into chunks of about [`CHUNK_RECORDS`] records, whole groups
+/// each, with the units of each chunk's records.
+fn chunks(sampled: &[usize], groups: Option<&[u32]>) -> Vec<(Vec<usize>, Units)> {
+    let Some(labels) = groups else {
+        return sampled
+            .chunks(CHUNK_RECORDS)
+            .map(|c| (c.to_vec(), Units::records(c.len())))
+            .collect();
+    };
+    let mut by_group: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (&r, &g) in sampled.iter().zip(labels) {
+        by_group.entry(g).or_default().push(r);
+    }
+    let mut out: Vec<(Vec<usize>, Units)> = Vec::new();
+    let mut current: (Vec<usize>, Vec<u32>, usize) = (Vec::new(), Vec::new(), 0);
+    for members in by_group.into_values() {
+        if !current.0.is_empty() && current.0.len() + members.len() > CHUNK_RECORDS {
+            let (recs, of, count) = std::mem::take(&mut current);
+            out.push((recs, Units { of_record: of, count, grouped: true }));
+        }
+        let unit = current.2 as u32;
+        current.1.extend(std::iter::repeat_n(unit, members.len()));
+        current.0.extend(members);
+        current.2 += 1;
+    }
+    if !current.0.is_empty() {
+        let (recs, of, count) = current;
+        out.push((recs, Units { of_record: of, count, grouped: true }));
+    }
+    out
+}
+
+/// Group labels for a step's sampled records: each uniform in `0..groups`, drawn from the
+/// site's secret generator, independently of the data and of the other records.
+pub fn group_labels(rng: &mut ChaCha20Rng, records: usize, groups: usize) -> Vec<u32> {
+    (0..records)
+        .map(|_| rng.gen_range(0..groups.max(1) as u32))
+        .collect()
 }
 
 /// A Poisson sample of `0..n` at rate `q`.
@@ -415,7 +514,7 @@ mod tests {
 
     /// Per-record norms and the clipped sum from the per-example kernels against the same
     /// records taken one at a time through burn's own ops.
-    fn check(what: &str, plan: &RoundPlan, data: &Dataset, clip: f64) {
+    fn check(what: &str, plan: &RoundPlan, data: &Dataset, clip: f64, units: impl Fn() -> Units) {
         let dev = Default::default();
         let model = plan.model.init_seeded::<A>(&dev, 7).unwrap();
         let target = plan
@@ -432,9 +531,11 @@ mod tests {
         let views = ViewMaker::for_shape(plan.model.shape, &plan.augment);
         let idx: Vec<usize> = (0..6).collect();
         let inputs = || plan.model.objective.inputs(&plan.params, data, &idx, &views, 11);
-        let ours = clipped_sum_per_example(&model, &cx, inputs(), clip).unwrap();
-        let reference = clipped_sum_one_at_a_time(&model, &cx, inputs(), clip, Ops::Burn).unwrap();
-        assert_eq!(ours.norms.len(), 6, "{what}");
+        let units = units();
+        let ours = clipped_sum_per_example(&model, &cx, inputs(), &units, clip).unwrap();
+        let reference =
+            clipped_sum_one_at_a_time(&model, &cx, inputs(), &units, clip, Ops::Burn).unwrap();
+        assert_eq!(ours.norms.len(), units.count, "{what}");
         for (a, b) in ours.norms.iter().zip(&reference.norms) {
             assert!((a - b).abs() <= 1e-5 * b, "{what}: record norm {a} vs {b} one at a time");
         }
@@ -451,7 +552,7 @@ mod tests {
         let norm = reference.sum.norm();
         assert!(diff <= 1e-5 * norm, "{what}: clipped sums differ by {diff} (norm {norm})");
         let clipped = reference.norms.iter().filter(|&&n| n > clip).count();
-        assert!(clipped > 0 && clipped < 6 || clip > 1e3, "{what}: pick a clip that clips some records ({:?})", reference.norms);
+        assert!(clipped > 0 && clipped < units.count, "{what}: pick a clip that clips some units ({:?})", reference.norms);
     }
 
     #[test]
@@ -495,6 +596,7 @@ mod tests {
                 &model,
                 &cx,
                 p.model.objective.inputs(&p.params, data, &idx, &views, 11),
+                &Units::records(6),
                 1e9,
                 Ops::Burn,
             )
@@ -502,7 +604,98 @@ mod tests {
             .norms;
             let mut sorted = norms.clone();
             sorted.sort_by(f64::total_cmp);
-            check(what, &p, data, 0.5 * (sorted[2] + sorted[3]));
+            check(what, &p, data, 0.5 * (sorted[2] + sorted[3]), || Units::records(6));
+        }
+    }
+
+    /// Group-level clipping (SimCLR's negatives, VICReg's batch statistics): the per-group
+    /// norms and clipped sum from one pass equal the groups taken one at a time through
+    /// burn's ops.
+    #[test]
+    fn per_group_gradients_equal_groups_taken_one_at_a_time() {
+        let images = synthetic::generate(16, 3).unlabeled();
+        let table = records::generate(16, 16, 3).unlabeled();
+        for (what, p, data) in [
+            ("SimCLR images, ConvNet-S", plan(Objective::SimClr, images.shape, None), &images),
+            ("VICReg records, MLP", plan(Objective::VicReg, table.shape, None), &table),
+        ] {
+            // 12 records in 4 groups of 3, plus a lone record whose group has no term.
+            let units = || Units {
+                of_record: vec![0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3],
+                count: 4,
+                grouped: true,
+            };
+            let dev = Default::default();
+            let model = p.model.init_seeded::<A>(&dev, 7).unwrap();
+            let cx = StepInputs { plan: &p, target: None, device: &dev };
+            let views = ViewMaker::for_shape(p.model.shape, &p.augment);
+            let idx: Vec<usize> = (0..12).collect();
+            let inputs = || p.model.objective.inputs(&p.params, data, &idx, &views, 11);
+            let norms = clipped_sum_one_at_a_time(&model, &cx, inputs(), &units(), 1e9, Ops::Burn)
+                .unwrap()
+                .norms;
+            let mut sorted = norms.clone();
+            sorted.sort_by(f64::total_cmp);
+            let clip = 0.5 * (sorted[1] + sorted[2]);
+            // check() draws 6 records; here all 12 take part.
+            let ours = clipped_sum_per_example(&model, &cx, inputs(), &units(), clip).unwrap();
+            let reference =
+                clipped_sum_one_at_a_time(&model, &cx, inputs(), &units(), clip, Ops::Burn).unwrap();
+            for (a, b) in ours.norms.iter().zip(&reference.norms) {
+                assert!((a - b).abs() <= 1e-5 * b, "{what}: group norm {a} vs {b}");
+            }
+            let diff: f64 = ours
+                .sum
+                .values()
+                .zip(reference.sum.values())
+                .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(diff <= 1e-5 * reference.sum.norm(), "{what}: sums differ by {diff}");
+        }
+    }
+
+    /// The sensitivity group-level clipping is accounted with: removing one record changes
+    /// only its own group's clipped gradient, so the step's clipped sum moves by at most 2C.
+    #[test]
+    fn one_record_moves_a_grouped_step_by_at_most_twice_the_clip() {
+        let images = synthetic::generate(16, 5).unlabeled();
+        let p = plan(Objective::SimClr, images.shape, None);
+        let dev = Default::default();
+        let model = p.model.init_seeded::<A>(&dev, 3).unwrap();
+        let cx = StepInputs { plan: &p, target: None, device: &dev };
+        let views = ViewMaker::for_shape(p.model.shape, &p.augment);
+        let labels: Vec<u32> = vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 0];
+        let run = |keep: &[usize]| {
+            let units = Units {
+                of_record: keep.iter().map(|&r| labels[r]).collect(),
+                count: 3,
+                grouped: true,
+            };
+            let inputs = p.model.objective.inputs(&p.params, &images, keep, &views, 4);
+            clipped_sum_per_example(&model, &cx, inputs, &units, 0.05).unwrap()
+        };
+        let all: Vec<usize> = (0..10).collect();
+        let full = run(&all);
+        assert!(full.norms.iter().all(|&n| n > 0.05), "every group is clipped: {:?}", full.norms);
+        for r in [0usize, 4, 8] {
+            let without: Vec<usize> = all.iter().copied().filter(|&i| i != r).collect();
+            let part = run(&without);
+            let moved: f64 = full
+                .sum
+                .values()
+                .zip(part.sum.values())
+                .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(moved > 0.0 && moved <= 2.0 * 0.05 * (1.0 + 1e-4), "record {r}: moved {moved}");
+            // The other groups' terms did not change.
+            for g in 0..3 {
+                if g != labels[r] as usize {
+                    let (a, b) = (full.norms[g], part.norms[g]);
+                    assert!((a - b).abs() <= 1e-6 * a, "record {r} changed group {g}: {a} vs {b}");
+                }
+            }
         }
     }
 
@@ -518,8 +711,12 @@ mod tests {
         assert!(e.contains("plan.norm") && e.contains("BatchNorm"), "{e}");
         cfg.norm = None;
         cfg.validate().unwrap();
-        for o in [Objective::SimClr, Objective::VicReg] {
+        for o in [Objective::Cpc, Objective::Clip] {
             cfg.objective = o;
+            cfg.data = fedssl_common::data::SampleShape::Series {
+                channels: 6,
+                length: 64,
+            };
             let e = cfg.validate().unwrap_err().to_string();
             assert!(e.contains("plan.objective") && e.contains("DP-SGD"), "{o}: {e}");
         }

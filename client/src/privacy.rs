@@ -7,6 +7,7 @@ use fedssl_common::dp::ledger::{GaussianEvent, MechanismKind, Neighbour, Release
 use fedssl_common::dp::plan::PrivacyMechanism;
 use fedssl_common::dp::{rdp, GaussianMechanism, Mechanism};
 use fedssl_common::protocol::RoundPlan;
+use fedssl_common::ssl::DpUnit;
 
 /// DP-SGD's parameters for one round on this site.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,12 +24,19 @@ pub struct DpSgdSetup {
     pub noise: GridGaussian,
     /// Coordinates noised each step (every trainable parameter).
     pub dim: usize,
+    /// What is clipped: each record, or each group of records (objectives that couple the
+    /// records of a batch; a record then moves the sum by up to 2C).
+    pub unit: DpUnit,
+    /// Groups per step under [`DpUnit::Group`] (records draw their group uniformly).
+    pub groups: usize,
 }
 
 impl DpSgdSetup {
-    /// The per-step noise multiplier that holds after rounding to the noise grid.
+    /// The per-step noise multiplier for one record, after rounding to the noise grid: the
+    /// noise over the record's sensitivity (C per record, 2C under group-level clipping).
     pub fn noise_multiplier(&self) -> f64 {
-        self.noise.noise_multiplier(self.clip_norm, self.dim)
+        self.noise
+            .noise_multiplier(self.unit.sensitivity() * self.clip_norm, self.dim)
     }
 
     /// The round's DP-SGD bound for a record.
@@ -75,6 +83,7 @@ impl RoundPrivacy {
     ) -> anyhow::Result<Self> {
         let p = plan.privacy;
         let dp_sgd = if p.mechanism.dp_sgd() {
+            let unit = plan.model.objective.dp_sgd().map_err(anyhow::Error::msg)?;
             let n = records.max(1) as f64;
             let expected_batch = (plan.batch_size as f64).min(n);
             let q = expected_batch / n;
@@ -91,11 +100,13 @@ impl RoundPrivacy {
                 }
                 None => p.noise_multiplier,
             };
-            let mut noise = GridGaussian::new(sigma * p.clip_norm)?;
+            // σ is per record: the noise is σ times the record's sensitivity.
+            let sensitivity = unit.sensitivity() * p.clip_norm;
+            let mut noise = GridGaussian::new(sigma * sensitivity)?;
             // Rounding to the grid adds 2^k·√dim to the sensitivity; widen the noise until
             // the multiplier that holds is at least σ.
             for _ in 0..4 {
-                let z = noise.noise_multiplier(p.clip_norm, trainable);
+                let z = noise.noise_multiplier(sensitivity, trainable);
                 if z >= sigma {
                     break;
                 }
@@ -108,6 +119,8 @@ impl RoundPrivacy {
                 steps,
                 noise,
                 dim: trainable,
+                unit,
+                groups: ((expected_batch / p.group_size.max(2) as f64).round() as usize).max(1),
             })
         } else {
             None

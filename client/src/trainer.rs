@@ -192,6 +192,8 @@ pub fn train_on<B: AutodiffKernels>(
         let mut seen = dp_sgd::StepStats::default();
         for step in 0..total_steps {
             let sampled = dp_sgd::poisson_sample(&mut sampler, n, setup.sampling_rate);
+            let labels = (setup.unit == fedssl_common::ssl::DpUnit::Group)
+                .then(|| dp_sgd::group_labels(&mut sampler, sampled.len(), setup.groups));
             let step_seed = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let cx = dp_sgd::StepInputs {
                 plan,
@@ -199,12 +201,13 @@ pub fn train_on<B: AutodiffKernels>(
                 device: &dev,
             };
             let (grads, stats) =
-                dp_sgd::privatized_gradient(&model, &cx, &setup, &sampled, |idx| {
+                dp_sgd::privatized_gradient(&model, &cx, &setup, &sampled, labels.as_deref(), |idx| {
                     spec.objective
                         .inputs(&plan.params, job.data, idx, &views, step_seed)
                 })?;
             let value = stats.mean_loss;
             seen.records += stats.records;
+            seen.units += stats.units;
             seen.clipped += stats.clipped;
             seen.norm_sum += stats.norm_sum;
             if !sampled.is_empty() {
@@ -228,11 +231,11 @@ pub fn train_on<B: AutodiffKernels>(
         tracing::info!(
             steps = total_steps,
             records = seen.records,
-            clipped = format!("{:.0}%", 100.0 * seen.clipped as f64 / seen.records.max(1) as f64),
-            mean_norm = format!("{:.3}", seen.norm_sum / seen.records.max(1) as f64),
+            clipped = format!("{:.0}%", 100.0 * seen.clipped as f64 / seen.units.max(1) as f64),
+            mean_norm = format!("{:.3}", seen.norm_sum / seen.units.max(1) as f64),
             clip_norm = setup.clip_norm,
             sigma = format!("{:.3}", setup.noise_multiplier()),
-            "DP-SGD round: per-record gradient norms (stay on the site)"
+            "DP-SGD round: gradient norms per clipped unit (stay on the site)"
         );
     } else {
         let total_steps = steps_per_round(n, plan);

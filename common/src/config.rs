@@ -239,7 +239,7 @@ impl PlanConfig {
             if spec.norm == Norm::Batch {
                 bail!("plan.norm: BatchNorm normalizes each record with statistics of the whole batch, so one record's gradient depends on the others and DP-SGD cannot bound it; use norm = \"group\" (the default under DP-SGD)");
             }
-            self.objective.dp_sgd().map_err(|e| anyhow::anyhow!("plan.objective: {e}; under DP-SGD use masked, denoising, byol or simsiam, or use [plan.privacy] mechanism = \"client-level\""))?;
+            self.objective.dp_sgd().map_err(|e| anyhow::anyhow!("plan.objective: {e}; under DP-SGD use simclr, vicreg, masked, denoising, byol or simsiam, or use [plan.privacy] mechanism = \"client-level\""))?;
         }
         Ok(())
     }

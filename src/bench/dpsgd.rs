@@ -153,7 +153,7 @@ pub fn run(cfg: &DpSgdBench) -> anyhow::Result<Table> {
             target: None,
             device: &dev,
         };
-        let (grads, _stats) = privatized_gradient(&model, &cx, &setup, &idx, |_| inputs.clone())?;
+        let (grads, _stats) = privatized_gradient(&model, &cx, &setup, &idx, None, |_| inputs.clone())?;
         model = optim.step(LR, model.clone(), grads);
         Ok(())
     };

@@ -112,6 +112,9 @@ pub struct PrivacyPlan {
     pub target_epsilon: Option<f64>,
     /// Rounds of the run (set by the server; sites calibrate `target_epsilon` over them).
     pub rounds: u64,
+    /// DP-SGD with an objective that couples the records of its batch (SimCLR's negatives,
+    /// VICReg's batch statistics): expected records per group of group-level clipping.
+    pub group_size: u32,
     /// Client-level noise (mechanisms `client-level` and `dp-sgd+client-level`).
     pub client: ClientLevelParams,
 }
@@ -124,6 +127,7 @@ impl Default for PrivacyPlan {
             clip_norm: 1.0,
             target_epsilon: None,
             rounds: 1,
+            group_size: 16,
             client: ClientLevelParams::default(),
         }
     }
@@ -163,6 +167,12 @@ impl PrivacyPlan {
                     self.client.noise_multiplier
                 ));
             }
+        }
+        if self.mechanism.dp_sgd() && self.group_size < 2 {
+            return Err(format!(
+                "privacy.group_size must be at least 2 (negatives need company), got {}",
+                self.group_size
+            ));
         }
         if self.rounds == 0 {
             return Err("privacy.rounds must be at least 1".into());

@@ -51,7 +51,7 @@ impl CrossModal {
 }
 
 impl SslObjective for CrossModal {
-    fn dp_sgd(&self) -> Result<(), String> {
+    fn dp_sgd(&self) -> Result<super::objective::DpUnit, String> {
         Err("its InfoNCE loss uses the other records of the batch as negatives, so one record's gradient depends on the others".into())
     }
 

@@ -69,7 +69,7 @@ impl Cpc {
 }
 
 impl SslObjective for Cpc {
-    fn dp_sgd(&self) -> Result<(), String> {
+    fn dp_sgd(&self) -> Result<super::objective::DpUnit, String> {
         Err("its InfoNCE loss scores each prediction against the other windows of the batch, so one record's gradient depends on the others".into())
     }
 

@@ -88,8 +88,8 @@ impl SslObjective for Denoising {
         reconstruction_loss(cx, inputs)
     }
 
-    fn dp_sgd(&self) -> Result<(), String> {
-        Ok(())
+    fn dp_sgd(&self) -> Result<super::objective::DpUnit, String> {
+        Ok(super::objective::DpUnit::Record)
     }
 
     fn record_losses<B: Kernels>(

@@ -357,8 +357,8 @@ impl SslObjective for Masked {
         }
     }
 
-    fn dp_sgd(&self) -> Result<(), String> {
-        Ok(())
+    fn dp_sgd(&self) -> Result<super::objective::DpUnit, String> {
+        Ok(super::objective::DpUnit::Record)
     }
 
     fn record_losses<B: Kernels>(

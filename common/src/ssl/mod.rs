@@ -28,7 +28,7 @@ pub use cpc::Cpc;
 pub use denoising::Denoising;
 pub use masked::Masked;
 pub use objective::{
-    Heads, Inputs, LossContext, Objective, ObjectiveParams, PairObjective, PairOutputs,
+    DpUnit, Heads, Inputs, LossContext, Objective, ObjectiveParams, PairObjective, PairOutputs,
     SslObjective, ALL_OBJECTIVES,
 };
 pub use series_augment::{SeriesAugmentConfig, SeriesAugmenter};

@@ -105,9 +105,8 @@ pub trait SslObjective {
     /// The loss of one batch.
     fn loss<B: Kernels>(&self, cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1>;
 
-    /// Whether DP-SGD can train the objective: its loss must be a sum of per-record terms,
-    /// each depending on its own record alone. The error says why not.
-    fn dp_sgd(&self) -> Result<(), String> {
+    /// How DP-SGD bounds one record's influence on this objective's step, or why it cannot.
+    fn dp_sgd(&self) -> Result<DpUnit, String> {
         Err("its loss is not a sum of per-record terms".into())
     }
 
@@ -126,6 +125,43 @@ pub trait SslObjective {
     ) -> Result<Tensor<B, 1>, String> {
         let _ = (cx, inputs);
         Err(self.dp_sgd().err().unwrap_or_default())
+    }
+
+    /// DP-SGD's per-group loss terms `[groups]` ([`DpUnit::Group`]): record r belongs to
+    /// group `group_of[r]`; term g is the objective's loss on group g's records alone (0 for
+    /// a group of fewer than 2 records).
+    fn group_losses<B: Kernels>(
+        &self,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+        group_of: &[u32],
+        groups: usize,
+    ) -> Result<Tensor<B, 1>, String> {
+        let _ = (cx, inputs, group_of, groups);
+        Err(self.dp_sgd().err().unwrap_or_default())
+    }
+}
+
+/// The unit whose gradient DP-SGD clips for an objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpUnit {
+    /// The loss is a sum of per-record terms: each record's gradient is clipped to C, so one
+    /// record moves a step's sum by at most C.
+    Record,
+    /// The loss couples the records of its batch (negatives, batch statistics): each step's
+    /// records are put into small groups by labels drawn independently of the data, the loss
+    /// is a sum of per-group terms, and each group's gradient is clipped to C. One record
+    /// changes only its own group's clipped gradient, by at most 2C (docs/privacy.md).
+    Group,
+}
+
+impl DpUnit {
+    /// The L2 sensitivity of a step's clipped sum to one record, in units of C.
+    pub fn sensitivity(&self) -> f64 {
+        match self {
+            DpUnit::Record => 1.0,
+            DpUnit::Group => 2.0,
+        }
     }
 }
 
@@ -200,11 +236,12 @@ impl<T: PairObjective> SslObjective for T {
         self.pair_loss(super::pairs::pair_outputs(cx, &inputs))
     }
 
-    fn dp_sgd(&self) -> Result<(), String> {
-        match self.pairs_coupled() {
-            why if why.is_empty() => Ok(()),
-            why => Err(why),
-        }
+    fn dp_sgd(&self) -> Result<DpUnit, String> {
+        Ok(if self.pairs_coupled().is_empty() {
+            DpUnit::Record
+        } else {
+            DpUnit::Group
+        })
     }
 
     fn rows_per_record(&self) -> usize {
@@ -216,8 +253,50 @@ impl<T: PairObjective> SslObjective for T {
         cx: &LossContext<'_, B>,
         inputs: Inputs,
     ) -> Result<Tensor<B, 1>, String> {
-        self.dp_sgd()?;
-        self.pair_losses(super::pairs::pair_outputs(cx, &inputs))
+        match self.pairs_coupled() {
+            why if why.is_empty() => self.pair_losses(super::pairs::pair_outputs(cx, &inputs)),
+            why => Err(why),
+        }
+    }
+
+    fn group_losses<B: Kernels>(
+        &self,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+        group_of: &[u32],
+        groups: usize,
+    ) -> Result<Tensor<B, 1>, String> {
+        // One forward pass over every record, then the pair loss on each group's rows.
+        let out = super::pairs::pair_outputs(cx, &inputs);
+        let mut members: Vec<Vec<i64>> = vec![Vec::new(); groups];
+        for (r, &g) in group_of.iter().enumerate() {
+            members
+                .get_mut(g as usize)
+                .ok_or_else(|| format!("record {r} is in group {g} of {groups}"))?
+                .push(r as i64);
+        }
+        let terms = members
+            .iter()
+            .map(|m| {
+                if m.len() < 2 {
+                    return out.z1.clone().sum().mul_scalar(0.0).reshape([1]);
+                }
+                let idx = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(m.clone(), [m.len()]),
+                    cx.device,
+                );
+                let pick = |t: &Tensor<B, 2>| t.clone().select(0, idx.clone());
+                self.pair_loss(PairOutputs {
+                    z1: pick(&out.z1),
+                    z2: pick(&out.z2),
+                    p1: out.p1.as_ref().map(pick),
+                    p2: out.p2.as_ref().map(pick),
+                    t1: out.t1.as_ref().map(pick),
+                    t2: out.t2.as_ref().map(pick),
+                })
+            })
+            .collect();
+        Ok(Tensor::cat(terms, 0))
     }
 }
 
@@ -399,8 +478,8 @@ impl Objective {
         with_objective!(*self, params, temperature, |o| o.loss(cx, inputs))
     }
 
-    /// Whether DP-SGD can train the objective; the error says why not.
-    pub fn dp_sgd(&self) -> Result<(), String> {
+    /// How DP-SGD clips for the objective; the error says why it cannot train it.
+    pub fn dp_sgd(&self) -> Result<DpUnit, String> {
         let p = ObjectiveParams::default();
         with_objective!(*self, p, 1.0, |o| o.dp_sgd())
             .map_err(|e| format!("objective {self} cannot be trained with DP-SGD: {e}"))
@@ -421,6 +500,20 @@ impl Objective {
         inputs: Inputs,
     ) -> Result<Tensor<B, 1>, String> {
         with_objective!(*self, params, temperature, |o| o.record_losses(cx, inputs))
+    }
+
+    /// DP-SGD's per-group loss terms of one batch ([`DpUnit::Group`]).
+    pub fn group_losses<B: Kernels>(
+        &self,
+        params: &ObjectiveParams,
+        temperature: f64,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+        group_of: &[u32],
+        groups: usize,
+    ) -> Result<Tensor<B, 1>, String> {
+        with_objective!(*self, params, temperature, |o| o
+            .group_losses(cx, inputs, group_of, groups))
     }
 }
 

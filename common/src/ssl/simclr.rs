@@ -17,7 +17,7 @@ pub struct SimClr {
 
 impl PairObjective for SimClr {
     fn pairs_coupled(&self) -> String {
-        "NT-Xent uses the other records of the batch as negatives, so one record's gradient depends on the others (a per-pair bound such as logit-DP or group-level clipping would be needed; fedssl implements neither)".into()
+        "NT-Xent uses the other records of the batch as negatives".into()
     }
 
     fn pair_loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1> {

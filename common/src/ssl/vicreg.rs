@@ -82,7 +82,7 @@ fn covariance_term<B: Backend>(z: Tensor<B, 2>) -> Tensor<B, 1> {
 
 impl PairObjective for VicReg {
     fn pairs_coupled(&self) -> String {
-        "its variance and covariance terms are statistics of the whole batch, so one record's gradient depends on the others".into()
+        "its variance and covariance terms are statistics of the whole batch".into()
     }
 
     fn pair_loss<B: Backend>(&self, out: PairOutputs<B>) -> Tensor<B, 1> {
