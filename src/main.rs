@@ -108,9 +108,10 @@ enum BenchCmd {
         /// The small mode (3000 pretraining images, 4 rounds).
         #[arg(long)]
         quick: bool,
-        /// ε of the DP row over the whole run, at δ = 1e-5.
-        #[arg(long, default_value_t = 8.0)]
-        dp_epsilon: f64,
+        /// ε of the DP rows over the whole run, at δ = 1e-5 (comma-separated): a record-level
+        /// DP-SGD row (ε per record) and a client-level row (ε per site) for each.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+        dp_epsilon: Vec<f64>,
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -221,7 +222,10 @@ fn privacy_command(cmd: PrivacyCmd) -> anyhow::Result<String> {
     let check = |q: f64, steps: u64, delta: f64| -> anyhow::Result<()> {
         anyhow::ensure!(q > 0.0 && q <= 1.0, "--q must be in (0, 1], got {q}");
         anyhow::ensure!(steps >= 1, "--steps must be at least 1");
-        anyhow::ensure!(delta > 0.0 && delta < 1.0, "--delta must be in (0, 1), got {delta}");
+        anyhow::ensure!(
+            delta > 0.0 && delta < 1.0,
+            "--delta must be in (0, 1), got {delta}"
+        );
         Ok(())
     };
     let json = |format: &str| -> anyhow::Result<bool> {
@@ -241,7 +245,10 @@ fn privacy_command(cmd: PrivacyCmd) -> anyhow::Result<String> {
             format,
         } => {
             check(q, steps, delta)?;
-            anyhow::ensure!(sigma > 0.0 && sigma.is_finite(), "--sigma must be positive, got {sigma}");
+            anyhow::ensure!(
+                sigma > 0.0 && sigma.is_finite(),
+                "--sigma must be positive, got {sigma}"
+            );
             anyhow::ensure!(
                 accountant == "rdp",
                 "--accountant {accountant:?} is not available: fedssl implements the RDP accountant (the PLD accountant is not implemented; RDP's ε is an upper bound of PLD's)"
@@ -249,7 +256,9 @@ fn privacy_command(cmd: PrivacyCmd) -> anyhow::Result<String> {
             let epsilon = rdp::epsilon(q, sigma, steps, delta);
             // opendp's zCDP figure where it applies (no subsampling).
             let opendp = (q == 1.0)
-                .then(|| fedssl_common::dp::epsilon_from_rho(steps as f64 / (2.0 * sigma * sigma), delta))
+                .then(|| {
+                    fedssl_common::dp::epsilon_from_rho(steps as f64 / (2.0 * sigma * sigma), delta)
+                })
                 .transpose()?;
             if json(&format)? {
                 Ok(serde_json::to_string_pretty(&serde_json::json!({
@@ -361,7 +370,8 @@ struct SimArgs {
     /// (default: the --plan file's, or the default plan's).
     #[arg(long)]
     privacy: Option<fedssl_common::dp::plan::PrivacyMechanism>,
-    /// DP-SGD noise multiplier σ (per-step noise std over the per-record clip norm).
+    /// DP-SGD: a fixed noise multiplier σ (per-step noise std over a record's sensitivity);
+    /// without it each site calibrates σ to --target-epsilon (default 8).
     #[arg(long)]
     noise_multiplier: Option<f64>,
     /// DP-SGD clip norm C of one record's gradient.
@@ -472,15 +482,18 @@ fn simulate_plan(a: &SimArgs) -> anyhow::Result<PlanConfig> {
     given(a.temperature, &mut plan.temperature);
     given(a.privacy, &mut plan.privacy.mechanism);
     given(a.clip_norm, &mut plan.privacy.clip_norm);
-    given(a.noise_multiplier, &mut plan.privacy.noise_multiplier);
     if a.noise_multiplier.is_some() {
-        plan.privacy.target_epsilon = None;
+        plan.privacy.noise_multiplier = a.noise_multiplier;
     }
     if a.target_epsilon.is_some() {
         plan.privacy.target_epsilon = a.target_epsilon;
+        plan.privacy.noise_multiplier = None;
     }
     given(a.client_clip_norm, &mut plan.privacy.client.clip_norm);
-    given(a.client_noise_multiplier, &mut plan.privacy.client.noise_multiplier);
+    given(
+        a.client_noise_multiplier,
+        &mut plan.privacy.client.noise_multiplier,
+    );
     given(a.local_epochs, &mut plan.local_epochs);
     given(a.batch_size, &mut plan.batch_size);
     given(a.seed, &mut plan.seed);
@@ -545,11 +558,13 @@ fn main() -> anyhow::Result<()> {
                 partition: a.partition,
                 run_dir: run_dir.clone(),
                 device: a.device,
-                epsilon_budget: a.epsilon_budget.unwrap_or(if plan.privacy.mechanism.is_private() {
-                    10.0
-                } else {
-                    f64::INFINITY
-                }),
+                epsilon_budget: a.epsilon_budget.unwrap_or(
+                    if plan.privacy.mechanism.is_private() {
+                        10.0
+                    } else {
+                        f64::INFINITY
+                    },
+                ),
                 delta: a.delta,
                 site_report: fedssl_common::config::ReportConfig::parse_list(&a.site_report)?,
                 plan,
@@ -591,7 +606,7 @@ fn main() -> anyhow::Result<()> {
                             "ssl-full-runs"
                         }),
                         seed,
-                        dp_epsilon,
+                        dp_epsilons: dp_epsilon,
                     };
                     let t = rt.block_on(bench::ssl::run(&cfg))?;
                     (t, if quick { "ssl-quick" } else { "ssl-full" })
@@ -694,10 +709,8 @@ fn main() -> anyhow::Result<()> {
             config,
             init_ledger,
         } => {
-            let report = rt.block_on(fedssl_client::session::run_from_file(
-                &config,
-                init_ledger,
-            ))?;
+            let report =
+                rt.block_on(fedssl_client::session::run_from_file(&config, init_ledger))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Cmd::Probe {
@@ -884,7 +897,13 @@ mod tests {
         assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (128, 1, 1));
         assert_eq!((plan.learning_rate, plan.temperature), (1e-3, 0.2));
         assert_eq!(plan.privacy, PlanConfig::default().privacy);
-        let plan = simulate_plan(&sim_args(&["--privacy", "client-level", "--client-noise-multiplier", "0.5"])).unwrap();
+        let plan = simulate_plan(&sim_args(&[
+            "--privacy",
+            "client-level",
+            "--client-noise-multiplier",
+            "0.5",
+        ]))
+        .unwrap();
         assert_eq!(plan.privacy.mechanism.name(), "client-level");
         assert_eq!(plan.privacy.client.noise_multiplier, 0.5);
         assert!(simulate_plan(&sim_args(&["--plan", "/nonexistent/plan.toml"])).is_err());

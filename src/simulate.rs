@@ -129,14 +129,22 @@ impl PrivacySummary {
             mechanism: mech.name().into(),
             unit: unit.name().into(),
             neighbour: format!("add-or-remove one {unit}"),
-            epsilon: if mech.is_private() { max_eps(unit) } else { None },
+            epsilon: if mech.is_private() {
+                max_eps(unit)
+            } else {
+                None
+            },
             delta,
             accountant: fedssl_common::dp::ledger::AccountantKind::Rdp.name().into(),
             sigma: event.map(|e| e.noise_multiplier),
             q: event.map(|e| e.sampling_rate),
             steps: worst.map(|w| w.steps_total).filter(|_| event.is_some()),
             clip_norm: event.map(|e| e.clip_norm),
-            epsilon_site: if mech.client_level() { max_eps(Unit::Site) } else { None },
+            epsilon_site: if mech.client_level() {
+                max_eps(Unit::Site)
+            } else {
+                None
+            },
             disclosed_outside_epsilon: disclosed,
         }
     }
@@ -145,7 +153,10 @@ impl PrivacySummary {
     /// accountant, per site and for the run.
     pub fn render(&self, sites: &[ClientReport]) -> String {
         let mut out = String::from("\nprivacy: ");
-        let eps = |e: Option<f64>| e.map(|e| format!("{e:.3}")).unwrap_or("∞ (not protected)".into());
+        let eps = |e: Option<f64>| {
+            e.map(|e| format!("{e:.3}"))
+                .unwrap_or("∞ (not protected)".into())
+        };
         if self.mechanism == "none" {
             out.push_str("none: the sites trained without differential privacy (their budgets were inf); no ε holds\n");
             return out;
@@ -159,7 +170,9 @@ impl PrivacySummary {
             self.delta,
             self.accountant
         ));
-        if let (Some(s), Some(q), Some(t), Some(c)) = (self.sigma, self.q, self.steps, self.clip_norm) {
+        if let (Some(s), Some(q), Some(t), Some(c)) =
+            (self.sigma, self.q, self.steps, self.clip_norm)
+        {
             out.push_str(&format!(", σ = {s:.3}, q = {q:.4}, {t} steps, C = {c}"));
         }
         out.push('\n');
@@ -293,7 +306,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     // Generated images: as many as asked for (the default set has 6000).
     if args.data.is_none()
         && args.train_samples > splits.train.len()
-        && matches!(args.plan.data, fedssl_common::data::SampleShape::Image { .. })
+        && matches!(
+            args.plan.data,
+            fedssl_common::data::SampleShape::Image { .. }
+        )
     {
         splits.train = fedssl_common::data::synthetic::generate_shaped(
             args.train_samples,

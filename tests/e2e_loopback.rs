@@ -127,7 +127,15 @@ async fn three_clients_two_rounds_learn_and_persist() {
     }
     let p = &summary["privacy"];
     for k in [
-        "mechanism", "unit", "neighbour", "epsilon", "delta", "accountant", "sigma", "q", "steps",
+        "mechanism",
+        "unit",
+        "neighbour",
+        "epsilon",
+        "delta",
+        "accountant",
+        "sigma",
+        "q",
+        "steps",
         "clip_norm",
     ] {
         assert!(p.get(k).is_some(), "summary.json's privacy lacks {k}");

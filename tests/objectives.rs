@@ -24,9 +24,9 @@
 mod common;
 
 use fedssl::simulate::{simulate, SimulateArgs};
-use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
 use fedssl_common::config::PlanConfig;
 use fedssl_common::data::{records, sensors, topics, Partition, SampleShape};
+use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
 use fedssl_common::federation::Federation;
 use fedssl_common::model::{BatchNormPlacement, EncoderConfig, Parts, Placement};
 use fedssl_common::ssl::Objective;

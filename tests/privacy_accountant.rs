@@ -25,13 +25,17 @@ struct Row {
 }
 
 fn grid() -> Vec<Row> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dp_accounting_grid.csv");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dp_accounting_grid.csv");
     let text = std::fs::read_to_string(&path).expect("the checked-in reference grid");
     text.lines()
         .skip(1)
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let f: Vec<f64> = l.split(',').map(|v| v.trim().parse::<f64>().expect(l)).collect();
+            let f: Vec<f64> = l
+                .split(',')
+                .map(|v| v.trim().parse::<f64>().expect(l))
+                .collect();
             Row {
                 q: f[0],
                 sigma: f[1],
@@ -60,7 +64,10 @@ fn rdp_matches_dp_accounting_and_never_undercuts_pld() {
         let what = format!("q={} σ={} T={} δ={:e}", r.q, r.sigma, r.steps, r.delta);
         // The exact curve must agree everywhere.
         if !close(ours, r.quadrature) {
-            failures.push(format!("{what}: ε {ours} vs the quadrature curve's {}", r.quadrature));
+            failures.push(format!(
+                "{what}: ε {ours} vs the quadrature curve's {}",
+                r.quadrature
+            ));
         }
         if close(r.rdp, r.quadrature) {
             worst_rdp = worst_rdp.max((ours - r.rdp).abs() / r.rdp.abs().max(1e-12));
@@ -69,11 +76,17 @@ fn rdp_matches_dp_accounting_and_never_undercuts_pld() {
             }
         } else {
             // dp_accounting dropped orders and reports more than its own curve allows.
-            assert!(r.rdp > r.quadrature, "{what}: dp_accounting below the exact curve");
+            assert!(
+                r.rdp > r.quadrature,
+                "{what}: dp_accounting below the exact curve"
+            );
             dropped_orders += 1;
         }
         if r.pld.is_finite() && ours < r.pld * (1.0 - 0.005) {
-            failures.push(format!("{what}: ε {ours} is below dp_accounting PLD {}", r.pld));
+            failures.push(format!(
+                "{what}: ε {ours} is below dp_accounting PLD {}",
+                r.pld
+            ));
         }
     }
     println!(

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use fedssl_common::config::PlanConfig;
 use fedssl_common::dp::plan::{PrivacyMechanism, PrivacyPlan};
-use fedssl_common::net::{certs, endpoint, io, tls};
 use fedssl_common::net::tls::TlsFiles;
+use fedssl_common::net::{certs, endpoint, io, tls};
 use fedssl_common::protocol::{
     ClientMsg, ErrorCode, ModelPayload, ServerMsg, Task, Upload, Welcome,
 };
@@ -40,7 +40,10 @@ async fn a_round_asked_again_gets_the_same_bytes_or_a_refusal_never_fresh_noise(
     let m0 = round_plan.model.initial_global(1).unwrap();
     let mut m1 = m0.clone();
     m1.tensors[0].values[0] += 1.0;
-    let (p0, p1) = (ModelPayload::from_weights(&m0), ModelPayload::from_weights(&m1));
+    let (p0, p1) = (
+        ModelPayload::from_weights(&m0),
+        ModelPayload::from_weights(&m1),
+    );
     let task = |nonce: u64, model: &ModelPayload| {
         ServerMsg::Task(Box::new(Task {
             round: 1,
@@ -77,7 +80,9 @@ async fn a_round_asked_again_gets_the_same_bytes_or_a_refusal_never_fresh_noise(
         let mut seen = Seen::default();
         let conn = ep.accept().await.unwrap().await.unwrap();
         while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-            let (msg, _) = io::read_msg::<ClientMsg>(&mut recv, 64 << 20).await.unwrap();
+            let (msg, _) = io::read_msg::<ClientMsg>(&mut recv, 64 << 20)
+                .await
+                .unwrap();
             let reply = match msg {
                 ClientMsg::Hello(_) => ServerMsg::Welcome(Welcome {
                     protocol_version: fedssl_common::PROTOCOL_VERSION,
@@ -126,12 +131,19 @@ async fn a_round_asked_again_gets_the_same_bytes_or_a_refusal_never_fresh_noise(
     assert_eq!(seen.uploads.len(), 2, "{seen:?}");
     let (a, b) = (&seen.uploads[0], &seen.uploads[1]);
     assert_eq!((a.nonce, b.nonce), (111, 222));
-    assert_eq!(a.update, b.update, "a second request for the round got fresh noise");
+    assert_eq!(
+        a.update, b.update,
+        "a second request for the round got fresh noise"
+    );
     // Under DP-SGD nothing but the update left the site.
     assert!(a.report.disclosed().is_empty(), "{:?}", a.report);
     // Asked for round 1 from another base model: refused.
     assert_eq!(seen.declines.len(), 1, "{seen:?}");
-    assert!(seen.declines[0].contains("already privatized"), "{}", seen.declines[0]);
+    assert!(
+        seen.declines[0].contains("already privatized"),
+        "{}",
+        seen.declines[0]
+    );
     // One spend in the ledger, per record.
     let ledger: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("privacy-ledger.json")).unwrap())

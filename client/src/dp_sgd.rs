@@ -458,7 +458,14 @@ fn chunks(sampled: &[usize], groups: Option<&[u32]>) -> Vec<(Vec<usize>, Units)>
     for members in by_group.into_values() {
         if !current.0.is_empty() && current.0.len() + members.len() > CHUNK_RECORDS {
             let (recs, of, count) = std::mem::take(&mut current);
-            out.push((recs, Units { of_record: of, count, grouped: true }));
+            out.push((
+                recs,
+                Units {
+                    of_record: of,
+                    count,
+                    grouped: true,
+                },
+            ));
         }
         let unit = current.2 as u32;
         current.1.extend(std::iter::repeat_n(unit, members.len()));
@@ -467,7 +474,14 @@ fn chunks(sampled: &[usize], groups: Option<&[u32]>) -> Vec<(Vec<usize>, Units)>
     }
     if !current.0.is_empty() {
         let (recs, of, count) = current;
-        out.push((recs, Units { of_record: of, count, grouped: true }));
+        out.push((
+            recs,
+            Units {
+                of_record: of,
+                count,
+                grouped: true,
+            },
+        ));
     }
     out
 }
@@ -530,17 +544,27 @@ mod tests {
         };
         let views = ViewMaker::for_shape(plan.model.shape, &plan.augment);
         let idx: Vec<usize> = (0..6).collect();
-        let inputs = || plan.model.objective.inputs(&plan.params, data, &idx, &views, 11);
+        let inputs = || {
+            plan.model
+                .objective
+                .inputs(&plan.params, data, &idx, &views, 11)
+        };
         let units = units();
         let ours = clipped_sum_per_example(&model, &cx, inputs(), &units, clip).unwrap();
         let reference =
             clipped_sum_one_at_a_time(&model, &cx, inputs(), &units, clip, Ops::Burn).unwrap();
         assert_eq!(ours.norms.len(), units.count, "{what}");
         for (a, b) in ours.norms.iter().zip(&reference.norms) {
-            assert!((a - b).abs() <= 1e-5 * b, "{what}: record norm {a} vs {b} one at a time");
+            assert!(
+                (a - b).abs() <= 1e-5 * b,
+                "{what}: record norm {a} vs {b} one at a time"
+            );
         }
         for (a, b) in ours.losses.iter().zip(&reference.losses) {
-            assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{what}: record loss {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1e-3),
+                "{what}: record loss {a} vs {b}"
+            );
         }
         let diff: f64 = ours
             .sum
@@ -550,9 +574,16 @@ mod tests {
             .sum::<f64>()
             .sqrt();
         let norm = reference.sum.norm();
-        assert!(diff <= 1e-5 * norm, "{what}: clipped sums differ by {diff} (norm {norm})");
+        assert!(
+            diff <= 1e-5 * norm,
+            "{what}: clipped sums differ by {diff} (norm {norm})"
+        );
         let clipped = reference.norms.iter().filter(|&&n| n > clip).count();
-        assert!(clipped > 0 && clipped < units.count, "{what}: pick a clip that clips some units ({:?})", reference.norms);
+        assert!(
+            clipped > 0 && clipped < units.count,
+            "{what}: pick a clip that clips some units ({:?})",
+            reference.norms
+        );
     }
 
     #[test]
@@ -572,15 +603,35 @@ mod tests {
         .unlabeled();
         let cases: Vec<(&str, RoundPlan, &Dataset)> = vec![
             // Convolutions, group norm, a linear decoder on the cells of the feature map.
-            ("masked images, ConvNet-S", plan(Objective::Masked, images.shape, None), &images),
+            (
+                "masked images, ConvNet-S",
+                plan(Objective::Masked, images.shape, None),
+                &images,
+            ),
             // Two views per record; projector and predictor (linear, group norm); target.
-            ("BYOL images, ConvNet-S", plan(Objective::Byol, images.shape, None), &images),
-            ("SimSiam records, MLP", plan(Objective::SimSiam, table.shape, None), &table),
-            ("denoising series, 1-D CNN", plan(Objective::Denoising, series.shape, None), &series),
+            (
+                "BYOL images, ConvNet-S",
+                plan(Objective::Byol, images.shape, None),
+                &images,
+            ),
+            (
+                "SimSiam records, MLP",
+                plan(Objective::SimSiam, table.shape, None),
+                &table,
+            ),
+            (
+                "denoising series, 1-D CNN",
+                plan(Objective::Denoising, series.shape, None),
+                &series,
+            ),
             // Residual blocks, 1×1 shortcut convolutions, the linear head to 128.
             (
                 "SimSiam colour images, ResNet",
-                plan(Objective::SimSiam, rgb.shape, Some(EncoderConfig::Resnet { width: 4 })),
+                plan(
+                    Objective::SimSiam,
+                    rgb.shape,
+                    Some(EncoderConfig::Resnet { width: 4 }),
+                ),
                 &rgb,
             ),
         ];
@@ -588,8 +639,17 @@ mod tests {
             // A clip bound between the records' norms, so that some are clipped.
             let dev = Default::default();
             let model = p.model.init_seeded::<A>(&dev, 7).unwrap();
-            let target = p.model.objective.heads().target.then(|| model.clone().no_grad());
-            let cx = StepInputs { plan: &p, target: target.as_ref(), device: &dev };
+            let target = p
+                .model
+                .objective
+                .heads()
+                .target
+                .then(|| model.clone().no_grad());
+            let cx = StepInputs {
+                plan: &p,
+                target: target.as_ref(),
+                device: &dev,
+            };
             let views = ViewMaker::for_shape(p.model.shape, &p.augment);
             let idx: Vec<usize> = (0..6).collect();
             let norms = clipped_sum_one_at_a_time(
@@ -604,7 +664,9 @@ mod tests {
             .norms;
             let mut sorted = norms.clone();
             sorted.sort_by(f64::total_cmp);
-            check(what, &p, data, 0.5 * (sorted[2] + sorted[3]), || Units::records(6));
+            check(what, &p, data, 0.5 * (sorted[2] + sorted[3]), || {
+                Units::records(6)
+            });
         }
     }
 
@@ -616,8 +678,16 @@ mod tests {
         let images = synthetic::generate(16, 3).unlabeled();
         let table = records::generate(16, 16, 3).unlabeled();
         for (what, p, data) in [
-            ("SimCLR images, ConvNet-S", plan(Objective::SimClr, images.shape, None), &images),
-            ("VICReg records, MLP", plan(Objective::VicReg, table.shape, None), &table),
+            (
+                "SimCLR images, ConvNet-S",
+                plan(Objective::SimClr, images.shape, None),
+                &images,
+            ),
+            (
+                "VICReg records, MLP",
+                plan(Objective::VicReg, table.shape, None),
+                &table,
+            ),
         ] {
             // 12 records in 4 groups of 3, plus a lone record whose group has no term.
             let units = || Units {
@@ -627,7 +697,11 @@ mod tests {
             };
             let dev = Default::default();
             let model = p.model.init_seeded::<A>(&dev, 7).unwrap();
-            let cx = StepInputs { plan: &p, target: None, device: &dev };
+            let cx = StepInputs {
+                plan: &p,
+                target: None,
+                device: &dev,
+            };
             let views = ViewMaker::for_shape(p.model.shape, &p.augment);
             let idx: Vec<usize> = (0..12).collect();
             let inputs = || p.model.objective.inputs(&p.params, data, &idx, &views, 11);
@@ -640,7 +714,8 @@ mod tests {
             // check() draws 6 records; here all 12 take part.
             let ours = clipped_sum_per_example(&model, &cx, inputs(), &units(), clip).unwrap();
             let reference =
-                clipped_sum_one_at_a_time(&model, &cx, inputs(), &units(), clip, Ops::Burn).unwrap();
+                clipped_sum_one_at_a_time(&model, &cx, inputs(), &units(), clip, Ops::Burn)
+                    .unwrap();
             for (a, b) in ours.norms.iter().zip(&reference.norms) {
                 assert!((a - b).abs() <= 1e-5 * b, "{what}: group norm {a} vs {b}");
             }
@@ -651,7 +726,10 @@ mod tests {
                 .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
                 .sum::<f64>()
                 .sqrt();
-            assert!(diff <= 1e-5 * reference.sum.norm(), "{what}: sums differ by {diff}");
+            assert!(
+                diff <= 1e-5 * reference.sum.norm(),
+                "{what}: sums differ by {diff}"
+            );
         }
     }
 
@@ -663,7 +741,11 @@ mod tests {
         let p = plan(Objective::SimClr, images.shape, None);
         let dev = Default::default();
         let model = p.model.init_seeded::<A>(&dev, 3).unwrap();
-        let cx = StepInputs { plan: &p, target: None, device: &dev };
+        let cx = StepInputs {
+            plan: &p,
+            target: None,
+            device: &dev,
+        };
         let views = ViewMaker::for_shape(p.model.shape, &p.augment);
         let labels: Vec<u32> = vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 0];
         let run = |keep: &[usize]| {
@@ -672,12 +754,19 @@ mod tests {
                 count: 3,
                 grouped: true,
             };
-            let inputs = p.model.objective.inputs(&p.params, &images, keep, &views, 4);
+            let inputs = p
+                .model
+                .objective
+                .inputs(&p.params, &images, keep, &views, 4);
             clipped_sum_per_example(&model, &cx, inputs, &units, 0.05).unwrap()
         };
         let all: Vec<usize> = (0..10).collect();
         let full = run(&all);
-        assert!(full.norms.iter().all(|&n| n > 0.05), "every group is clipped: {:?}", full.norms);
+        assert!(
+            full.norms.iter().all(|&n| n > 0.05),
+            "every group is clipped: {:?}",
+            full.norms
+        );
         for r in [0usize, 4, 8] {
             let without: Vec<usize> = all.iter().copied().filter(|&i| i != r).collect();
             let part = run(&without);
@@ -688,12 +777,18 @@ mod tests {
                 .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
                 .sum::<f64>()
                 .sqrt();
-            assert!(moved > 0.0 && moved <= 2.0 * 0.05 * (1.0 + 1e-4), "record {r}: moved {moved}");
+            assert!(
+                moved > 0.0 && moved <= 2.0 * 0.05 * (1.0 + 1e-4),
+                "record {r}: moved {moved}"
+            );
             // The other groups' terms did not change.
             for g in 0..3 {
                 if g != labels[r] as usize {
                     let (a, b) = (full.norms[g], part.norms[g]);
-                    assert!((a - b).abs() <= 1e-6 * a, "record {r} changed group {g}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= 1e-6 * a,
+                        "record {r} changed group {g}: {a} vs {b}"
+                    );
                 }
             }
         }
@@ -718,7 +813,10 @@ mod tests {
                 length: 64,
             };
             let e = cfg.validate().unwrap_err().to_string();
-            assert!(e.contains("plan.objective") && e.contains("DP-SGD"), "{o}: {e}");
+            assert!(
+                e.contains("plan.objective") && e.contains("DP-SGD"),
+                "{o}: {e}"
+            );
         }
     }
 }

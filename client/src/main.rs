@@ -37,7 +37,10 @@ fn main() -> anyhow::Result<()> {
             .build_global()?;
     }
     let rt = tokio::runtime::Runtime::new()?;
-    let report = rt.block_on(fedssl_client::session::run_from_file(&args.config, args.init_ledger))?;
+    let report = rt.block_on(fedssl_client::session::run_from_file(
+        &args.config,
+        args.init_ledger,
+    ))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -88,8 +88,12 @@ impl RoundPrivacy {
             let expected_batch = (plan.batch_size as f64).min(n);
             let q = expected_batch / n;
             let steps = dp_sgd_steps(records, plan);
-            let sigma = match p.target_epsilon {
-                Some(target) => {
+            let sigma = match (p.noise_multiplier, p.target_epsilon) {
+                (Some(z), _) => z,
+                (None, None) => {
+                    anyhow::bail!("the plan's DP-SGD has neither a noise multiplier nor a target ε")
+                }
+                (None, Some(target)) => {
                     let total = steps.saturating_mul(p.rounds.max(1));
                     rdp::calibrate_sigma(q, total, delta, target).ok_or_else(|| {
                         anyhow::anyhow!(
@@ -98,7 +102,6 @@ impl RoundPrivacy {
                         )
                     })?
                 }
-                None => p.noise_multiplier,
             };
             // σ is per record: the noise is σ times the record's sensitivity.
             let sensitivity = unit.sensitivity() * p.clip_norm;
@@ -188,6 +191,10 @@ mod tests {
         }
         let e = ledger.epsilon(Unit::Record).unwrap();
         assert!(e <= 8.0 && e > 7.99, "{e}");
-        assert_eq!(ledger.epsilon(Unit::Site), None, "DP-SGD protects records, not sites");
+        assert_eq!(
+            ledger.epsilon(Unit::Site),
+            None,
+            "DP-SGD protects records, not sites"
+        );
     }
 }

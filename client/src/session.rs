@@ -191,7 +191,12 @@ pub async fn run_client_on(
         e.mechanism == MechanismKind::DpSgd
             || (e.mechanism == MechanismKind::ClientLevel && e.unit == Unit::Site)
     };
-    let bounds = || l.entries.iter().flat_map(|e| &e.releases).flat_map(|r| &r.bounds);
+    let bounds = || {
+        l.entries
+            .iter()
+            .flat_map(|e| &e.releases)
+            .flat_map(|r| &r.bounds)
+    };
     s.report.last_event = bounds()
         .filter(|e| main(e))
         .max_by_key(|e| e.mechanism == MechanismKind::DpSgd)
@@ -518,7 +523,12 @@ impl Session {
                     },
                 )?;
                 let collapse = if want_collapse {
-                    Some(local_collapse(&plan.model, &outcome.global, &data, site_seed)?)
+                    Some(local_collapse(
+                        &plan.model,
+                        &outcome.global,
+                        &data,
+                        site_seed,
+                    )?)
                 } else {
                     None
                 };
@@ -607,7 +617,10 @@ impl Session {
             round = task.round,
             loss = outcome.mean_loss,
             steps = outcome.steps,
-            epsilon = format!("{epsilon:.3} per {unit} (δ = {:e}, RDP, add-or-remove one {unit})", self.ledger.ledger.delta),
+            epsilon = format!(
+                "{epsilon:.3} per {unit} (δ = {:e}, RDP, add-or-remove one {unit})",
+                self.ledger.ledger.delta
+            ),
             secs = format!("{:.1}", started.elapsed().as_secs_f64()),
             "local round done"
         );

@@ -110,8 +110,12 @@ mod tests {
     fn the_same_round_from_another_base_or_without_its_bytes_is_refused() {
         let l = ledger(&[(3, "m2")]);
         let p = upload(3, "m2");
-        assert!(matches!(decide(3, "other", 5, Some(&p), &l), Decision::Decline(r) if r.contains("another base model")));
-        assert!(matches!(decide(3, "m2", 5, None, &l), Decision::Decline(r) if r.contains("no longer kept")));
+        assert!(
+            matches!(decide(3, "other", 5, Some(&p), &l), Decision::Decline(r) if r.contains("another base model"))
+        );
+        assert!(
+            matches!(decide(3, "m2", 5, None, &l), Decision::Decline(r) if r.contains("no longer kept"))
+        );
         assert!(matches!(decide(2, "m1", 5, None, &l), Decision::Decline(_)));
     }
 

@@ -143,11 +143,15 @@ impl SiteState {
         };
         match frame::decode_message::<Upload>(&bytes) {
             Ok(u) if charged(u.round, &u.base_model_hash) => {
-                tracing::info!(round = u.round, "recovered an update privatized before a crash");
+                tracing::info!(
+                    round = u.round,
+                    "recovered an update privatized before a crash"
+                );
                 self.promote_prepared()
             }
             _ => {
-                std::fs::remove_file(&path).context("cannot remove an uncharged prepared update")?;
+                std::fs::remove_file(&path)
+                    .context("cannot remove an uncharged prepared update")?;
                 sync_dir(&self.dir);
                 Ok(())
             }

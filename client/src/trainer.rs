@@ -200,11 +200,17 @@ pub fn train_on<B: AutodiffKernels>(
                 target: target.as_ref(),
                 device: &dev,
             };
-            let (grads, stats) =
-                dp_sgd::privatized_gradient(&model, &cx, &setup, &sampled, labels.as_deref(), |idx| {
+            let (grads, stats) = dp_sgd::privatized_gradient(
+                &model,
+                &cx,
+                &setup,
+                &sampled,
+                labels.as_deref(),
+                |idx| {
                     spec.objective
                         .inputs(&plan.params, job.data, idx, &views, step_seed)
-                })?;
+                },
+            )?;
             let value = stats.mean_loss;
             seen.records += stats.records;
             seen.units += stats.units;
@@ -231,7 +237,10 @@ pub fn train_on<B: AutodiffKernels>(
         tracing::info!(
             steps = total_steps,
             records = seen.records,
-            clipped = format!("{:.0}%", 100.0 * seen.clipped as f64 / seen.units.max(1) as f64),
+            clipped = format!(
+                "{:.0}%",
+                100.0 * seen.clipped as f64 / seen.units.max(1) as f64
+            ),
             mean_norm = format!("{:.3}", seen.norm_sum / seen.units.max(1) as f64),
             clip_norm = setup.clip_norm,
             sigma = format!("{:.3}", setup.noise_multiplier()),
@@ -328,6 +337,8 @@ mod tests {
             // Colour images train the ResNet (narrow, to stay quick).
             encoder: matches!(shape, SampleShape::Image { channels: 3, .. })
                 .then_some(fedssl_common::model::EncoderConfig::Resnet { width: 8 }),
+            // Plain training (no DP-SGD) of the BatchNorm models.
+            norm: Some(fedssl_common::model::Norm::Batch),
             ..PlanConfig::default()
         }
         .plan(1)

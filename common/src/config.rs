@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use crate::net::tls::TlsFiles;
 use crate::dp::plan::PrivacyPlan;
+use crate::net::tls::TlsFiles;
 use crate::protocol::RoundPlan;
 
 /// Default maximum frame size: 64 MiB (a ConvNet-S payload is about 1 MiB).
@@ -94,14 +94,7 @@ impl Default for PlanConfig {
             batch_size: 128,
             learning_rate: 1e-3,
             temperature: 0.2,
-            privacy: PrivacyPlan {
-                mechanism: crate::dp::plan::PrivacyMechanism::ClientLevel,
-                client: crate::dp::plan::ClientLevelParams {
-                    clip_norm: 1.0,
-                    noise_multiplier: 0.01,
-                },
-                ..PrivacyPlan::default()
-            },
+            privacy: PrivacyPlan::default(),
             clip_norm: None,
             noise_multiplier: None,
             seed: 1,
@@ -543,7 +536,7 @@ fn d_attempts() -> u32 {
 impl ClientConfig {
     /// Checks ranges, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !(self.epsilon_budget > 0.0) {
+        if self.epsilon_budget.is_nan() || self.epsilon_budget <= 0.0 {
             bail!(
                 "epsilon_budget must be a positive number (or inf to accept training without DP), got {}",
                 self.epsilon_budget
@@ -574,8 +567,14 @@ impl ClientConfig {
 mod tests {
     use super::*;
 
+    /// A plan from `toml_text` under client-level DP: these tests check how modality,
+    /// encoder, objective and federation fit together, and every objective runs client-level
+    /// (DP-SGD's refusals are tested in `dp::plan` and the trainer).
     fn plan(toml_text: &str) -> PlanConfig {
-        toml::from_str(toml_text).unwrap()
+        toml::from_str(&format!(
+            "{toml_text}\n[privacy]\nmechanism = \"client-level\"\n"
+        ))
+        .unwrap()
     }
 
     fn plan_error(toml_text: &str) -> String {
@@ -621,6 +620,10 @@ mod tests {
             .unwrap();
         let e = plan_error("[federation.fedema]\ntau = 2.0\n");
         assert!(e.contains("plan.federation.tau"), "{e}");
+        // Under the default DP-SGD, CPC's in-batch InfoNCE is refused with the reason.
+        let p: PlanConfig = toml::from_str(&format!("objective = \"cpc\"\n{SERIES}")).unwrap();
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("DP-SGD") && e.contains("client-level"), "{e}");
     }
 
     #[test]
@@ -680,7 +683,7 @@ noise_multiplier = 1.0
         assert_eq!((e.train_samples, e.test_samples, e.every), (500, 1000, 5));
         assert_eq!(e.data, None);
         assert_eq!(cfg.federated_eval_every, 5);
-        assert_eq!(cfg.plan.privacy.noise_multiplier, 1.0);
+        assert_eq!(cfg.plan.privacy.noise_multiplier, Some(1.0));
         assert_eq!(cfg.plan.batch_size, 128, "unset plan fields take defaults");
     }
 

@@ -440,8 +440,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedssl_common::model::weights::WeightTensor;
     use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
+    use fedssl_common::model::weights::WeightTensor;
     use rand::SeedableRng;
 
     fn weights(v: [f32; 3]) -> Weights {
@@ -662,7 +662,11 @@ mod tests {
             (v[0] - 1.1).abs() < 1e-6 && (v[1] - 1.6).abs() < 1e-6 && (v[2] - 0.9).abs() < 1e-6,
             "{v:?}"
         );
-        assert_eq!(r.mean_loss, Some(1.0), "the loss only of the site that sent one");
+        assert_eq!(
+            r.mean_loss,
+            Some(1.0),
+            "the loss only of the site that sent one"
+        );
     }
 
     #[test]

@@ -55,10 +55,12 @@ pub fn check_report(r: &SiteReport) -> Result<(), Rejection> {
     if r.mean_loss.is_some_and(|l| !l.is_finite()) {
         return bad("the loss");
     }
-    if r.epsilon.is_some_and(|e| !(e >= 0.0)) {
+    if r.epsilon.is_some_and(|e| e.is_nan() || e < 0.0) {
         return bad("ε");
     }
-    if r.train_seconds.is_some_and(|t| !(t.is_finite() && t >= 0.0)) {
+    if r.train_seconds
+        .is_some_and(|t| !(t.is_finite() && t >= 0.0))
+    {
         return bad("the training time");
     }
     if let Some(m) = r.collapse {

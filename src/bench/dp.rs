@@ -133,7 +133,9 @@ pub fn run(params: &[usize], round_samples: usize, opendp_max: usize) -> anyhow:
         g.step().log2(),
         z * clip
     ));
-    t.note(format!("opendp runs only up to P = {opendp_max} (--opendp-max)"));
+    t.note(format!(
+        "opendp runs only up to P = {opendp_max} (--opendp-max)"
+    ));
     t.note(format!("machine: {}", machine()));
     Ok(t)
 }

@@ -74,7 +74,7 @@ pub fn run(cfg: &DpSgdBench) -> anyhow::Result<Table> {
         learning_rate: LR,
         privacy: PrivacyPlan {
             mechanism: PrivacyMechanism::DpSgd,
-            noise_multiplier: SIGMA,
+            noise_multiplier: Some(SIGMA),
             clip_norm: CLIP,
             ..PrivacyPlan::default()
         },
@@ -139,12 +139,12 @@ pub fn run(cfg: &DpSgdBench) -> anyhow::Result<Table> {
         &plan,
         cfg.batch,
         trainable_params(spec)?,
-        spec.initial_global(0).map_err(anyhow::Error::msg)?.num_params(),
+        spec.initial_global(0)
+            .map_err(anyhow::Error::msg)?
+            .num_params(),
         1e-5,
     )?;
-    let setup = privacy
-        .dp_sgd
-        .context("the bench's plan runs DP-SGD")?;
+    let setup = privacy.dp_sgd.context("the bench's plan runs DP-SGD")?;
     let mut model = model0.clone();
     let mut optim = optimizer::<B>();
     let mut private = || -> anyhow::Result<()> {
@@ -153,7 +153,8 @@ pub fn run(cfg: &DpSgdBench) -> anyhow::Result<Table> {
             target: None,
             device: &dev,
         };
-        let (grads, _stats) = privatized_gradient(&model, &cx, &setup, &idx, None, |_| inputs.clone())?;
+        let (grads, _stats) =
+            privatized_gradient(&model, &cx, &setup, &idx, None, |_| inputs.clone())?;
         model = optim.step(LR, model.clone(), grads);
         Ok(())
     };

@@ -17,7 +17,7 @@ use fedssl_common::eval::finetune::supervised_encoder;
 use fedssl_common::eval::{
     balanced_subset, encode_with_weights, finetune, FinetuneConfig, Labels, Scorer,
 };
-use fedssl_common::model::{ModelSpec, Weights};
+use fedssl_common::model::{ModelSpec, Norm, Weights};
 
 use super::table::{machine, num, pct, Table};
 use crate::simulate::{simulate, SimulateArgs};
@@ -81,8 +81,9 @@ pub struct SslBench {
     pub out: PathBuf,
     /// Seed.
     pub seed: u64,
-    /// ε of the DP row over the whole run (at δ = 1e-5).
-    pub dp_epsilon: f64,
+    /// ε of the DP rows over the whole run (at δ = 1e-5): one record-level DP-SGD row and
+    /// one client-level row per value.
+    pub dp_epsilons: Vec<f64>,
 }
 
 struct Eval {
@@ -118,14 +119,13 @@ impl Labeled {
         }
     }
 
-    fn eval_encoder(&self, w: Option<&Weights>, seed: u64) -> anyhow::Result<Eval> {
-        let f = encode_with_weights(
-            &ModelSpec::default(),
-            w,
-            seed,
-            &self.pool,
-            &[&self.pool, &self.test],
-        )?;
+    fn eval_encoder(
+        &self,
+        spec: &ModelSpec,
+        w: Option<&Weights>,
+        seed: u64,
+    ) -> anyhow::Result<Eval> {
+        let f = encode_with_weights(spec, w, seed, &self.pool, &[&self.pool, &self.test])?;
         let dim = f[0].len() / self.pool.len().max(1);
         Ok(self.eval_features(&f[0], &f[1], dim))
     }
@@ -203,7 +203,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
     push(&mut t, "raw pixels", "-", &raw, None, None, started, None);
     let started = Instant::now();
     info!("bench ssl: random-init encoder");
-    let rnd = lab.eval_encoder(None, cfg.seed ^ 0xA5A5)?;
+    let rnd = lab.eval_encoder(&ModelSpec::default(), None, cfg.seed ^ 0xA5A5)?;
     push(
         &mut t,
         "random-init encoder",
@@ -215,9 +215,25 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
         None,
     );
     let started = Instant::now();
+    let gn_spec = ModelSpec {
+        norm: Norm::Group,
+        ..ModelSpec::default()
+    };
+    let rnd_gn = lab.eval_encoder(&gn_spec, None, cfg.seed ^ 0xA5A5)?;
+    push(
+        &mut t,
+        "random-init encoder, GroupNorm",
+        "-",
+        &rnd_gn,
+        None,
+        None,
+        started,
+        None,
+    );
+    let started = Instant::now();
     info!("bench ssl: supervised from scratch (all labels, 10%, 1%)");
     let (sup_w, _) = supervised_encoder(&ModelSpec::default(), &lab.pool, &ft)?;
-    let sup = lab.eval_encoder(Some(&sup_w), cfg.seed)?;
+    let sup = lab.eval_encoder(&ModelSpec::default(), Some(&sup_w), cfg.seed)?;
     let sup1 = finetune(&ModelSpec::default(), None, &sub1, &lab.test, &ft)?.test_accuracy;
     let sup10 = finetune(&ModelSpec::default(), None, &sub10, &lab.test, &ft)?.test_accuracy;
     push(
@@ -235,120 +251,165 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
         None,
     );
 
-    // SSL rows: one site holding everything, then federated partitions.
+    // SSL rows: one site holding everything, then federated partitions, then DP.
     let no_dp = PrivacyPlan {
         mechanism: PrivacyMechanism::None,
         ..PrivacyPlan::default()
     };
     let pretrain_pool = splits.train.take(s.pool);
-    let dp_c = 0.1;
-    let dp_z = calibrate_noise(cfg.dp_epsilon, 1e-5, s.rounds)?;
-    let client_dp = PrivacyPlan {
-        mechanism: PrivacyMechanism::ClientLevel,
-        client: ClientLevelParams {
-            clip_norm: dp_c,
-            noise_multiplier: dp_z,
-        },
-        ..PrivacyPlan::default()
+    let row = |name: &str, clients, partition, privacy, norm| Row {
+        name: name.to_string(),
+        clients,
+        partition,
+        privacy,
+        norm,
+        epsilon: f64::INFINITY,
     };
-    let rows: Vec<(&str, usize, Partition, PrivacyPlan)> = vec![
-        ("centralized SSL", 1, Partition::Iid, no_dp),
-        ("federated SSL, IID", s.clients, Partition::Iid, no_dp),
-        (
+    let dir01 = Partition::Dirichlet(0.1);
+    let mut rows = vec![
+        row("centralized SSL", 1, Partition::Iid, no_dp, None),
+        row("federated SSL, IID", s.clients, Partition::Iid, no_dp, None),
+        row(
             "federated SSL, Dirichlet 0.5",
             s.clients,
             Partition::Dirichlet(0.5),
             no_dp,
+            None,
         ),
-        (
+        row(
             "federated SSL, Dirichlet 0.1",
             s.clients,
-            Partition::Dirichlet(0.1),
+            dir01,
             no_dp,
+            None,
         ),
-        (
-            "federated SSL, Dirichlet 0.1, DP",
+        row(
+            "federated SSL, Dirichlet 0.1, GroupNorm",
             s.clients,
-            Partition::Dirichlet(0.1),
-            client_dp,
+            dir01,
+            no_dp,
+            Some(Norm::Group),
         ),
     ];
-    for objective in ["simclr"] {
-        for (name, clients, partition, privacy) in &rows {
-            info!(row = name, objective, "bench ssl: pretraining");
-            let started = Instant::now();
-            let run_dir = cfg.out.join(format!(
-                "ssl-{}-{}",
-                objective,
-                name.replace([' ', ',', '.'], "_")
-            ));
-            let _ = std::fs::remove_dir_all(&run_dir);
-            let plan = PlanConfig {
-                local_epochs: s.local_epochs,
-                // 100 divides every IID shard of both modes, so the centralized and the IID
-                // federated rows take exactly the same number of local steps.
-                batch_size: 100,
-                privacy: *privacy,
-                seed: cfg.seed,
-                ..PlanConfig::default()
-            };
-            let summary = simulate(SimulateArgs {
-                clients: *clients,
-                rounds: s.rounds,
-                data: Some(cfg.data.clone()),
-                partition: *partition,
-                run_dir: run_dir.clone(),
-                device: "cpu".into(),
-                epsilon_budget: if privacy.mechanism.is_private() {
-                    cfg.dp_epsilon * 1.001
-                } else {
-                    f64::INFINITY
-                },
-                delta: 1e-5,
-                site_report: Default::default(),
-                plan: plan.clone(),
-                train_samples: s.pool,
-                probe_train: 1000,
-                probe_test: 1000,
-                round_deadline_secs: 7200.0,
-                eval_every: 0,
-                site_labels: 0,
-                federated_eval_every: 0,
-                eval: None,
-                progress: true,
-                schedule: fedssl_client::Schedule::Serial,
-            })
-            .await?;
-            let steps = local_steps(
-                &pretrain_pool,
-                *clients,
-                *partition,
-                &plan,
-                summary.rounds_completed,
-            )?;
-            let w = &summary.final_model;
-            let e = lab.eval_encoder(Some(w), cfg.seed)?;
-            let ft1 =
-                finetune(&ModelSpec::default(), Some(w), &sub1, &lab.test, &ft)?.test_accuracy;
-            let label = if name.ends_with("DP") {
-                format!(
-                    "{name} (ε = {:.1} per site, z = {dp_z:.2}, C = {dp_c})",
-                    summary.privacy.epsilon_site.unwrap_or(f64::INFINITY)
-                )
-            } else {
-                name.to_string()
-            };
-            push(
-                &mut t,
-                &label,
-                objective,
-                &e,
-                Some(ft1),
-                Some(steps),
-                started,
-                (*clients > 1).then_some(summary.bytes_on_wire),
-            );
-        }
+    for &eps in &cfg.dp_epsilons {
+        let dp_sgd = PrivacyPlan {
+            mechanism: PrivacyMechanism::DpSgd,
+            noise_multiplier: None,
+            target_epsilon: Some(eps),
+            clip_norm: DP_SGD_CLIP,
+            ..PrivacyPlan::default()
+        };
+        rows.push(Row {
+            epsilon: eps,
+            ..row(
+                &format!("Dirichlet 0.1, DP-SGD ε = {eps} per record"),
+                s.clients,
+                dir01,
+                dp_sgd,
+                Some(Norm::Group),
+            )
+        });
+        let client = PrivacyPlan {
+            mechanism: PrivacyMechanism::ClientLevel,
+            client: ClientLevelParams {
+                clip_norm: CLIENT_CLIP,
+                noise_multiplier: calibrate_noise(eps, 1e-5, s.rounds)?,
+            },
+            ..PrivacyPlan::default()
+        };
+        rows.push(Row {
+            epsilon: eps,
+            ..row(
+                &format!("Dirichlet 0.1, client-level ε = {eps} per site"),
+                s.clients,
+                dir01,
+                client,
+                None,
+            )
+        });
+    }
+    let objective = "simclr";
+    for r in &rows {
+        info!(row = r.name, objective, "bench ssl: pretraining");
+        let started = Instant::now();
+        let run_dir = cfg.out.join(format!(
+            "ssl-{}-{}",
+            objective,
+            r.name.replace([' ', ',', '.', '='], "_")
+        ));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        let plan = PlanConfig {
+            local_epochs: s.local_epochs,
+            // 100 divides every IID shard of both modes, so the centralized and the IID
+            // federated rows take exactly the same number of local steps.
+            batch_size: 100,
+            privacy: r.privacy,
+            norm: r.norm,
+            seed: cfg.seed,
+            ..PlanConfig::default()
+        };
+        let summary = simulate(SimulateArgs {
+            clients: r.clients,
+            rounds: s.rounds,
+            data: Some(cfg.data.clone()),
+            partition: r.partition,
+            run_dir: run_dir.clone(),
+            device: "cpu".into(),
+            // A hair above the target: the ledger stops a run that would overspend.
+            epsilon_budget: r.epsilon * 1.001,
+            delta: 1e-5,
+            site_report: Default::default(),
+            plan: plan.clone(),
+            train_samples: s.pool,
+            probe_train: 1000,
+            probe_test: 1000,
+            round_deadline_secs: 7200.0,
+            eval_every: 0,
+            site_labels: 0,
+            federated_eval_every: 0,
+            eval: None,
+            progress: true,
+            schedule: fedssl_client::Schedule::Serial,
+        })
+        .await?;
+        let steps = local_steps(
+            &pretrain_pool,
+            r.clients,
+            r.partition,
+            &plan,
+            summary.rounds_completed,
+        )?;
+        let spec = plan.model_spec();
+        let w = &summary.final_model;
+        let e = lab.eval_encoder(&spec, Some(w), cfg.seed)?;
+        let ft1 = finetune(&spec, Some(w), &sub1, &lab.test, &ft)?.test_accuracy;
+        let p = &summary.privacy;
+        let label = match r.privacy.mechanism {
+            PrivacyMechanism::None => r.name.clone(),
+            PrivacyMechanism::ClientLevel => format!(
+                "{} (spent {:.2}, z = {:.2}, C = {CLIENT_CLIP})",
+                r.name,
+                p.epsilon_site.unwrap_or(f64::INFINITY),
+                r.privacy.client.noise_multiplier
+            ),
+            _ => format!(
+                "{} (spent {:.2}, σ = {:.2}, q ≤ {:.2}, C = {DP_SGD_CLIP})",
+                r.name,
+                p.epsilon.unwrap_or(f64::INFINITY),
+                p.sigma.unwrap_or(f64::NAN),
+                p.q.unwrap_or(f64::NAN)
+            ),
+        };
+        push(
+            &mut t,
+            &label,
+            objective,
+            &e,
+            Some(ft1),
+            Some(steps),
+            started,
+            (r.clients > 1).then_some(summary.bytes_on_wire),
+        );
     }
     t.note(format!(
         "probes: standardized features, softmax regression (full-batch Adam, 300 steps), L2 penalty chosen on a 20% validation split; kNN: k = 200, T = 0.1 on L2-normalized features; {} labeled / {} test images",
@@ -362,10 +423,27 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
         ft.steps
     ));
     t.note("supervised row: probe / kNN on the encoder trained with all labels; its 1% / 10% columns are the from-scratch classifier trained on that subset (the baseline for the probe and fine-tune columns)");
-    t.note("rows without DP train with no clipping and no noise; the DP row's z is calibrated so the whole run costs the stated ε per site (client-level, add-or-remove one site, δ = 1e-5, RDP accountant, every site in every round)");
+    t.note("rows without DP train with no clipping and no noise; client-level rows: z calibrated so the whole run costs the stated ε per site (add-or-remove one site, δ = 1e-5, RDP accountant, every site in every round, q = 1); DP-SGD rows: SimCLR with group-level clipping (groups of 16 records, sensitivity 2C), Poisson sampling at q = batch / site records, σ calibrated per site so the whole run costs the stated ε per record (add-or-remove one record, δ = 1e-5, RDP accountant); 'spent' is the largest site's ledger figure, 'q ≤' the largest site's sampling rate");
+    t.note("DP-SGD and the GroupNorm row train GroupNorm encoders (BatchNorm mixes a batch's records); compare them with the GroupNorm random-init row");
     t.note("centralized SSL: one site holding the whole pool, same rounds, local epochs and batch (100 pairs), hence the same total local steps as the IID row; Dirichlet shards drop their last partial batch, so their count differs slightly (its traffic is omitted: no network)");
     t.note(format!("machine: {}", machine()));
     Ok(t)
+}
+
+/// DP-SGD rows' per-group clip bound.
+const DP_SGD_CLIP: f64 = 1.0;
+/// Client-level rows' update clip bound.
+const CLIENT_CLIP: f64 = 0.1;
+
+/// One pretraining row of the table.
+struct Row {
+    name: String,
+    clients: usize,
+    partition: Partition,
+    privacy: PrivacyPlan,
+    norm: Option<Norm>,
+    /// The run's ε budget (infinite without DP).
+    epsilon: f64,
 }
 
 /// Local optimizer steps of a whole run: every site takes `steps_per_round` on its share

@@ -20,8 +20,8 @@
 
 use num_bigint::BigUint;
 use rand::RngCore;
-use rand_chacha::ChaCha20Rng;
 use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
 /// Random bits, one at a time, from a CSPRNG.
@@ -71,7 +71,11 @@ impl<R: RngCore> Bits<R> {
             return 0;
         }
         let bits = 64 - (n - 1).leading_zeros();
-        let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let mask = if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
         loop {
             let v = self.rng.next_u64() & mask;
             if v < n {
@@ -246,7 +250,11 @@ impl DiscreteGaussian {
                 None => {
                     let big = |v: u128| BigUint::from(v);
                     let a = big(ay) * big(t) * big(den);
-                    let diff = if a >= big(num) { a - big(num) } else { big(num) - a };
+                    let diff = if a >= big(num) {
+                        a - big(num)
+                    } else {
+                        big(num) - a
+                    };
                     let n = &diff * &diff;
                     let d = big(2) * big(num) * big(den) * big(t) * big(t);
                     bernoulli_exp(bits, n, &d)
@@ -419,7 +427,10 @@ mod tests {
                 .count() as f64;
             let p = (-(n as f64) / d as f64).exp();
             let sd = (p * (1.0 - p) / trials as f64).sqrt().max(1e-9);
-            assert!(((hits / trials as f64) - p).abs() < 5.0 * sd, "exp(-{n}/{d})");
+            assert!(
+                ((hits / trials as f64) - p).abs() < 5.0 * sd,
+                "exp(-{n}/{d})"
+            );
         }
     }
 
@@ -450,7 +461,10 @@ mod tests {
             .filter(|(x, y)| **x + **y > 0.0)
             .map(|(x, y)| (x - y).powi(2) / (x + y))
             .sum();
-        assert!(stat < chi2_critical(20), "two-sample χ² = {stat:.1} on 20 dof");
+        assert!(
+            stat < chi2_critical(20),
+            "two-sample χ² = {stat:.1} on 20 dof"
+        );
         let var = |v: &[i64]| v.iter().map(|&x| (x * x) as f64).sum::<f64>() / n as f64;
         assert!((var(&ours) / var(&theirs) - 1.0).abs() < 0.05);
     }

@@ -76,9 +76,7 @@ impl Mechanism for GaussianMechanism {
                 mechanism: MechanismKind::ClientLevel,
                 unit,
                 neighbour: Neighbour::AddOrRemoveOne,
-                noise_multiplier: self
-                    .noise
-                    .noise_multiplier(k * self.clip_norm, self.dim),
+                noise_multiplier: self.noise.noise_multiplier(k * self.clip_norm, self.dim),
                 sampling_rate: 1.0,
                 steps: 1,
                 clip_norm: self.clip_norm,
@@ -87,7 +85,11 @@ impl Mechanism for GaussianMechanism {
     }
 
     fn max_plausible_norm(&self) -> f64 {
-        max_plausible_norm(self.clip_norm, self.noise_multiplier * self.clip_norm, self.dim)
+        max_plausible_norm(
+            self.clip_norm,
+            self.noise_multiplier * self.clip_norm,
+            self.dim,
+        )
     }
 }
 

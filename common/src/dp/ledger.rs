@@ -378,7 +378,10 @@ mod tests {
         let mut l = PrivacyLedger::new(1e-5, 0);
         let round = |r| entry(r, vec![dpsgd(1.0, 0.01, 100)]);
         let mut rounds = 0;
-        while l.check(Unit::Record, &round(rounds + 1).releases, 5.0).is_ok() {
+        while l
+            .check(Unit::Record, &round(rounds + 1).releases, 5.0)
+            .is_ok()
+        {
             rounds += 1;
             l.entries.push(round(rounds));
         }
@@ -400,6 +403,9 @@ mod tests {
             a.epsilon(1e-5)
         };
         assert!((l.epsilon(Unit::Site).unwrap() - want).abs() < 1e-9);
-        assert!(PrivacyLedger::parse("{\"format\": 9, \"delta\": 1e-5, \"created_at\": 0, \"entries\": []}").is_err());
+        assert!(PrivacyLedger::parse(
+            "{\"format\": 9, \"delta\": 1e-5, \"created_at\": 0, \"entries\": []}"
+        )
+        .is_err());
     }
 }

@@ -102,13 +102,13 @@ impl Default for ClientLevelParams {
 pub struct PrivacyPlan {
     /// `dp-sgd` (default), `client-level`, `dp-sgd+client-level` or `none`.
     pub mechanism: PrivacyMechanism,
-    /// DP-SGD: per-step noise standard deviation over the per-record clip bound (σ).
-    /// Ignored when `target_epsilon` is set.
-    pub noise_multiplier: f64,
-    /// DP-SGD: L2 bound C of one record's gradient.
+    /// DP-SGD: a fixed per-step noise multiplier σ (noise standard deviation over a record's
+    /// sensitivity). When set it wins over `target_epsilon`.
+    pub noise_multiplier: Option<f64>,
+    /// DP-SGD: L2 bound C of one record's (or one group's) gradient.
     pub clip_norm: f64,
-    /// DP-SGD: the ε per record each site should reach after `rounds` rounds; each site
-    /// calibrates σ to it from its own sampling rate, steps and δ. Unset: `noise_multiplier`.
+    /// DP-SGD without `noise_multiplier`: the ε per record each site reaches after `rounds`
+    /// rounds; each site calibrates σ to it from its own sampling rate, steps and δ.
     pub target_epsilon: Option<f64>,
     /// Rounds of the run (set by the server; sites calibrate `target_epsilon` over them).
     pub rounds: u64,
@@ -123,9 +123,9 @@ impl Default for PrivacyPlan {
     fn default() -> Self {
         Self {
             mechanism: PrivacyMechanism::DpSgd,
-            noise_multiplier: 1.0,
+            noise_multiplier: None,
             clip_norm: 1.0,
-            target_epsilon: None,
+            target_epsilon: Some(8.0),
             rounds: 1,
             group_size: 16,
             client: ClientLevelParams::default(),
@@ -139,17 +139,22 @@ impl PrivacyPlan {
         let positive = |v: f64| v.is_finite() && v > 0.0;
         if self.mechanism.dp_sgd() {
             if !positive(self.clip_norm) {
-                return Err(format!("privacy.clip_norm must be positive, got {}", self.clip_norm));
+                return Err(format!(
+                    "privacy.clip_norm must be positive, got {}",
+                    self.clip_norm
+                ));
             }
-            match self.target_epsilon {
-                Some(e) if !positive(e) => {
+            match (self.noise_multiplier, self.target_epsilon) {
+                (Some(z), _) if !positive(z) => {
+                    return Err(format!(
+                        "privacy.noise_multiplier must be positive (zero noise is no DP), got {z}"
+                    ))
+                }
+                (None, Some(e)) if !positive(e) => {
                     return Err(format!("privacy.target_epsilon must be positive, got {e}"))
                 }
-                None if !positive(self.noise_multiplier) => {
-                    return Err(format!(
-                        "privacy.noise_multiplier must be positive (zero noise is no DP), got {}; or set privacy.target_epsilon",
-                        self.noise_multiplier
-                    ))
+                (None, None) => {
+                    return Err("privacy: set noise_multiplier or target_epsilon for DP-SGD".into())
                 }
                 _ => {}
             }
@@ -190,19 +195,31 @@ mod tests {
         let p: PrivacyPlan = toml::from_str("mechanism = \"dp-sgd+client-level\"").unwrap();
         assert!(p.mechanism.dp_sgd() && p.mechanism.client_level());
         assert_eq!(p.mechanism.unit(), super::super::ledger::Unit::Record);
-        let p: PrivacyPlan = toml::from_str("mechanism = \"client-level\"\n[client]\nnoise_multiplier = 2.0").unwrap();
+        let p: PrivacyPlan =
+            toml::from_str("mechanism = \"client-level\"\n[client]\nnoise_multiplier = 2.0")
+                .unwrap();
         assert_eq!(p.mechanism.unit(), super::super::ledger::Unit::Site);
         assert_eq!(p.client.noise_multiplier, 2.0);
         assert!(toml::from_str::<PrivacyPlan>("mechanism = \"dp\"").is_err());
         let bad = PrivacyPlan {
-            noise_multiplier: 0.0,
+            noise_multiplier: Some(0.0),
             ..PrivacyPlan::default()
         };
-        assert!(bad.validate().unwrap_err().contains("privacy.noise_multiplier"));
-        let calibrated = PrivacyPlan {
-            target_epsilon: Some(8.0),
-            ..bad
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("privacy.noise_multiplier"));
+        let fixed: PrivacyPlan = toml::from_str("noise_multiplier = 1.5").unwrap();
+        fixed.validate().unwrap();
+        assert_eq!(
+            fixed.noise_multiplier,
+            Some(1.5),
+            "a fixed σ wins over the default target"
+        );
+        let none = PrivacyPlan {
+            target_epsilon: None,
+            ..PrivacyPlan::default()
         };
-        calibrated.validate().unwrap();
+        assert!(none.validate().is_err());
     }
 }

@@ -222,7 +222,10 @@ mod tests {
         for &(q, steps, target) in &[(0.01, 1000u64, 1.0), (0.1, 200, 8.0), (1.0, 10, 4.0)] {
             let s = calibrate_sigma(q, steps, 1e-5, target).unwrap();
             let e = epsilon(q, s, steps, 1e-5);
-            assert!(e <= target && e > target * 0.999, "q={q}: σ={s} gives ε={e}");
+            assert!(
+                e <= target && e > target * 0.999,
+                "q={q}: σ={s} gives ε={e}"
+            );
         }
         assert_eq!(calibrate_sigma(0.5, 10, 1e-5, 0.0), None);
     }
@@ -249,7 +252,10 @@ mod tests {
                 }
                 let want = a.ln() / (alpha as f64 - 1.0);
                 let got = poisson_gaussian_rdp(q, sigma, alpha as f64);
-                assert!((got - want).abs() <= 1e-12 * want.abs().max(1e-300), "q={q} σ={sigma} α={alpha}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-12 * want.abs().max(1e-300),
+                    "q={q} σ={sigma} α={alpha}: {got} vs {want}"
+                );
             }
         }
     }
@@ -263,7 +269,10 @@ mod tests {
             for i in 11..60 {
                 let alpha = i as f64 / 10.0;
                 let r = poisson_gaussian_rdp(q, sigma, alpha);
-                assert!(r >= last * (1.0 - 1e-9), "q={q} σ={sigma} α={alpha}: {r} < {last}");
+                assert!(
+                    r >= last * (1.0 - 1e-9),
+                    "q={q} σ={sigma} α={alpha}: {r} < {last}"
+                );
                 last = r;
             }
             let int = poisson_gaussian_rdp(q, sigma, 3.0);

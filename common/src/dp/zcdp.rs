@@ -72,7 +72,10 @@ mod tests {
                     let ours = acc.epsilon(delta);
                     let rho = steps as f64 / (2.0 * sigma * sigma);
                     let theirs = epsilon_from_rho(rho, delta).unwrap();
-                    assert!(ours >= theirs * (1.0 - 1e-9), "σ={sigma} T={steps}: {ours} < {theirs}");
+                    assert!(
+                        ours >= theirs * (1.0 - 1e-9),
+                        "σ={sigma} T={steps}: {ours} < {theirs}"
+                    );
                     assert!(
                         theirs > 100.0 || (ours / theirs - 1.0).abs() < 0.03,
                         "σ={sigma} T={steps} δ={delta:e}: RDP {ours} vs opendp {theirs}"

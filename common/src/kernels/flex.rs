@@ -12,8 +12,8 @@ use super::cpu::group_norm;
 use super::cpu::norm::{self, Nc};
 use super::profile::{timed, Op};
 use super::{
-    compose_stack, reference, ConvSpec, GnGrads, GnSaved, Kernels, NormGrads, NormKind,
-    NormSaved, StackLayer,
+    compose_stack, reference, ConvSpec, GnGrads, GnSaved, Kernels, NormGrads, NormKind, NormSaved,
+    StackLayer,
 };
 
 /// The tensor's storage as one contiguous buffer (a copy only when it is a strided view).
@@ -127,7 +127,11 @@ impl Kernels for Flex {
     ) -> (Tensor<Self, 4>, GnSaved<Self>) {
         let dims = x.dims();
         let d = nc(dims);
-        if !all_f32(&[&x]) || !channel_vectors(&[&gamma, &beta], d.c) || groups == 0 || d.c % groups != 0 {
+        if !all_f32(&[&x])
+            || !channel_vectors(&[&gamma, &beta], d.c)
+            || groups == 0
+            || !d.c.is_multiple_of(groups)
+        {
             return reference::group_norm(x, gamma, beta, groups, eps, relu);
         }
         let xp = contiguous(x);
@@ -179,7 +183,11 @@ impl Kernels for Flex {
                 saved.relu,
             )
         });
-        (tensor(dx, dims), tensor(dg, [d.n, d.c]), tensor(db, [d.n, d.c]))
+        (
+            tensor(dx, dims),
+            tensor(dg, [d.n, d.c]),
+            tensor(db, [d.n, d.c]),
+        )
     }
 
     fn kernel_batch_norm(

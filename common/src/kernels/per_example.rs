@@ -82,7 +82,11 @@ impl PerExample {
 
 /// Runs `backward` with per-example bookkeeping for `records` records, batch image `i`
 /// belonging to record `owner[i]`.
-pub fn collect<T>(owner: Vec<u32>, records: usize, backward: impl FnOnce() -> T) -> (T, PerExample) {
+pub fn collect<T>(
+    owner: Vec<u32>,
+    records: usize,
+    backward: impl FnOnce() -> T,
+) -> (T, PerExample) {
     CTX.with(|c| {
         *c.borrow_mut() = Some(Ctx {
             owner,
@@ -127,14 +131,11 @@ fn row_owner(rows: usize) -> Option<(Vec<u32>, usize)> {
         let c = c.borrow();
         let ctx = c.as_ref()?;
         let n = ctx.owner.len();
-        if n == 0 || rows % n != 0 {
+        if n == 0 || !rows.is_multiple_of(n) {
             return None;
         }
         let per = rows / n;
-        Some((
-            (0..rows).map(|j| ctx.owner[j / per]).collect(),
-            ctx.records,
-        ))
+        Some(((0..rows).map(|j| ctx.owner[j / per]).collect(), ctx.records))
     })
 }
 
@@ -209,14 +210,21 @@ pub(crate) fn linear<B: Kernels>(
     let [m, din] = x.dims();
     let dout = grad.dims()[1];
     let Some((owner, records)) = row_owner(m) else {
-        return fail(format!("a linear layer saw {m} rows, which do not divide into the batch's images"));
+        return fail(format!(
+            "a linear layer saw {m} rows, which do not divide into the batch's images"
+        ));
     };
     let (xv, gv) = (values(&x), values(&grad));
     let mut rows: Vec<Vec<usize>> = vec![Vec::new(); records];
     for (j, &r) in owner.iter().enumerate() {
         rows[r as usize].push(j);
     }
-    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&p, &q)| p as f64 * q as f64).sum::<f64>();
+    let dot = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(&p, &q)| p as f64 * q as f64)
+            .sum::<f64>()
+    };
     let xr = |j: usize| &xv[j * din..(j + 1) * din];
     let gr = |j: usize| &gv[j * dout..(j + 1) * dout];
     if let Some(node) = weight_node {
@@ -260,7 +268,12 @@ pub(crate) fn linear<B: Kernels>(
             .iter()
             .map(|js| {
                 (0..dout)
-                    .map(|o| js.iter().map(|&t| gv[t * dout + o] as f64).sum::<f64>().powi(2))
+                    .map(|o| {
+                        js.iter()
+                            .map(|&t| gv[t * dout + o] as f64)
+                            .sum::<f64>()
+                            .powi(2)
+                    })
                     .sum()
             })
             .collect();
@@ -291,7 +304,10 @@ pub(crate) fn per_image<B: Kernels>(node: NodeId, per_image: Tensor<B, 2>) {
             sums[r as usize * ch + c] += v[i * ch + c] as f64;
         }
     }
-    let sq: Vec<f64> = sums.chunks(ch).map(|s| s.iter().map(|v| v * v).sum()).collect();
+    let sq: Vec<f64> = sums
+        .chunks(ch)
+        .map(|s| s.iter().map(|v| v * v).sum())
+        .collect();
     add(
         node,
         &sq,

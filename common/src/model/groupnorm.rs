@@ -28,7 +28,9 @@ impl std::str::FromStr for Norm {
         match s {
             "batch" => Ok(Norm::Batch),
             "group" => Ok(Norm::Group),
-            other => Err(format!("unknown normalization {other:?} (expected batch or group)")),
+            other => Err(format!(
+                "unknown normalization {other:?} (expected batch or group)"
+            )),
         }
     }
 }
@@ -59,7 +61,7 @@ pub struct GroupNorm2d<B: Backend> {
 /// Groups for `channels` channels: 8 where they divide (4 to 16 channels a group in the
 /// encoders), else one group (layer normalization).
 pub fn groups_for(channels: usize) -> usize {
-    if channels % 8 == 0 {
+    if channels.is_multiple_of(8) {
         8
     } else {
         1

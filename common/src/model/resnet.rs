@@ -14,9 +14,9 @@ use burn::prelude::*;
 use burn::tensor::module::max_pool2d;
 
 use super::batchnorm::BnMode;
-use super::groupnorm::Norm;
 use super::convnet::ConvBlock;
 use super::encoder::REPR_DIM;
+use super::groupnorm::Norm;
 use crate::kernels::{Kernels, Ops};
 
 /// Image sides above which the stem downsamples by 4 (7×7 stride-2 conv + max pooling).

@@ -166,10 +166,7 @@ pub fn reconstruction_loss<B: Kernels>(cx: &LossContext<'_, B>, inputs: Inputs) 
 
 /// [`reconstruction_loss`] per record (DP-SGD): each record's mean over its own weighted
 /// values.
-pub fn reconstruction_losses<B: Kernels>(
-    cx: &LossContext<'_, B>,
-    inputs: Inputs,
-) -> Tensor<B, 1> {
+pub fn reconstruction_losses<B: Kernels>(cx: &LossContext<'_, B>, inputs: Inputs) -> Tensor<B, 1> {
     let pred = reconstruction(cx, &inputs);
     masked_mse_rows(pred, inputs, cx.device)
 }
@@ -217,12 +214,19 @@ pub fn masked_cross_entropy<B: Backend>(
 }
 
 /// [`masked_mse`] of each row on its own, `[rows]`.
-fn masked_mse_rows<B: Backend>(pred: Tensor<B, 2>, inputs: Inputs, dev: &B::Device) -> Tensor<B, 1> {
+fn masked_mse_rows<B: Backend>(
+    pred: Tensor<B, 2>,
+    inputs: Inputs,
+    dev: &B::Device,
+) -> Tensor<B, 1> {
     let (rows, dim) = (inputs.rows, inputs.dim);
     let clean = tensor2::<B>(inputs.clean.unwrap_or(inputs.x), rows, dim, dev);
     let err = pred.sub(clean).square();
     let m = inputs.mask.unwrap_or_else(|| vec![1.0; rows * dim]);
-    let counts: Vec<f32> = m.chunks(dim.max(1)).map(|r| r.iter().sum::<f32>().max(1.0)).collect();
+    let counts: Vec<f32> = m
+        .chunks(dim.max(1))
+        .map(|r| r.iter().sum::<f32>().max(1.0))
+        .collect();
     let counts = Tensor::<B, 1>::from_data(TensorData::new(counts, [rows]), dev);
     err.mul(tensor2::<B>(m, rows, dim, dev))
         .sum_dim(1)
@@ -243,7 +247,13 @@ fn masked_cross_entropy_rows<B: Backend>(
     let length = rows / samples.max(1);
     let ids: Vec<i64> = targets
         .iter()
-        .map(|&t| if t >= 0.0 && (t as usize) < classes { t as i64 } else { 0 })
+        .map(|&t| {
+            if t >= 0.0 && (t as usize) < classes {
+                t as i64
+            } else {
+                0
+            }
+        })
         .collect();
     let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows]), dev).reshape([rows, 1]);
     let counts: Vec<f32> = weights

@@ -520,7 +520,10 @@ pub fn record_sq_norms(
                     false,
                     false,
                 );
-                let s = dw[..g.cout * k].iter().map(|&v| (v as f64) * (v as f64)).sum();
+                let s = dw[..g.cout * k]
+                    .iter()
+                    .map(|&v| (v as f64) * (v as f64))
+                    .sum();
                 scratch::give(dw);
                 s
             } else {

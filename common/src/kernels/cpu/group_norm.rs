@@ -26,7 +26,7 @@ pub fn forward(
     eps: f32,
     relu: bool,
 ) -> (Vec<f32>, GnSaved) {
-    assert!(groups > 0 && d.c % groups == 0 && x.len() == d.n * d.c * d.s);
+    assert!(groups > 0 && d.c.is_multiple_of(groups) && x.len() == d.n * d.c * d.s);
     let per = d.c / groups * d.s;
     let mut y = vec![0.0f32; x.len()];
     let mut out = vec![0.0f32; x.len()];
