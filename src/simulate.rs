@@ -95,6 +95,70 @@ pub struct PrivacySummary {
     pub epsilon_site: Option<f64>,
     /// Figures some site sent in plain numbers outside ε.
     pub disclosed_outside_epsilon: Vec<String>,
+    /// ε for `unit` after each round, per site, read from each site's own ledger (the
+    /// simulation runs every site, so it may read them; nothing here crossed the network).
+    pub by_round: Vec<RoundEpsilon>,
+}
+
+/// The sites' ε for the mechanism's unit after one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundEpsilon {
+    /// Round.
+    pub round: u64,
+    /// `(site, ε)`; `null` where the site's releases did not protect the unit.
+    pub sites: Vec<(String, Option<f64>)>,
+}
+
+impl RoundEpsilon {
+    /// The largest ε over the sites (`None` if some site is unprotected).
+    pub fn max(&self) -> Option<f64> {
+        self.sites
+            .iter()
+            .try_fold(0.0f64, |m, (_, e)| e.map(|e| m.max(e)))
+    }
+}
+
+/// ε for `unit` after each of `rounds` rounds, per site, from the ledgers in
+/// `clients/<site>/privacy-ledger.json` (a site without a ledger spent nothing).
+pub fn epsilon_by_round(
+    clients_dir: &Path,
+    sites: &[String],
+    unit: fedssl_common::dp::ledger::Unit,
+    rounds: u64,
+) -> anyhow::Result<Vec<RoundEpsilon>> {
+    use fedssl_common::dp::ledger::PrivacyLedger;
+    let mut ledgers = Vec::new();
+    for name in sites {
+        let path = clients_dir.join(name).join("privacy-ledger.json");
+        let ledger = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(
+                PrivacyLedger::parse(&text)
+                    .with_context(|| format!("cannot read the ledger {}", path.display()))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        ledgers.push((name.clone(), ledger));
+    }
+    Ok((1..=rounds)
+        .map(|round| RoundEpsilon {
+            round,
+            sites: ledgers
+                .iter()
+                .map(|(name, l)| {
+                    let e = match l {
+                        None => Some(0.0),
+                        Some(l) => {
+                            let mut upto = l.clone();
+                            upto.entries.retain(|e| e.round <= round);
+                            upto.epsilon(unit)
+                        }
+                    };
+                    (name.clone(), e)
+                })
+                .collect(),
+        })
+        .collect())
 }
 
 impl PrivacySummary {
@@ -146,6 +210,7 @@ impl PrivacySummary {
                 None
             },
             disclosed_outside_epsilon: disclosed,
+            by_round: Vec::new(),
         }
     }
 
@@ -190,6 +255,26 @@ impl PrivacySummary {
                 eps(r.epsilon_record),
                 eps(r.epsilon_site)
             ));
+        }
+        if let Some(first) = self.by_round.first() {
+            out.push_str(&format!(
+                "  ε per {} after each round (each site's own ledger):\n",
+                self.unit
+            ));
+            for (i, (name, _)) in first.sites.iter().enumerate() {
+                let row: Vec<String> = self
+                    .by_round
+                    .iter()
+                    .map(|r| {
+                        r.sites
+                            .get(i)
+                            .and_then(|(_, e)| *e)
+                            .map(|e| format!("{e:.2}"))
+                            .unwrap_or("∞".into())
+                    })
+                    .collect();
+                out.push_str(&format!("  {name:<12} {}\n", row.join("  ")));
+            }
         }
         if !self.disclosed_outside_epsilon.is_empty() {
             out.push_str(&format!(
@@ -458,7 +543,15 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         }
         None => None,
     };
-    let privacy = PrivacySummary::of(&args.plan, args.delta, &client_reports);
+    let mut privacy = PrivacySummary::of(&args.plan, args.delta, &client_reports);
+    if args.plan.privacy.mechanism.is_private() {
+        privacy.by_round = epsilon_by_round(
+            &run.join("clients"),
+            &names,
+            args.plan.privacy.mechanism.unit(),
+            report.rounds_completed,
+        )?;
+    }
     let summary = Summary {
         objective: args.plan.objective,
         rounds_completed: report.rounds_completed,
@@ -548,7 +641,14 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
         s.seconds,
         &s.final_model_hash[..12.min(s.final_model_hash.len())]
     ));
-    out.push_str("round  accepted  mean loss  max eps   up MB  down MB  seconds   probe     kNN  std·√d   rank  site probe\n");
+    out.push_str(&format!(
+        "round  accepted  mean loss  {:>7}   up MB  down MB  seconds   probe     kNN  std·√d   rank  site probe\n",
+        match s.privacy.unit.as_str() {
+            _ if s.privacy.by_round.is_empty() => "max ε",
+            "record" => "ε/rec",
+            _ => "ε/site",
+        }
+    ));
     let pct = |v: Option<f64>| {
         v.map(|a| format!("{:>6.2}%", 100.0 * a))
             .unwrap_or_else(|| "      -".into())
@@ -563,7 +663,14 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
             r.mean_local_loss
                 .map(|l| format!("{l:.4}"))
                 .unwrap_or("-".into()),
-            r.max_epsilon
+            // The sites' own ledgers where the simulation has them (the largest ε over
+            // the sites); otherwise what sites reported to the server, if they opted in.
+            s.privacy
+                .by_round
+                .iter()
+                .find(|e| e.round == r.round)
+                .map(|e| e.max())
+                .unwrap_or(r.max_epsilon)
                 .map(|e| format!("{e:.2}"))
                 .unwrap_or("-".into()),
             r.bytes_up as f64 / 1e6,
@@ -598,6 +705,61 @@ pub fn render_report(s: &Summary, run_dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epsilon_by_round_reads_each_sites_ledger_up_to_each_round() {
+        use fedssl_common::dp::ledger::{
+            GaussianEvent, LedgerEntry, MechanismKind, Neighbour, PrivacyLedger, Release, Unit,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let event = GaussianEvent {
+            mechanism: MechanismKind::DpSgd,
+            unit: Unit::Record,
+            neighbour: Neighbour::AddOrRemoveOne,
+            noise_multiplier: 1.0,
+            sampling_rate: 0.1,
+            steps: 50,
+            clip_norm: 1.0,
+        };
+        let entry = |round| LedgerEntry {
+            round,
+            base_model_hash: format!("h{round}"),
+            at: 0,
+            releases: vec![Release {
+                what: "update".into(),
+                bounds: vec![event],
+            }],
+        };
+        let mut ledger = PrivacyLedger::new(1e-5, 0);
+        ledger.entries = vec![entry(1), entry(2)];
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(
+            dir.path().join("a/privacy-ledger.json"),
+            serde_json::to_string(&ledger).unwrap(),
+        )
+        .unwrap();
+        let names = vec!["a".to_string(), "b".to_string()];
+        let by = epsilon_by_round(dir.path(), &names, Unit::Record, 3).unwrap();
+        assert_eq!(by.len(), 3);
+        let a: Vec<f64> = by.iter().map(|r| r.sites[0].1.unwrap()).collect();
+        // The same events through the accountant directly: 50 and 100 steps.
+        let one = fedssl_common::dp::rdp::epsilon(0.1, 1.0, 50, 1e-5);
+        let two = fedssl_common::dp::rdp::epsilon(0.1, 1.0, 100, 1e-5);
+        assert!(
+            (a[0] / one - 1.0).abs() < 1e-6 && (a[1] / two - 1.0).abs() < 1e-6,
+            "{a:?} vs {one} {two}"
+        );
+        assert_eq!(a[2], a[1], "round 3 spent nothing");
+        assert_eq!(
+            by[0].sites[1],
+            ("b".to_string(), Some(0.0)),
+            "no ledger: nothing spent"
+        );
+        assert_eq!(by[1].max(), Some(a[1]));
+        // The site-level ε of record-level releases is unprotected.
+        let site = epsilon_by_round(dir.path(), &names, Unit::Site, 1).unwrap();
+        assert_eq!(site[0].max(), None);
+    }
 
     fn round(round: u64, accepted: usize, rejected: usize, declined: usize) -> RoundMetrics {
         RoundMetrics {
