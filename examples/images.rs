@@ -19,6 +19,7 @@ fn main() -> anyhow::Result<()> {
         let plan = PlanConfig {
             objective,
             batch_size: 128,
+            privacy: common::demo_privacy(),
             ..PlanConfig::default()
         };
         return common::run(&format!("images-{objective}"), plan, 4, 3000);

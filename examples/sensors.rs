@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         } else {
             Federation::FedAvg
         },
+        privacy: common::demo_privacy(),
         ..PlanConfig::default()
     };
     common::run(&format!("sensors-{objective}"), plan, 5, 3000)

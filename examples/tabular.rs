@@ -22,6 +22,7 @@ fn main() -> anyhow::Result<()> {
         batch_size: 128,
         local_epochs: 10,
         learning_rate: 3e-3,
+        privacy: common::demo_privacy(),
         ..PlanConfig::default()
     };
     common::run(&format!("tabular-{objective}"), plan, 5, 3000)

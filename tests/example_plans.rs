@@ -23,3 +23,42 @@ fn every_example_plan_is_valid() {
     }
     assert!(seen >= 3, "expected the example plans in {}", dir.display());
 }
+
+/// The server and client TOML files shown in the README parse into the configs the binaries
+/// read, and their plan validates: the deployment guide cannot drift from the code.
+#[test]
+fn the_readme_config_files_parse() {
+    use fedssl_common::config::{ClientConfig, ServerConfig};
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in readme.lines() {
+        let t = line.trim_start();
+        match (&mut current, t) {
+            (None, "```toml") => current = Some(Vec::new()),
+            (Some(_), "```") => blocks.push(current.take().unwrap().join("\n")),
+            (Some(b), _) => b.push(t),
+            _ => {}
+        }
+    }
+    let server = blocks
+        .iter()
+        .find(|b| b.contains("listen ="))
+        .expect("a server.toml block in the README");
+    let cfg: ServerConfig = toml::from_str(server).unwrap_or_else(|e| panic!("server.toml: {e}"));
+    cfg.validate().unwrap();
+    cfg.plan.validate().unwrap();
+    assert!(cfg.plan.privacy.mechanism.dp_sgd());
+    let client = blocks
+        .iter()
+        .find(|b| b.contains("server_addr ="))
+        .expect("a client.toml block in the README");
+    let cfg: ClientConfig = toml::from_str(client).unwrap_or_else(|e| panic!("client.toml: {e}"));
+    cfg.validate().unwrap();
+    assert_eq!(
+        cfg.local_eval_labels, 200,
+        "a top-level key, not one of [tls]'s"
+    );
+}
