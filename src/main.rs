@@ -460,6 +460,27 @@ struct SimArgs {
     /// or `split` (cores divided among the sites, which train side by side).
     #[arg(long, default_value = "serial")]
     schedule: fedssl_client::Schedule,
+    /// Central DP at the server (DP-FedAvg): the noise multiplier z on the sum of clipped
+    /// updates. The sites' updates reach the server un-noised unless the plan also noises
+    /// them, so the ε it reports holds only if the server is honest.
+    #[arg(long)]
+    central_noise_multiplier: Option<f64>,
+    /// Central DP: the (initial) clip bound of a site's update.
+    #[arg(long, default_value_t = 0.1)]
+    central_clip_norm: f64,
+    /// Central DP: the Poisson rate at which each site is selected per round.
+    #[arg(long, default_value_t = 1.0)]
+    central_sample_rate: f64,
+    /// Central DP: adaptive clipping toward this quantile of the update norms (e.g. 0.5).
+    #[arg(long)]
+    adaptive_clip_quantile: Option<f64>,
+    /// Adaptive clipping's geometric learning rate.
+    #[arg(long, default_value_t = 0.2)]
+    adaptive_clip_lr: f64,
+    /// Adaptive clipping: the noise standard deviation on the count of sites within the
+    /// bound (default: expected sites per round / 20, as Andrew et al. suggest).
+    #[arg(long)]
+    clip_count_noise: Option<f64>,
     /// Seed of the plan (model init, views, noise) and of the evaluation (default 1, or
     /// the --plan file's).
     #[arg(long)]
@@ -578,6 +599,22 @@ fn main() -> anyhow::Result<()> {
                 eval,
                 progress: true,
                 schedule: a.schedule,
+                central_dp: a.central_noise_multiplier.map(|z| {
+                    fedssl_common::config::CentralDpConfig {
+                        noise_multiplier: z,
+                        clip_norm: a.central_clip_norm,
+                        sample_rate: a.central_sample_rate,
+                        adaptive: a.adaptive_clip_quantile.map(|q| {
+                            fedssl_common::config::AdaptiveClipConfig {
+                                target_quantile: q,
+                                learning_rate: a.adaptive_clip_lr,
+                                count_noise_multiplier: a.clip_count_noise.unwrap_or(
+                                    (a.central_sample_rate * a.clients as f64 / 20.0).max(1e-3),
+                                ),
+                            }
+                        }),
+                    }
+                }),
             };
             let summary = rt.block_on(simulate(args))?;
             println!("{}", render_report(&summary, &run_dir));

@@ -65,6 +65,8 @@ pub struct SimulateArgs {
     pub progress: bool,
     /// How the sites share this machine's cores.
     pub schedule: Schedule,
+    /// Central DP at the server (DP-FedAvg), if any.
+    pub central_dp: Option<fedssl_common::config::CentralDpConfig>,
 }
 
 /// `summary.json`'s `privacy`: the mechanism, whose privacy it protects and how, and the
@@ -98,6 +100,54 @@ pub struct PrivacySummary {
     /// ε for `unit` after each round, per site, read from each site's own ledger (the
     /// simulation runs every site, so it may read them; nothing here crossed the network).
     pub by_round: Vec<RoundEpsilon>,
+    /// Central DP at the server, when it ran.
+    pub central_dp: Option<CentralDpSummary>,
+}
+
+/// What central DP at the server guaranteed over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CentralDpSummary {
+    /// ε per site (add-or-remove one site) at `delta`, RDP accountant.
+    pub epsilon: Option<f64>,
+    /// Always `site`.
+    pub unit: String,
+    /// The neighbour relation.
+    pub neighbour: String,
+    /// Whom the guarantee relies on.
+    pub trust: String,
+    /// Poisson rate of site selection.
+    pub sample_rate: f64,
+    /// The joint noise multiplier charged per round (update and, with adaptive clipping,
+    /// the count), after grid rounding.
+    pub effective_noise_multiplier: f64,
+    /// Rounds released.
+    pub rounds: usize,
+    /// The clip bound of the first and of the last round.
+    pub clip_norm_first: f64,
+    /// See `clip_norm_first`.
+    pub clip_norm_last: f64,
+}
+
+impl CentralDpSummary {
+    /// The summary of the rounds' releases recorded in their metrics.
+    pub fn of(rounds: &[RoundMetrics]) -> Option<Self> {
+        let releases: Vec<_> = rounds.iter().filter_map(|r| r.central_dp).collect();
+        let (first, last) = (releases.first()?, releases.last()?);
+        Some(Self {
+            epsilon: rounds.iter().rev().find_map(|r| r.central_epsilon),
+            unit: "site".into(),
+            neighbour: "add-or-remove one site".into(),
+            trust: "the server: it sees each selected site's clipped update before noising".into(),
+            sample_rate: last.sample_rate,
+            effective_noise_multiplier: releases
+                .iter()
+                .map(|r| r.effective_noise_multiplier)
+                .fold(f64::INFINITY, f64::min),
+            rounds: releases.len(),
+            clip_norm_first: first.clip_norm,
+            clip_norm_last: last.clip_norm,
+        })
+    }
 }
 
 /// The sites' ε for the mechanism's unit after one round.
@@ -211,6 +261,7 @@ impl PrivacySummary {
             },
             disclosed_outside_epsilon: disclosed,
             by_round: Vec::new(),
+            central_dp: None,
         }
     }
 
@@ -222,8 +273,21 @@ impl PrivacySummary {
             e.map(|e| format!("{e:.3}"))
                 .unwrap_or("∞ (not protected)".into())
         };
+        if let Some(c) = &self.central_dp {
+            out.push_str(&format!(
+                "central DP at the server: ε = {} per site ({}, δ = {:e}, rdp accountant), Poisson q = {}, z_eff ≥ {:.3}, {} rounds, C {:.4} → {:.4}; holds only if the server is honest\n  sites: ",
+                eps(c.epsilon),
+                c.neighbour,
+                self.delta,
+                c.sample_rate,
+                c.effective_noise_multiplier,
+                c.rounds,
+                c.clip_norm_first,
+                c.clip_norm_last
+            ));
+        }
         if self.mechanism == "none" {
-            out.push_str("none: the sites trained without differential privacy (their budgets were inf); no ε holds\n");
+            out.push_str("none: the sites trained without differential privacy (their budgets were inf); no ε holds on the sites\n");
             return out;
         }
         out.push_str(&format!(
@@ -328,6 +392,7 @@ impl SimulateArgs {
             }),
             progress: true,
             schedule: Schedule::Serial,
+            central_dp: None,
             plan,
         }
     }
@@ -461,6 +526,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         } else {
             0
         },
+        central_dp: args.central_dp,
     };
     write_effective_config(run, &args, &server_cfg)?;
 
@@ -544,6 +610,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         None => None,
     };
     let mut privacy = PrivacySummary::of(&args.plan, args.delta, &client_reports);
+    privacy.central_dp = CentralDpSummary::of(&report.rounds);
     if args.plan.privacy.mechanism.is_private() {
         privacy.by_round = epsilon_by_round(
             &run.join("clients"),
@@ -778,6 +845,8 @@ mod tests {
             client_effective_rank: None,
             federated_eval: None,
             server_eval: None,
+            central_dp: None,
+            central_epsilon: None,
         }
     }
 

@@ -181,6 +181,7 @@ async fn probe_gain(c: &Case) -> (f64, f64) {
         }),
         progress: false,
         schedule: fedssl_client::Schedule::Serial,
+        central_dp: None,
     })
     .await
     .unwrap();

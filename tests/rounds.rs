@@ -174,3 +174,90 @@ async fn a_site_whose_data_do_not_fit_the_plan_declines_with_the_reason() {
     assert!(b.rounds_trained.is_empty());
     assert_eq!(b.rounds_declined, vec![1]);
 }
+
+/// Central DP at the server over real QUIC: every round releases a noised, clipped sum
+/// whose ε per site is the accountant's composition of the rounds; adaptive clipping moves
+/// the bound from round to round; a restarted server resumes the bound and the ε from its
+/// store instead of starting again at zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn central_dp_is_charged_every_round_and_survives_a_restart() {
+    use fedssl_common::config::{AdaptiveClipConfig, CentralDpConfig};
+    use fedssl_common::dp::plan::{PrivacyMechanism, PrivacyPlan};
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = common::make_certs(dir.path(), &["a", "b"]);
+    let mut cfg = common::server_config(dir.path(), &certs_dir, 2, 2);
+    // The sites trust the server: no local noise (and so they must accept it: budget inf).
+    cfg.plan.privacy = PrivacyPlan {
+        mechanism: PrivacyMechanism::None,
+        ..PrivacyPlan::default()
+    };
+    cfg.central_dp = Some(CentralDpConfig {
+        noise_multiplier: 1.0,
+        clip_norm: 0.05,
+        sample_rate: 1.0,
+        adaptive: Some(AdaptiveClipConfig {
+            target_quantile: 0.5,
+            learning_rate: 0.2,
+            count_noise_multiplier: 0.5,
+        }),
+    });
+    let run = |cfg: fedssl_common::config::ServerConfig| {
+        let dir = dir.path().to_path_buf();
+        let certs_dir = certs_dir.clone();
+        async move {
+            let (addr, server) = common::start_server(cfg).await;
+            let mut clients = Vec::new();
+            for (i, name) in ["a", "b"].into_iter().enumerate() {
+                let mut c = common::client_config(&dir, &certs_dir, name, addr);
+                c.epsilon_budget = f64::INFINITY;
+                clients.push(tokio::spawn(fedssl_client::run_client(
+                    c,
+                    common::tiny_data(i as u64 + 1),
+                    None,
+                )));
+            }
+            let report = server.await.unwrap().unwrap();
+            for c in clients {
+                c.await.unwrap().unwrap();
+            }
+            report
+        }
+    };
+    let first = run(cfg.clone()).await;
+    assert_eq!(first.rounds_completed, 2);
+    let releases: Vec<_> = first.rounds.iter().map(|r| r.central_dp.unwrap()).collect();
+    for r in &releases {
+        assert_eq!((r.selected, r.accepted, r.eligible), (2, 2, 2));
+        assert!(r.noised_count.is_some());
+    }
+    assert_eq!(releases[0].clip_norm, 0.05);
+    assert_eq!(releases[1].clip_norm, releases[0].next_clip_norm);
+    let eps2 = first.rounds[1].central_epsilon.unwrap();
+    let want = fedssl_server::central_dp::epsilon(&releases, 1e-5).unwrap();
+    assert!((eps2 / want - 1.0).abs() < 1e-9, "{eps2} vs {want}");
+    assert!(first.rounds[0].central_epsilon.unwrap() < eps2);
+    // metrics.jsonl carries the release and ε of every round.
+    let metrics = std::fs::read_to_string(cfg.run_dir.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[1]["central_epsilon"].as_f64().unwrap() > 0.0);
+
+    // A restarted server (one more round) resumes the bound and the ε.
+    cfg.rounds = 3;
+    let second = run(cfg.clone()).await;
+    assert_eq!(second.rounds.len(), 1);
+    let r3 = second.rounds[0].central_dp.unwrap();
+    assert_eq!(r3.round, 3);
+    assert_eq!(r3.clip_norm, releases[1].next_clip_norm);
+    let mut all = releases.clone();
+    all.push(r3);
+    let eps3 = second.rounds[0].central_epsilon.unwrap();
+    let want = fedssl_server::central_dp::epsilon(&all, 1e-5).unwrap();
+    assert!(
+        (eps3 / want - 1.0).abs() < 1e-9 && eps3 > eps2,
+        "{eps3} vs {want}"
+    );
+}

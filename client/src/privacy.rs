@@ -105,16 +105,9 @@ impl RoundPrivacy {
             };
             // σ is per record: the noise is σ times the record's sensitivity.
             let sensitivity = unit.sensitivity() * p.clip_norm;
-            let mut noise = GridGaussian::new(sigma * sensitivity)?;
-            // Rounding to the grid adds 2^k·√dim to the sensitivity; widen the noise until
-            // the multiplier that holds is at least σ.
-            for _ in 0..4 {
-                let z = noise.noise_multiplier(sensitivity, trainable);
-                if z >= sigma {
-                    break;
-                }
-                noise = GridGaussian::new(noise.sigma() * sigma / z * (1.0 + 1e-9))?;
-            }
+            // Rounding to the grid adds 2^k·√dim to the sensitivity; the noise is widened
+            // until the multiplier that holds is at least σ.
+            let noise = GridGaussian::with_multiplier(sigma, sensitivity, trainable)?;
             Some(DpSgdSetup {
                 clip_norm: p.clip_norm,
                 sampling_rate: q,

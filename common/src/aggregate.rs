@@ -62,13 +62,23 @@ impl FedAvg {
         self.count
     }
 
+    /// The weighted sum of the updates folded (zeros if none).
+    pub fn sum(&self) -> Weights {
+        self.weights(1.0)
+    }
+
     /// The weighted mean update, or `None` if nothing was folded.
     pub fn mean(&self) -> Option<Weights> {
         if self.count == 0 {
             return None;
         }
-        let mut it = self.sum.iter().map(|s| (s / self.total_weight) as f32);
-        Some(Weights {
+        Some(self.weights(1.0 / self.total_weight))
+    }
+
+    /// The accumulator times `scale`, as weights of the spec.
+    fn weights(&self, scale: f64) -> Weights {
+        let mut it = self.sum.iter().map(|s| (s * scale) as f32);
+        Weights {
             tensors: self
                 .spec
                 .entries
@@ -82,7 +92,7 @@ impl FedAvg {
                     }
                 })
                 .collect(),
-        })
+        }
     }
 }
 

@@ -285,6 +285,106 @@ pub struct ServerConfig {
     /// (federated evaluation; 0 = never).
     #[serde(default)]
     pub federated_eval_every: u64,
+    /// Central DP at the server (DP-FedAvg), for deployments that trust the server but
+    /// publish the model; absent = off.
+    #[serde(default)]
+    pub central_dp: Option<CentralDpConfig>,
+}
+
+/// `[central_dp]` in server.toml: DP-FedAvg (McMahan et al. 2018). Each round the server
+/// selects each connected site independently with probability `sample_rate` (from an
+/// OS-seeded generator), clips each accepted update to `clip_norm`, sums them with equal
+/// weights, adds Gaussian noise of standard deviation `noise_multiplier · clip_norm`, and
+/// divides by the expected number of sites. The ε it reports is per site, and holds only if
+/// the server is honest: the sites' raw updates reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentralDpConfig {
+    /// Noise multiplier z of the sum of clipped updates.
+    pub noise_multiplier: f64,
+    /// The (initial, with `adaptive`) L2 bound C of one site's update.
+    pub clip_norm: f64,
+    /// Poisson rate q at which each connected site is selected per round.
+    #[serde(default = "d_central_rate")]
+    pub sample_rate: f64,
+    /// Adaptive clipping (absent = a fixed `clip_norm`).
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveClipConfig>,
+}
+
+fn d_central_rate() -> f64 {
+    1.0
+}
+
+/// `[central_dp.adaptive]`: adaptive clipping (Andrew et al. 2021). After each round the
+/// server releases the noised count of selected sites whose update was within C, and moves
+/// C geometrically toward the `target_quantile` of the update norms:
+/// C ← C · exp(−learning_rate · (noised count / expected sites − target_quantile)).
+/// The count is charged to the accountant with the update.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveClipConfig {
+    /// The quantile γ of update norms C should track.
+    #[serde(default = "d_quantile")]
+    pub target_quantile: f64,
+    /// Geometric learning rate η.
+    #[serde(default = "d_clip_lr")]
+    pub learning_rate: f64,
+    /// Standard deviation σ_b of the noise on the count (the count's sensitivity is 1).
+    pub count_noise_multiplier: f64,
+}
+
+fn d_quantile() -> f64 {
+    0.5
+}
+fn d_clip_lr() -> f64 {
+    0.2
+}
+
+impl CentralDpConfig {
+    /// Checks ranges, naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let pos = |v: f64| v.is_finite() && v > 0.0;
+        if !pos(self.noise_multiplier) {
+            bail!(
+                "central_dp.noise_multiplier must be positive (zero noise is no DP), got {}",
+                self.noise_multiplier
+            );
+        }
+        if !pos(self.clip_norm) {
+            bail!(
+                "central_dp.clip_norm must be positive, got {}",
+                self.clip_norm
+            );
+        }
+        if !(pos(self.sample_rate) && self.sample_rate <= 1.0) {
+            bail!(
+                "central_dp.sample_rate must be in (0, 1], got {}",
+                self.sample_rate
+            );
+        }
+        if let Some(a) = self.adaptive {
+            if !(pos(a.target_quantile) && a.target_quantile < 1.0) {
+                bail!(
+                    "central_dp.adaptive.target_quantile must be in (0, 1), got {}",
+                    a.target_quantile
+                );
+            }
+            if !pos(a.learning_rate) {
+                bail!(
+                    "central_dp.adaptive.learning_rate must be positive, got {}",
+                    a.learning_rate
+                );
+            }
+            if !pos(a.count_noise_multiplier) {
+                bail!(
+                    "central_dp.adaptive.count_noise_multiplier must be positive (the count is charged to the budget), got {}",
+                    a.count_noise_multiplier
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A labeled evaluation set on the server, and how often to use it.
@@ -349,6 +449,9 @@ fn d_delta() -> f64 {
 impl ServerConfig {
     /// Checks ranges, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(c) = &self.central_dp {
+            c.validate()?;
+        }
         if self.rounds == 0 {
             bail!("rounds must be at least 1");
         }

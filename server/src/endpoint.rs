@@ -120,7 +120,20 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     cfg.validate().context("invalid server configuration")?;
     let mut store = Store::open(&cfg.run_dir)?;
     let (committed, global) = initial_state(&mut store, &cfg.plan.model_spec(), cfg.plan.seed)?;
-    let engine = Engine::new(global, committed, cfg.rounds);
+    let mut engine = Engine::new(global, committed, cfg.rounds);
+    if let Some(c) = cfg.central_dp {
+        let history = store.central_history()?;
+        let dp = crate::central_dp::CentralDp::new(c, history);
+        info!(
+            clip_norm = dp.clip_norm(),
+            noise_multiplier = c.noise_multiplier,
+            sample_rate = c.sample_rate,
+            adaptive = c.adaptive.is_some(),
+            epsilon_so_far = ?dp.epsilon(cfg.delta),
+            "central DP at the server (DP-FedAvg): Poisson-sampled sites, clipped updates, noise on the sum"
+        );
+        engine = engine.with_central_dp(dp);
+    }
     let crypto = tls::server_crypto(&cfg.tls)?;
     let settings = endpoint::TransportSettings {
         idle_timeout: Duration::from_secs_f64(cfg.idle_timeout_secs),
@@ -174,7 +187,13 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
         }
         None => None,
     };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.plan.seed ^ 0x5E1E_C7ED);
+    // Under central DP the selection must be secret (amplification by sampling assumes
+    // it), so it comes from the OS, not from the plan's public seed.
+    let mut rng = if cfg.central_dp.is_some() {
+        rand_chacha::ChaCha8Rng::from_entropy()
+    } else {
+        rand_chacha::ChaCha8Rng::seed_from_u64(cfg.plan.seed ^ 0x5E1E_C7ED)
+    };
     let bar = progress.then(|| {
         let b = ProgressBar::new(cfg.rounds);
         b.set_style(
@@ -265,10 +284,27 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             client_effective_rank: result.client_effective_rank,
             federated_eval: result.federated_eval,
             server_eval: None,
+            central_dp: result.central,
+            central_epsilon: None,
         };
         let model = result.model.clone();
         sh.store().commit_round(&m, &result.model)?;
-        sh.engine().commit(result);
+        {
+            let mut e = sh.engine();
+            e.commit(result);
+            m.central_epsilon = e.central_dp().and_then(|c| c.epsilon(cfg.delta));
+        }
+        if let Some(c) = &m.central_dp {
+            info!(
+                round,
+                epsilon_site = ?m.central_epsilon,
+                clip_norm = c.clip_norm,
+                next_clip_norm = c.next_clip_norm,
+                noised_count = ?c.noised_count,
+                selected = c.selected,
+                "central DP release"
+            );
+        }
         // Clients may start the next round while the server evaluates this one.
         sh.notify();
         if let Some(set) = &eval_set {

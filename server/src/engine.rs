@@ -15,6 +15,7 @@ use fedssl_common::protocol::{ErrorCode, ModelPayload, RoundPlan, SiteEval, Task
 use fedssl_common::protocol::{LocalCollapse, SiteReport};
 use serde::{Deserialize, Serialize};
 
+use crate::central_dp::{CentralDp, CentralRound, RoundCounts};
 use crate::validate::{check_update, norm_bound, Rejection};
 
 /// What a client asking for work gets.
@@ -63,6 +64,9 @@ struct OpenRound {
     site_evals: Vec<SiteEval>,
     bound: f64,
     payload: Arc<ModelPayload>,
+    /// Central DP: sites eligible when the round opened, and updates within the bound.
+    eligible: usize,
+    within_bound: usize,
 }
 
 /// Mean of the figures sites reported for one global model (federated evaluation).
@@ -107,6 +111,8 @@ pub struct RoundResult {
     pub client_effective_rank: Option<f64>,
     /// Federated evaluation of the round's starting model, when sites reported one.
     pub federated_eval: Option<FederatedEval>,
+    /// What central DP released this round (with `[central_dp]`).
+    pub central: Option<CentralRound>,
 }
 
 /// The server's round logic.
@@ -120,6 +126,7 @@ pub struct Engine {
     connected: BTreeMap<String, (u64, u64)>,
     round: Option<OpenRound>,
     finished: bool,
+    central: Option<CentralDp>,
 }
 
 impl Engine {
@@ -134,7 +141,20 @@ impl Engine {
             connected: BTreeMap::new(),
             round: None,
             finished: committed >= total_rounds,
+            central: None,
         }
+    }
+
+    /// The engine with central DP at the server: Poisson selection, clipping, noise on the
+    /// sum, equal weights (see [`crate::central_dp`]).
+    pub fn with_central_dp(mut self, central: CentralDp) -> Self {
+        self.central = Some(central);
+        self
+    }
+
+    /// Central DP's state, when configured.
+    pub fn central_dp(&self) -> Option<&CentralDp> {
+        self.central.as_ref()
     }
 
     /// The global model.
@@ -181,7 +201,9 @@ impl Engine {
     }
 
     /// Opens round `committed + 1`, selecting `max(min_clients, ⌈fraction·connected⌉)`
-    /// connected clients at random. Returns the selection.
+    /// connected clients at random, or under central DP each connected client with its
+    /// Poisson rate (`fraction` and `min_clients` then only gate the start). Returns the
+    /// selection.
     pub fn start_round(
         &mut self,
         plan: RoundPlan,
@@ -191,11 +213,17 @@ impl Engine {
     ) -> Vec<String> {
         let id = self.committed + 1;
         let mut names: Vec<String> = self.connected.keys().cloned().collect();
-        names.shuffle(rng);
-        let want = ((fraction * names.len() as f64).ceil() as usize)
-            .max(min_clients)
-            .min(names.len());
-        names.truncate(want);
+        let eligible = names.len();
+        match &self.central {
+            Some(c) => names = c.select(&names, rng),
+            None => {
+                names.shuffle(rng);
+                let want = ((fraction * names.len() as f64).ceil() as usize)
+                    .max(min_clients)
+                    .min(names.len());
+                names.truncate(want);
+            }
+        }
         names.sort();
         let nonces = names
             .iter()
@@ -215,6 +243,8 @@ impl Engine {
             site_evals: vec![],
             bound,
             payload: Arc::new(ModelPayload::from_weights(&self.global)),
+            eligible,
+            within_bound: 0,
         });
         names
     }
@@ -284,6 +314,7 @@ impl Engine {
     pub fn submit(&mut self, name: &str, upload: &Upload) -> Result<Accepted, Rejection> {
         let spec = self.spec.clone();
         let global_hash = self.global_hash.clone();
+        let central_bound = self.central.as_ref().map(CentralDp::clip_norm);
         let r = self.selected_round(name, upload.round, upload.nonce)?;
         match r.answers.get(name) {
             Some(Answer::Accepted { update_hash }) if *update_hash == upload.update.hash => {
@@ -301,7 +332,7 @@ impl Engine {
             None => {}
         }
         let checked = check_update(upload, &spec, &global_hash, r.bound);
-        let (w, norm) = match checked {
+        let (mut w, norm) = match checked {
             Ok(x) => x,
             Err(e) => {
                 r.rejected += 1;
@@ -312,9 +343,16 @@ impl Engine {
         // from the network and must not let one site outweigh the others.
         let report = upload.report;
         let weight = match report.num_samples {
-            Some(n) if !r.plan.privacy.mechanism.is_private() => n as f64,
+            Some(n) if !r.plan.privacy.mechanism.is_private() && central_bound.is_none() => {
+                n as f64
+            }
             _ => 1.0,
         };
+        if let Some(bound) = central_bound {
+            if crate::central_dp::clip_to(&mut w, bound) {
+                r.within_bound += 1;
+            }
+        }
         r.acc
             .fold(&w, weight)
             .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
@@ -359,14 +397,31 @@ impl Engine {
             .is_some_and(|r| r.answers.len() == r.nonces.len())
     }
 
-    /// Closes the open round: global + weighted mean update. Does not commit.
+    /// Closes the open round: global + weighted mean update (under central DP: global +
+    /// the noised release, even when no update arrived). Does not commit.
     pub fn close_round(&mut self) -> Option<RoundResult> {
         let r = self.round.take()?;
-        let model = match r.acc.mean() {
-            Some(mean) => self
-                .global
-                .add(&mean)
-                .unwrap_or_else(|_| self.global.clone()),
+        let (update, central) = match &self.central {
+            None => (r.acc.mean(), None),
+            Some(c) => {
+                let counts = RoundCounts {
+                    eligible: r.eligible,
+                    selected: r.nonces.len(),
+                    accepted: r.acc.count(),
+                    within_bound: r.within_bound,
+                };
+                match c.release(r.id, r.acc.sum(), counts) {
+                    Ok((u, info)) => (Some(u), Some(info)),
+                    // Nothing is released without its noise: the model stays as it was.
+                    Err(e) => {
+                        tracing::error!(round = r.id, error = %format!("{e:#}"), "central DP could not noise the round; the global model is unchanged");
+                        (None, None)
+                    }
+                }
+            }
+        };
+        let model = match update {
+            Some(u) => self.global.add(&u).unwrap_or_else(|_| self.global.clone()),
             None => self.global.clone(),
         };
         let declined = r
@@ -408,11 +463,15 @@ impl Engine {
             mean_loss: (!r.losses.is_empty())
                 .then(|| r.losses.iter().sum::<f64>() / r.losses.len() as f64),
             max_epsilon: r.max_epsilon,
+            central,
         })
     }
 
     /// Makes the closed round's model global (after it is durable).
     pub fn commit(&mut self, result: RoundResult) {
+        if let (Some(c), Some(info)) = (self.central.as_mut(), result.central) {
+            c.record(info);
+        }
         self.global_hash = result.model_hash;
         self.global = result.model;
         let round = result.round;
@@ -502,6 +561,79 @@ mod tests {
             Poll::Task(t) => *t,
             other => panic!("expected a task, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn central_dp_clips_weighs_equally_noises_and_divides_by_the_expected_count() {
+        use fedssl_common::config::CentralDpConfig;
+        let cfg = CentralDpConfig {
+            // Negligible noise, so the arithmetic shows: (clip(a) + b) / (q·N).
+            noise_multiplier: 1e-6,
+            clip_norm: 1.0,
+            sample_rate: 1.0,
+            adaptive: None,
+        };
+        let mut e = Engine::new(weights([0.0, 0.0, 0.0]), 0, 2)
+            .with_central_dp(CentralDp::new(cfg, vec![]));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for (i, n) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            e.connect(n, 1000 * (i as u64 + 1), i as u64);
+        }
+        let none = PrivacyPlan {
+            mechanism: PrivacyMechanism::None,
+            ..PrivacyPlan::default()
+        };
+        let sel = e.start_round(
+            RoundPlan {
+                privacy: none,
+                ..plan()
+            },
+            0.1,
+            1,
+            &mut rng,
+        );
+        assert_eq!(sel.len(), 4, "q = 1 selects every connected site");
+        let ta = task(e.poll("a", 0));
+        let tb = task(e.poll("b", 0));
+        // a: norm 5 (clipped to 1); b: norm 0.5. Claimed sample counts must not weigh.
+        e.submit("a", &upload(&ta, [3.0, 4.0, 0.0], 1_000_000))
+            .unwrap();
+        e.submit("b", &upload(&tb, [0.0, 0.0, 0.5], 1)).unwrap();
+        let tc = task(e.poll("c", 0));
+        e.decline("c", tc.round, tc.nonce).unwrap();
+        let td = task(e.poll("d", 0));
+        e.decline("d", td.round, td.nonce).unwrap();
+        assert!(e.round_complete());
+        let r = e.close_round().unwrap();
+        let c = r.central.expect("a central release");
+        assert_eq!((c.eligible, c.selected, c.accepted), (4, 4, 2));
+        let want = [0.6 / 4.0, 0.8 / 4.0, 0.5 / 4.0];
+        for (got, want) in r.model.tensors[0].values.iter().zip(want) {
+            assert!((*got as f64 - want).abs() < 1e-4, "{:?}", r.model);
+        }
+        e.commit(r);
+        let dp = e.central_dp().unwrap();
+        assert_eq!(dp.history().len(), 1);
+        assert!(
+            dp.epsilon(1e-5).unwrap() > 1e6,
+            "z = 1e-6 is no privacy, and says so"
+        );
+
+        // A round in which nobody is selected still releases noise (and is charged).
+        let cfg = CentralDpConfig {
+            noise_multiplier: 1.0,
+            clip_norm: 1.0,
+            sample_rate: 1e-9,
+            adaptive: None,
+        };
+        let mut e = Engine::new(weights([0.0, 0.0, 0.0]), 0, 1)
+            .with_central_dp(CentralDp::new(cfg, vec![]));
+        e.connect("a", 1, 1);
+        let sel = e.start_round(plan(), 1.0, 1, &mut rng);
+        assert!(sel.is_empty() && e.round_complete());
+        let r = e.close_round().unwrap();
+        assert_eq!(r.central.unwrap().accepted, 0);
+        assert_ne!(r.model, weights([0.0, 0.0, 0.0]), "the noise is released");
     }
 
     #[test]

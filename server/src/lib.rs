@@ -2,6 +2,7 @@
 //!
 //! - [`engine`]: the sans-IO round state machine (selection, validation, streaming FedAvg),
 //!   tested without sockets.
+//! - [`central_dp`]: DP-FedAvg at the server with adaptive clipping (sans-IO).
 //! - [`validate`]: the checks every upload must pass.
 //! - [`store`]: SQLite state and atomically written model files.
 //! - [`metrics`]: counters and the per-round `metrics.jsonl`.
@@ -9,6 +10,7 @@
 //! - [`evaluate`]: full evaluation of an encoder (probe, kNN, baselines, label efficiency).
 //! - [`round_eval`]: the per-round evaluation on a labeled set the server holds.
 
+pub mod central_dp;
 pub mod endpoint;
 pub mod engine;
 pub mod evaluate;

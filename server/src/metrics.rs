@@ -124,6 +124,13 @@ pub struct RoundMetrics {
     /// The server's evaluation of the model after the round on its labeled set.
     #[serde(default)]
     pub server_eval: Option<ServerEval>,
+    /// What central DP at the server released this round (`[central_dp]`).
+    #[serde(default)]
+    pub central_dp: Option<crate::central_dp::CentralRound>,
+    /// ε per site of central DP over the rounds so far (add-or-remove one site, at the
+    /// server's δ, RDP accountant); holds only if the server is honest.
+    #[serde(default)]
+    pub central_epsilon: Option<f64>,
 }
 
 /// The server's per-round evaluation on a labeled set it holds.

@@ -72,7 +72,9 @@ impl Store {
              CREATE TABLE IF NOT EXISTS updates (
                 id INTEGER PRIMARY KEY AUTOINCREMENT, round INTEGER NOT NULL,
                 client TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, norm REAL,
-                num_samples INTEGER, loss REAL, epsilon REAL, at INTEGER NOT NULL);",
+                num_samples INTEGER, loss REAL, epsilon REAL, at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS central_dp (
+                round INTEGER PRIMARY KEY, release TEXT NOT NULL);",
         )?;
         Ok(Self { db, models_dir })
     }
@@ -197,8 +199,32 @@ impl Store {
                 m.seconds
             ],
         )?;
+        // Central DP's release commits with the round: ε and the next clip bound survive
+        // a crash exactly when the model they belong to does.
+        if let Some(c) = &m.central_dp {
+            tx.execute(
+                "INSERT OR REPLACE INTO central_dp (round, release) VALUES (?1, ?2)",
+                params![m.round as i64, serde_json::to_string(c)?],
+            )?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Central DP's committed releases, oldest first.
+    pub fn central_history(&self) -> anyhow::Result<Vec<crate::central_dp::CentralRound>> {
+        let mut st = self
+            .db
+            .prepare("SELECT release FROM central_dp ORDER BY round")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let text = row?;
+            out.push(serde_json::from_str(&text).with_context(|| {
+                format!("the run's central DP record is corrupt ({text:?}); restore fedssl.db from a backup")
+            })?);
+        }
+        Ok(out)
     }
 
     /// Number of committed rounds.

@@ -278,36 +278,18 @@ fn reference_python(cfg: &DpSgdBench) -> anyhow::Result<PathBuf> {
 
 fn run_reference(cfg: &DpSgdBench, weights: &Path, input: &Path) -> anyhow::Result<Reference> {
     let python = reference_python(cfg)?;
-    anyhow::ensure!(
-        cfg.script.exists(),
-        "the reference script {} is missing",
-        cfg.script.display()
-    );
-    info!(python = %python.display(), "running the Opacus reference");
-    let out = Command::new(&python)
-        .arg(&cfg.script)
-        .args(["--weights".as_ref(), weights.as_os_str()])
-        .args(["--input".as_ref(), input.as_os_str()])
-        .args(["--threads", &rayon::current_num_threads().to_string()])
-        .args(["--steps", &cfg.steps.to_string()])
-        .args(["--warmup", &cfg.warmup.to_string()])
-        .args(["--lr", &LR.to_string()])
-        .args(["--sigma", &SIGMA.to_string()])
-        .args(["--clip", &CLIP.to_string()])
-        .output()
-        .with_context(|| format!("cannot start {}", python.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if out.status.code() == Some(3) {
-        anyhow::bail!(
-            "torch or opacus is not installed for {} (pass --python, or let the bench make its venv)",
-            python.display()
-        );
-    }
-    anyhow::ensure!(
-        out.status.success(),
-        "the Opacus reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("unexpected reference output: {line}"))
+    super::run_python_reference(
+        &python,
+        &cfg.script,
+        (weights, input),
+        &[
+            ("steps", cfg.steps.to_string()),
+            ("warmup", cfg.warmup.to_string()),
+            ("lr", LR.to_string()),
+            ("sigma", SIGMA.to_string()),
+            ("clip", CLIP.to_string()),
+        ],
+        "Opacus",
+        "torch or opacus is not installed (pass --python, or let the bench make its venv)",
+    )
 }

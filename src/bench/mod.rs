@@ -15,3 +15,49 @@ pub mod table;
 pub mod train;
 
 pub use table::Table;
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context;
+
+/// Runs a Python reference: `python script --weights W --input I --threads T` plus `args`.
+/// Exit code 3 means its packages are missing (`missing` says what to do); otherwise its last
+/// line of output is the JSON result.
+pub fn run_python_reference<T: serde::de::DeserializeOwned>(
+    python: &Path,
+    script: &Path,
+    (weights, input): (&Path, &Path),
+    args: &[(&str, String)],
+    what: &str,
+    missing: &str,
+) -> anyhow::Result<T> {
+    anyhow::ensure!(
+        script.exists(),
+        "the reference script {} is missing",
+        script.display()
+    );
+    tracing::info!(python = %python.display(), "running the {what} reference");
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .args(["--weights".as_ref(), weights.as_os_str()])
+        .args(["--input".as_ref(), input.as_os_str()])
+        .args(["--threads", &rayon::current_num_threads().to_string()]);
+    for (k, v) in args {
+        cmd.arg(format!("--{k}")).arg(v);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() == Some(3) {
+        anyhow::bail!("{missing}: {}", python.display());
+    }
+    anyhow::ensure!(
+        out.status.success(),
+        "the {what} reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("unexpected reference output: {line}"))
+}

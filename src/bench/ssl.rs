@@ -313,7 +313,11 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
             mechanism: PrivacyMechanism::ClientLevel,
             client: ClientLevelParams {
                 clip_norm: CLIENT_CLIP,
-                noise_multiplier: calibrate_noise(eps, 1e-5, s.rounds)?,
+                // 1 % below the target: rounding the noise to the sampler's grid adds a
+                // little to the sensitivity, and a site refuses a round that would take it
+                // past its budget (measured: at ε = 1, z = 8.09 on the grid cost 1.003 over 4 rounds,
+                // and every site declined the 4th round).
+                noise_multiplier: calibrate_noise(eps * 0.99, 1e-5, s.rounds)?,
             },
             ..PrivacyPlan::default()
         };
@@ -370,6 +374,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
             eval: None,
             progress: true,
             schedule: fedssl_client::Schedule::Serial,
+            central_dp: None,
         })
         .await?;
         let steps = local_steps(

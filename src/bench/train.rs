@@ -4,10 +4,8 @@
 //! after checking that both compute the same loss on the same weights and input.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::Context;
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
@@ -359,36 +357,18 @@ fn run_torch(cfg: &TrainBench, weights: &Path, input: &Path) -> anyhow::Result<T
         .python
         .clone()
         .unwrap_or_else(|| PathBuf::from("python3"));
-    anyhow::ensure!(
-        cfg.script.exists(),
-        "the reference script {} is missing",
-        cfg.script.display()
-    );
-    info!(python = %python.display(), "running the PyTorch reference");
-    let out = Command::new(&python)
-        .arg(&cfg.script)
-        .args(["--weights".as_ref(), weights.as_os_str()])
-        .args(["--input".as_ref(), input.as_os_str()])
-        .args(["--threads", &rayon::current_num_threads().to_string()])
-        .args(["--steps", &cfg.steps.to_string()])
-        .args(["--warmup", &cfg.warmup.to_string()])
-        .args(["--forward-batches", &cfg.forward_batches.to_string()])
-        .args(["--temperature", &TEMPERATURE.to_string()])
-        .args(["--lr", &LR.to_string()])
-        .output()
-        .with_context(|| format!("cannot start {}", python.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if out.status.code() == Some(3) {
-        anyhow::bail!(
-            "torch is not installed for {} (pip install torch safetensors, or pass --python)",
-            python.display()
-        );
-    }
-    anyhow::ensure!(
-        out.status.success(),
-        "the PyTorch reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("unexpected reference output: {line}"))
+    super::run_python_reference(
+        &python,
+        &cfg.script,
+        (weights, input),
+        &[
+            ("steps", cfg.steps.to_string()),
+            ("warmup", cfg.warmup.to_string()),
+            ("forward-batches", cfg.forward_batches.to_string()),
+            ("temperature", TEMPERATURE.to_string()),
+            ("lr", LR.to_string()),
+        ],
+        "PyTorch",
+        "torch is not installed (pip install torch safetensors, or pass --python)",
+    )
 }

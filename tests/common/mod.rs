@@ -54,6 +54,7 @@ pub fn server_config(
         delta: 1e-5,
         eval: None,
         federated_eval_every: 0,
+        central_dp: None,
     }
 }
 

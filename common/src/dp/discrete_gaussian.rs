@@ -297,6 +297,23 @@ impl GridGaussian {
         Ok(Self { sampler, k })
     }
 
+    /// Grid noise whose multiplier after rounding ([`Self::noise_multiplier`]) is at least
+    /// `multiplier` for an input of L2 sensitivity `sensitivity` over `dim` coordinates:
+    /// the requested σ = multiplier · sensitivity, widened until rounding is covered.
+    pub fn with_multiplier(multiplier: f64, sensitivity: f64, dim: usize) -> anyhow::Result<Self> {
+        let mut noise = Self::new(multiplier * sensitivity)?;
+        for _ in 0..8 {
+            let z = noise.noise_multiplier(sensitivity, dim);
+            if z >= multiplier {
+                return Ok(noise);
+            }
+            noise = Self::new(noise.sigma() * multiplier / z * (1.0 + 1e-9))?;
+        }
+        anyhow::bail!(
+            "cannot reach noise multiplier {multiplier} for sensitivity {sensitivity} over {dim} coordinates on the sampler's grid"
+        )
+    }
+
     /// The grid step 2^k.
     pub fn step(&self) -> f64 {
         2f64.powi(self.k)

@@ -81,6 +81,9 @@ pub enum MechanismKind {
     ClientLevel,
     /// The noised indicator "my update was within the clip bound" of adaptive clipping.
     ClipCount,
+    /// Central DP at the server: the noised sum of clipped site updates (with adaptive
+    /// clipping, jointly with the noised count), on a Poisson sample of sites.
+    CentralDp,
     /// Version-1 ledgers stored zCDP ρ only; converted to the Gaussian of the same ρ.
     LegacyZcdp,
 }
