@@ -386,6 +386,11 @@ struct SimArgs {
     /// Client-level clip norm C of a site's whole update.
     #[arg(long)]
     client_clip_norm: Option<f64>,
+    /// Client-level adaptive clipping toward this quantile of the update norms (e.g. 0.5):
+    /// each site sends its noised indicator (σ = --clip-count-noise, default 1), charged to
+    /// its ledger; the server moves C for the next round (rate --adaptive-clip-lr).
+    #[arg(long)]
+    client_adaptive_quantile: Option<f64>,
     /// Figures each site sends in plain numbers next to its update, outside ε, as a comma
     /// list: sample_count, loss, epsilon, train_seconds, collapse, site_eval, all, none
     /// (default none; without DP everything is sent).
@@ -515,6 +520,13 @@ fn simulate_plan(a: &SimArgs) -> anyhow::Result<PlanConfig> {
         a.client_noise_multiplier,
         &mut plan.privacy.client.noise_multiplier,
     );
+    if let Some(q) = a.client_adaptive_quantile {
+        plan.privacy.client.adaptive = Some(fedssl_common::config::AdaptiveClipConfig {
+            target_quantile: q,
+            learning_rate: a.adaptive_clip_lr,
+            count_noise_multiplier: a.clip_count_noise.unwrap_or(1.0),
+        });
+    }
     given(a.local_epochs, &mut plan.local_epochs);
     given(a.batch_size, &mut plan.batch_size);
     given(a.seed, &mut plan.seed);

@@ -847,6 +847,7 @@ mod tests {
             server_eval: None,
             central_dp: None,
             central_epsilon: None,
+            client_clip_norm: None,
         }
     }
 

@@ -163,6 +163,7 @@ async fn probe_gain(c: &Case) -> (f64, f64) {
                 client: ClientLevelParams {
                     clip_norm: b.clip_norm,
                     noise_multiplier: b.noise_multiplier,
+                    adaptive: None,
                 },
                 ..PrivacyPlan::default()
             },

@@ -261,3 +261,64 @@ async fn central_dp_is_charged_every_round_and_survives_a_restart() {
         "{eps3} vs {want}"
     );
 }
+
+/// Client-level adaptive clipping over QUIC: each site sends its noised indicator next to
+/// its noised update and charges both to its ledger; the server moves C and the next
+/// round's plan carries the new bound, which the sites then clip to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_level_adaptive_clipping_moves_the_bound_the_sites_clip_to() {
+    use fedssl_common::dp::plan::{
+        AdaptiveClipConfig, ClientLevelParams, PrivacyMechanism, PrivacyPlan,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = common::make_certs(dir.path(), &["a", "b"]);
+    let mut cfg = common::server_config(dir.path(), &certs_dir, 2, 2);
+    cfg.plan.privacy = PrivacyPlan {
+        mechanism: PrivacyMechanism::ClientLevel,
+        client: ClientLevelParams {
+            clip_norm: 0.01,
+            noise_multiplier: 0.5,
+            adaptive: Some(AdaptiveClipConfig {
+                target_quantile: 0.5,
+                learning_rate: 0.5,
+                count_noise_multiplier: 0.5,
+            }),
+        },
+        ..PrivacyPlan::default()
+    };
+    let (addr, server) = common::start_server(cfg.clone()).await;
+    let mut clients = Vec::new();
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let mut c = common::client_config(dir.path(), &certs_dir, name, addr);
+        c.epsilon_budget = 1e9;
+        clients.push((
+            c.state_dir.clone(),
+            tokio::spawn(fedssl_client::run_client(
+                c,
+                common::tiny_data(i as u64 + 1),
+                None,
+            )),
+        ));
+    }
+    let report = server.await.unwrap().unwrap();
+    assert_eq!(report.rounds_completed, 2);
+    let c1 = report.rounds[0].client_clip_norm.expect("round 1 moved C");
+    assert!(c1 != 0.01 && c1 > 0.0);
+    for (state, c) in clients {
+        c.await.unwrap().unwrap();
+        let ledger: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(state.join("privacy-ledger.json")).unwrap(),
+        )
+        .unwrap();
+        let entries = ledger["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        for (e, c) in entries.iter().zip([0.01, c1]) {
+            let releases = e["releases"].as_array().unwrap();
+            assert_eq!(releases.len(), 2, "the update and the indicator");
+            assert_eq!(releases[1]["what"], "clip-count");
+            // The site clipped to the bound its round's plan carried.
+            let used = releases[0]["bounds"][0]["clip_norm"].as_f64().unwrap();
+            assert!((used - c).abs() < 1e-12, "{used} vs {c}");
+        }
+    }
+}

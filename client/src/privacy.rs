@@ -69,6 +69,9 @@ pub struct RoundPrivacy {
     pub dp_sgd: Option<DpSgdSetup>,
     /// Client-level noise on the update, when the plan asks for it.
     pub client: Option<GaussianMechanism>,
+    /// Client-level adaptive clipping: the noise on this site's indicator "my update was
+    /// within C" (sensitivity 1).
+    pub clip_count: Option<GridGaussian>,
 }
 
 impl RoundPrivacy {
@@ -130,11 +133,57 @@ impl RoundPrivacy {
         } else {
             None
         };
+        let clip_count = match (p.mechanism.client_level(), p.client.adaptive) {
+            (true, Some(a)) => Some(GridGaussian::with_multiplier(
+                a.count_noise_multiplier,
+                1.0,
+                1,
+            )?),
+            _ => None,
+        };
         Ok(Self {
             mechanism: p.mechanism,
             dp_sgd,
             client,
+            clip_count,
         })
+    }
+
+    /// The round's releases: the update, and with adaptive clipping the noised indicator.
+    pub fn releases(&self) -> Vec<Release> {
+        let mut v = vec![self.release()];
+        if let Some(n) = &self.clip_count {
+            // The indicator is a function of the site's whole data (sensitivity 1 for the
+            // site) and any one record can flip it (sensitivity 1 for the record).
+            let z = n.noise_multiplier(1.0, 1);
+            v.push(Release {
+                what: "clip-count".into(),
+                bounds: [Unit::Site, Unit::Record]
+                    .into_iter()
+                    .map(|unit| GaussianEvent {
+                        mechanism: MechanismKind::ClipCount,
+                        unit,
+                        neighbour: Neighbour::AddOrRemoveOne,
+                        noise_multiplier: z,
+                        sampling_rate: 1.0,
+                        steps: 1,
+                        clip_norm: 1.0,
+                    })
+                    .collect(),
+            });
+        }
+        v
+    }
+
+    /// The noised indicator that an update of L2 norm `norm` was within the client-level
+    /// bound (with adaptive clipping; `None` otherwise).
+    pub fn noised_indicator(&self, norm: f64) -> anyhow::Result<Option<f32>> {
+        let (Some(noise), Some(m)) = (&self.clip_count, &self.client) else {
+            return Ok(None);
+        };
+        let mut b = [if norm <= m.clip_norm { 1.0f32 } else { 0.0 }];
+        noise.add_noise(&mut b)?;
+        Ok(Some(b[0]))
     }
 
     /// The unit the site's budget bounds.
@@ -160,6 +209,54 @@ mod tests {
     use super::*;
     use fedssl_common::config::PlanConfig;
     use fedssl_common::dp::ledger::PrivacyLedger;
+
+    #[test]
+    fn adaptive_clipping_charges_the_noised_indicator_for_site_and_record() {
+        use fedssl_common::dp::plan::AdaptiveClipConfig;
+        let mut cfg = PlanConfig::default();
+        cfg.privacy.mechanism = PrivacyMechanism::ClientLevel;
+        cfg.privacy.client.noise_multiplier = 2.0;
+        cfg.privacy.client.adaptive = Some(AdaptiveClipConfig {
+            target_quantile: 0.5,
+            learning_rate: 0.2,
+            count_noise_multiplier: 3.0,
+        });
+        let plan = cfg.plan(1);
+        let rp = RoundPrivacy::new(&plan, 100, 1000, 1000, 1e-5).unwrap();
+        let releases = rp.releases();
+        assert_eq!(releases.len(), 2);
+        assert_eq!(releases[1].what, "clip-count");
+        let mut ledger = PrivacyLedger::new(1e-5, 0);
+        ledger.entries.push(fedssl_common::dp::ledger::LedgerEntry {
+            round: 1,
+            base_model_hash: String::new(),
+            at: 0,
+            releases: releases.clone(),
+        });
+        // The site's ε is the composition of the update (z ≥ 2) and the count (σ_b ≥ 3):
+        // one Gaussian of multiplier (2⁻² + 3⁻²)^(−1/2) at q = 1, up to grid rounding.
+        let joint = 1.0 / (2f64.powi(-2) + 3f64.powi(-2)).sqrt();
+        let want = rdp::epsilon(1.0, joint, 1, 1e-5);
+        let got = ledger.epsilon(Unit::Site).unwrap();
+        assert!(got <= want * 1.0001 && got > want * 0.99, "{got} vs {want}");
+        assert!(
+            ledger.epsilon(Unit::Record).is_some(),
+            "records are bounded too"
+        );
+        // The indicator: 1 within the bound, 0 above, plus noise of σ ≈ 3.
+        let within: Vec<f32> = (0..4000)
+            .map(|_| rp.noised_indicator(0.5).unwrap().unwrap())
+            .collect();
+        let mean = within.iter().map(|&x| x as f64).sum::<f64>() / 4000.0;
+        assert!((mean - 1.0).abs() < 0.25, "{mean}");
+        let above = rp.noised_indicator(1e6).unwrap().unwrap();
+        assert!(above.is_finite());
+        // Without adaptive clipping nothing extra is released.
+        cfg.privacy.client.adaptive = None;
+        let rp = RoundPrivacy::new(&cfg.plan(1), 100, 1000, 1000, 1e-5).unwrap();
+        assert_eq!(rp.releases().len(), 1);
+        assert_eq!(rp.noised_indicator(0.5).unwrap(), None);
+    }
 
     #[test]
     fn a_calibrated_site_lands_on_its_target_after_all_rounds() {

@@ -429,12 +429,12 @@ impl Session {
                 return decline(format!("{e:#}"));
             }
         };
-        let release = privacy.release();
-        if let Err(e) = self.ledger.ledger.check(
-            privacy.unit(),
-            std::slice::from_ref(&release),
-            self.cfg.epsilon_budget,
-        ) {
+        let releases = privacy.releases();
+        if let Err(e) = self
+            .ledger
+            .ledger
+            .check(privacy.unit(), &releases, self.cfg.epsilon_budget)
+        {
             let reason = if privacy.mechanism.is_private() {
                 e.to_string()
             } else {
@@ -556,12 +556,14 @@ impl Session {
             );
         }
         let mut update = outcome.global.sub(&global)?;
+        let mut clip_count = None;
         if let Some(mech) = privacy.client {
             let (privatized, noised) = self
                 .compute
                 .run(move || mech.privatize(&mut update).map(|p| (p, update)))
                 .await??;
             update = noised;
+            clip_count = privacy.noised_indicator(privatized.norm)?;
             if privatized.norm > mech.clip_norm {
                 info!(
                     round = task.round,
@@ -576,13 +578,13 @@ impl Session {
             round: task.round,
             base_model_hash: base_hash.clone(),
             at: unix_now(),
-            releases: vec![release],
+            releases,
         };
         let unit = privacy.unit();
         let epsilon = self
             .ledger
             .ledger
-            .epsilon_with(unit, std::slice::from_ref(&entry.releases[0]))
+            .epsilon_with(unit, &entry.releases)
             .unwrap_or(f64::INFINITY);
         let report = SiteReport {
             num_samples: disclose.sample_count.then_some(self.data.len() as u64),
@@ -593,6 +595,7 @@ impl Session {
                 .then(|| started.elapsed().as_secs_f64()),
             collapse,
             site_eval,
+            clip_count,
         };
         if privacy.mechanism.is_private() {
             for f in report.disclosed() {

@@ -316,30 +316,7 @@ fn d_central_rate() -> f64 {
     1.0
 }
 
-/// `[central_dp.adaptive]`: adaptive clipping (Andrew et al. 2021). After each round the
-/// server releases the noised count of selected sites whose update was within C, and moves
-/// C geometrically toward the `target_quantile` of the update norms:
-/// C ← C · exp(−learning_rate · (noised count / expected sites − target_quantile)).
-/// The count is charged to the accountant with the update.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdaptiveClipConfig {
-    /// The quantile γ of update norms C should track.
-    #[serde(default = "d_quantile")]
-    pub target_quantile: f64,
-    /// Geometric learning rate η.
-    #[serde(default = "d_clip_lr")]
-    pub learning_rate: f64,
-    /// Standard deviation σ_b of the noise on the count (the count's sensitivity is 1).
-    pub count_noise_multiplier: f64,
-}
-
-fn d_quantile() -> f64 {
-    0.5
-}
-fn d_clip_lr() -> f64 {
-    0.2
-}
+pub use crate::dp::plan::AdaptiveClipConfig;
 
 impl CentralDpConfig {
     /// Checks ranges, naming the field.
@@ -364,24 +341,8 @@ impl CentralDpConfig {
             );
         }
         if let Some(a) = self.adaptive {
-            if !(pos(a.target_quantile) && a.target_quantile < 1.0) {
-                bail!(
-                    "central_dp.adaptive.target_quantile must be in (0, 1), got {}",
-                    a.target_quantile
-                );
-            }
-            if !pos(a.learning_rate) {
-                bail!(
-                    "central_dp.adaptive.learning_rate must be positive, got {}",
-                    a.learning_rate
-                );
-            }
-            if !pos(a.count_noise_multiplier) {
-                bail!(
-                    "central_dp.adaptive.count_noise_multiplier must be positive (the count is charged to the budget), got {}",
-                    a.count_noise_multiplier
-                );
-            }
+            a.validate("central_dp.adaptive")
+                .map_err(anyhow::Error::msg)?;
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ pub fn demo_privacy() -> PrivacyPlan {
         client: ClientLevelParams {
             clip_norm: 1.0,
             noise_multiplier: 0.01,
+            adaptive: None,
         },
         ..PrivacyPlan::default()
     }

@@ -120,7 +120,8 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     cfg.validate().context("invalid server configuration")?;
     let mut store = Store::open(&cfg.run_dir)?;
     let (committed, global) = initial_state(&mut store, &cfg.plan.model_spec(), cfg.plan.seed)?;
-    let mut engine = Engine::new(global, committed, cfg.rounds);
+    let mut engine =
+        Engine::new(global, committed, cfg.rounds).with_client_clip(store.latest_client_clip()?);
     if let Some(c) = cfg.central_dp {
         let history = store.central_history()?;
         let dp = crate::central_dp::CentralDp::new(c, history);
@@ -235,6 +236,9 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             let round = e.committed() + 1;
             let mut plan = cfg.plan.plan(round);
             plan.privacy.rounds = cfg.rounds;
+            if let Some(c) = e.client_clip() {
+                plan.privacy.client.clip_norm = c;
+            }
             plan.evaluate = cfg.federated_eval_every > 0
                 && (round - 1).is_multiple_of(cfg.federated_eval_every);
             let sel = e.start_round(plan, cfg.sample_fraction, min, &mut rng);
@@ -286,6 +290,7 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             server_eval: None,
             central_dp: result.central,
             central_epsilon: None,
+            client_clip_norm: result.next_client_clip,
         };
         let model = result.model.clone();
         sh.store().commit_round(&m, &result.model)?;

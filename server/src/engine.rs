@@ -67,6 +67,8 @@ struct OpenRound {
     /// Central DP: sites eligible when the round opened, and updates within the bound.
     eligible: usize,
     within_bound: usize,
+    /// Client-level adaptive clipping: the sites' noised indicators.
+    clip_counts: Vec<f64>,
 }
 
 /// Mean of the figures sites reported for one global model (federated evaluation).
@@ -113,6 +115,8 @@ pub struct RoundResult {
     pub federated_eval: Option<FederatedEval>,
     /// What central DP released this round (with `[central_dp]`).
     pub central: Option<CentralRound>,
+    /// Client-level adaptive clipping: the clip bound for the next round's plan.
+    pub next_client_clip: Option<f64>,
 }
 
 /// The server's round logic.
@@ -127,6 +131,8 @@ pub struct Engine {
     round: Option<OpenRound>,
     finished: bool,
     central: Option<CentralDp>,
+    /// Client-level adaptive clipping: the bound the next plan carries (None: the plan's).
+    client_clip: Option<f64>,
 }
 
 impl Engine {
@@ -142,7 +148,20 @@ impl Engine {
             round: None,
             finished: committed >= total_rounds,
             central: None,
+            client_clip: None,
         }
+    }
+
+    /// Resumes client-level adaptive clipping at `clip` (from the store).
+    pub fn with_client_clip(mut self, clip: Option<f64>) -> Self {
+        self.client_clip = clip;
+        self
+    }
+
+    /// Client-level adaptive clipping: the bound the next round's plan must carry, once a
+    /// round has moved it (`None`: the configured one).
+    pub fn client_clip(&self) -> Option<f64> {
+        self.client_clip
     }
 
     /// The engine with central DP at the server: Poisson selection, clipping, noise on the
@@ -245,6 +264,7 @@ impl Engine {
             payload: Arc::new(ModelPayload::from_weights(&self.global)),
             eligible,
             within_bound: 0,
+            clip_counts: vec![],
         });
         names
     }
@@ -348,6 +368,22 @@ impl Engine {
             }
             _ => 1.0,
         };
+        // Client-level adaptive clipping: a noised indicator from the site, within any
+        // plausible draw of its noise (10 σ), or the upload is refused.
+        let clip_count = match (r.plan.privacy.client.adaptive, report.clip_count) {
+            (Some(a), Some(c)) if r.plan.privacy.mechanism.client_level() => {
+                let c = c as f64;
+                if !(c.is_finite() && (c - 0.5).abs() <= 0.5 + 10.0 * a.count_noise_multiplier) {
+                    r.rejected += 1;
+                    return Err(Rejection::new(
+                        ErrorCode::Malformed,
+                        format!("the clip indicator {c} is outside any plausible noised value"),
+                    ));
+                }
+                Some(c)
+            }
+            _ => None,
+        };
         if let Some(bound) = central_bound {
             if crate::central_dp::clip_to(&mut w, bound) {
                 r.within_bound += 1;
@@ -368,6 +404,9 @@ impl Engine {
         }
         if let Some(e) = report.epsilon {
             r.max_epsilon = Some(r.max_epsilon.map_or(e, |m| m.max(e)));
+        }
+        if let Some(c) = clip_count {
+            r.clip_counts.push(c);
         }
         r.answers.insert(
             name.to_string(),
@@ -430,6 +469,14 @@ impl Engine {
             .filter(|a| matches!(a, Answer::Declined))
             .count();
         let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        // C ← C·exp(−η(fraction within − γ)), from the sites' noised indicators.
+        let next_client_clip = match (r.plan.privacy.client.adaptive, mean(&r.clip_counts)) {
+            (Some(a), Some(fraction)) => Some(
+                r.plan.privacy.client.clip_norm
+                    * (-a.learning_rate * (fraction - a.target_quantile)).exp(),
+            ),
+            _ => None,
+        };
         let stds: Vec<f64> = r.collapse.iter().map(|c| c.0).collect();
         let ranks: Vec<f64> = r.collapse.iter().map(|c| c.1).collect();
         let test_samples: u64 = r.site_evals.iter().map(|s| s.test_samples as u64).sum();
@@ -464,6 +511,7 @@ impl Engine {
                 .then(|| r.losses.iter().sum::<f64>() / r.losses.len() as f64),
             max_epsilon: r.max_epsilon,
             central,
+            next_client_clip,
         })
     }
 
@@ -471,6 +519,9 @@ impl Engine {
     pub fn commit(&mut self, result: RoundResult) {
         if let (Some(c), Some(info)) = (self.central.as_mut(), result.central) {
             c.record(info);
+        }
+        if result.next_client_clip.is_some() {
+            self.client_clip = result.next_client_clip;
         }
         self.global_hash = result.model_hash;
         self.global = result.model;
@@ -524,6 +575,7 @@ mod tests {
                 client: ClientLevelParams {
                     clip_norm: 1.0,
                     noise_multiplier: 0.1,
+                    adaptive: None,
                 },
                 ..PrivacyPlan::default()
             },
@@ -552,6 +604,7 @@ mod tests {
                     effective_rank: 10.0,
                 }),
                 site_eval: None,
+                clip_count: None,
             },
         }
     }
@@ -634,6 +687,49 @@ mod tests {
         let r = e.close_round().unwrap();
         assert_eq!(r.central.unwrap().accepted, 0);
         assert_ne!(r.model, weights([0.0, 0.0, 0.0]), "the noise is released");
+    }
+
+    #[test]
+    fn client_level_adaptive_clipping_moves_the_next_plans_bound() {
+        use fedssl_common::config::AdaptiveClipConfig;
+        let mut e = Engine::new(weights([0.0, 0.0, 0.0]), 0, 3);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        e.connect("a", 1, 1);
+        e.connect("b", 1, 2);
+        let mut p = plan();
+        p.privacy.client.adaptive = Some(AdaptiveClipConfig {
+            target_quantile: 0.5,
+            learning_rate: 0.2,
+            count_noise_multiplier: 0.1,
+        });
+        e.start_round(p, 1.0, 2, &mut rng);
+        let (ta, tb) = (task(e.poll("a", 0)), task(e.poll("b", 0)));
+        let with_count = |t: &Task, c: f32| {
+            let mut u = upload(t, [0.1, 0.0, 0.0], 1);
+            u.report.clip_count = Some(c);
+            u
+        };
+        // An indicator no noise of σ = 0.1 could produce is refused.
+        assert_eq!(
+            e.submit("a", &with_count(&ta, 5.0)).unwrap_err().code,
+            ErrorCode::Malformed
+        );
+        e.submit("a", &with_count(&ta, 1.1)).unwrap();
+        e.submit("b", &with_count(&tb, 0.9)).unwrap();
+        let r = e.close_round().unwrap();
+        // Mean indicator 1.0 against γ = 0.5: C = 1 · exp(−0.2 · 0.5).
+        let next = r.next_client_clip.unwrap();
+        assert!((next - (-0.1f64).exp()).abs() < 1e-6, "{next}");
+        e.commit(r);
+        assert_eq!(e.client_clip(), Some(next));
+        // Without adaptive clipping in the plan, indicators are ignored and C stays.
+        e.start_round(plan(), 1.0, 2, &mut rng);
+        let ta = task(e.poll("a", 1));
+        e.submit("a", &with_count(&ta, 1.0)).unwrap();
+        let r = e.close_round().unwrap();
+        assert_eq!(r.next_client_clip, None);
+        e.commit(r);
+        assert_eq!(e.client_clip(), Some(next));
     }
 
     #[test]

@@ -131,6 +131,10 @@ pub struct RoundMetrics {
     /// server's δ, RDP accountant); holds only if the server is honest.
     #[serde(default)]
     pub central_epsilon: Option<f64>,
+    /// Client-level adaptive clipping: the bound this round's indicators moved C to (the
+    /// next round's plan carries it).
+    #[serde(default)]
+    pub client_clip_norm: Option<f64>,
 }
 
 /// The server's per-round evaluation on a labeled set it holds.

@@ -74,7 +74,9 @@ impl Store {
                 client TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, norm REAL,
                 num_samples INTEGER, loss REAL, epsilon REAL, at INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS central_dp (
-                round INTEGER PRIMARY KEY, release TEXT NOT NULL);",
+                round INTEGER PRIMARY KEY, release TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS client_clip (
+                round INTEGER PRIMARY KEY, clip_norm REAL NOT NULL);",
         )?;
         Ok(Self { db, models_dir })
     }
@@ -201,6 +203,12 @@ impl Store {
         )?;
         // Central DP's release commits with the round: ε and the next clip bound survive
         // a crash exactly when the model they belong to does.
+        if let Some(c) = m.client_clip_norm {
+            tx.execute(
+                "INSERT OR REPLACE INTO client_clip (round, clip_norm) VALUES (?1, ?2)",
+                params![m.round as i64, c],
+            )?;
+        }
         if let Some(c) = &m.central_dp {
             tx.execute(
                 "INSERT OR REPLACE INTO central_dp (round, release) VALUES (?1, ?2)",
@@ -209,6 +217,18 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Client-level adaptive clipping: the bound the last committed round moved C to.
+    pub fn latest_client_clip(&self) -> anyhow::Result<Option<f64>> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT clip_norm FROM client_clip ORDER BY round DESC LIMIT 1",
+                [],
+                |r| r.get::<_, f64>(0),
+            )
+            .optional()?)
     }
 
     /// Central DP's committed releases, oldest first.

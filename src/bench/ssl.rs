@@ -318,6 +318,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
                 // past its budget (measured: at ε = 1, z = 8.09 on the grid cost 1.003 over 4 rounds,
                 // and every site declined the 4th round).
                 noise_multiplier: calibrate_noise(eps * 0.99, 1e-5, s.rounds)?,
+                adaptive: None,
             },
             ..PrivacyPlan::default()
         };

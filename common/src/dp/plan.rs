@@ -77,14 +77,71 @@ impl std::fmt::Display for PrivacyMechanism {
     }
 }
 
+/// Adaptive clipping (Andrew et al. 2021): `[central_dp.adaptive]` at the server, or
+/// `[plan.privacy.client.adaptive]` with client-level noise. After each round the noised
+/// count of sites whose update was within C (noised by the server, or each site's own
+/// noised indicator) moves C geometrically toward the `target_quantile` of the update norms:
+/// C ← C · exp(−learning_rate · (noised count / expected sites − target_quantile)).
+/// The count is charged to the accountant with the update.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveClipConfig {
+    /// The quantile γ of update norms C should track.
+    #[serde(default = "d_quantile")]
+    pub target_quantile: f64,
+    /// Geometric learning rate η.
+    #[serde(default = "d_clip_lr")]
+    pub learning_rate: f64,
+    /// Standard deviation σ_b of the noise on the count (at the server) or on each site's
+    /// indicator (client-level); the sensitivity is 1 either way.
+    pub count_noise_multiplier: f64,
+}
+
+fn d_quantile() -> f64 {
+    0.5
+}
+fn d_clip_lr() -> f64 {
+    0.2
+}
+
+impl AdaptiveClipConfig {
+    /// Checks ranges; `table` names the TOML table in the message.
+    pub fn validate(&self, table: &str) -> Result<(), String> {
+        let pos = |v: f64| v.is_finite() && v > 0.0;
+        if !(pos(self.target_quantile) && self.target_quantile < 1.0) {
+            return Err(format!(
+                "{table}.target_quantile must be in (0, 1), got {}",
+                self.target_quantile
+            ));
+        }
+        if !pos(self.learning_rate) {
+            return Err(format!(
+                "{table}.learning_rate must be positive, got {}",
+                self.learning_rate
+            ));
+        }
+        if !pos(self.count_noise_multiplier) {
+            return Err(format!(
+                "{table}.count_noise_multiplier must be positive (the count is charged to the budget), got {}",
+                self.count_noise_multiplier
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Client-level noise on the whole update (`[plan.privacy.client]`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientLevelParams {
-    /// L2 bound C of the whole update.
+    /// L2 bound C of the whole update (with `adaptive`, the first round's; the server sets
+    /// each later round's in the plan it sends).
     pub clip_norm: f64,
     /// Noise multiplier z: the noise standard deviation is z·C.
     pub noise_multiplier: f64,
+    /// Adaptive clipping: each site also sends its indicator "my update was within C" plus
+    /// its own noise N(0, σ_b²), charged to its ledger; the server averages them and moves C.
+    pub adaptive: Option<AdaptiveClipConfig>,
 }
 
 impl Default for ClientLevelParams {
@@ -92,6 +149,7 @@ impl Default for ClientLevelParams {
         Self {
             clip_norm: 1.0,
             noise_multiplier: 1.0,
+            adaptive: None,
         }
     }
 }
@@ -171,6 +229,9 @@ impl PrivacyPlan {
                     "privacy.client.noise_multiplier must be positive (zero noise is no DP), got {}",
                     self.client.noise_multiplier
                 ));
+            }
+            if let Some(a) = self.client.adaptive {
+                a.validate("privacy.client.adaptive")?;
             }
         }
         if self.mechanism.dp_sgd() && self.group_size < 2 {

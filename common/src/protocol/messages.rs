@@ -80,6 +80,9 @@ pub struct SiteReport {
     pub collapse: Option<LocalCollapse>,
     /// The site's evaluation of the task's global model on its own labels.
     pub site_eval: Option<SiteEval>,
+    /// Client-level adaptive clipping: the site's indicator "my update was within the
+    /// plan's C" plus its own Gaussian noise, charged to its ledger (so not an opt-in figure).
+    pub clip_count: Option<f32>,
 }
 
 impl SiteReport {
