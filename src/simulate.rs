@@ -307,9 +307,10 @@ impl PrivacySummary {
         out.push('\n');
         if self.epsilon_site.is_some() {
             out.push_str(&format!(
-                "  and ε = {} per site (add-or-remove one site, δ = {:e})\n",
+                "  and ε = {} per site (add-or-remove one site, δ = {:e}, {} accountant)\n",
                 eps(self.epsilon_site),
-                self.delta
+                self.delta,
+                self.accountant
             ));
         }
         for r in sites {

@@ -160,15 +160,7 @@ impl RoundPrivacy {
                 what: "clip-count".into(),
                 bounds: [Unit::Site, Unit::Record]
                     .into_iter()
-                    .map(|unit| GaussianEvent {
-                        mechanism: MechanismKind::ClipCount,
-                        unit,
-                        neighbour: Neighbour::AddOrRemoveOne,
-                        noise_multiplier: z,
-                        sampling_rate: 1.0,
-                        steps: 1,
-                        clip_norm: 1.0,
-                    })
+                    .map(|unit| GaussianEvent::single(MechanismKind::ClipCount, unit, z, 1.0))
                     .collect(),
             });
         }

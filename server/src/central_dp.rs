@@ -26,7 +26,7 @@ use fedssl_common::config::CentralDpConfig;
 use fedssl_common::dp::clip::clip_l2;
 use fedssl_common::dp::discrete_gaussian::GridGaussian;
 use fedssl_common::dp::ledger::{
-    GaussianEvent, LedgerEntry, MechanismKind, Neighbour, PrivacyLedger, Release, Unit,
+    GaussianEvent, LedgerEntry, MechanismKind, PrivacyLedger, Release, Unit,
 };
 use fedssl_common::model::Weights;
 
@@ -61,13 +61,13 @@ impl CentralRound {
     /// The round as an accountant event: one Poisson-subsampled Gaussian step per site.
     pub fn event(&self) -> GaussianEvent {
         GaussianEvent {
-            mechanism: MechanismKind::CentralDp,
-            unit: Unit::Site,
-            neighbour: Neighbour::AddOrRemoveOne,
-            noise_multiplier: self.effective_noise_multiplier,
             sampling_rate: self.sample_rate,
-            steps: 1,
-            clip_norm: self.clip_norm,
+            ..GaussianEvent::single(
+                MechanismKind::CentralDp,
+                Unit::Site,
+                self.effective_noise_multiplier,
+                self.clip_norm,
+            )
         }
     }
 }

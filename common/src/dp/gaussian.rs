@@ -3,7 +3,7 @@
 
 use super::clip::clip_l2;
 use super::discrete_gaussian::GridGaussian;
-use super::ledger::{GaussianEvent, MechanismKind, Neighbour, Unit};
+use super::ledger::{GaussianEvent, MechanismKind, Unit};
 use super::{Mechanism, Privatized};
 use crate::model::Weights;
 
@@ -36,7 +36,9 @@ impl GaussianMechanism {
             clip_norm,
             noise_multiplier,
             dim,
-            noise: GridGaussian::new(noise_multiplier * clip_norm)?,
+            // Widened until the multiplier that holds after grid rounding is at least z,
+            // so the plan's z is what the ledger charges.
+            noise: GridGaussian::with_multiplier(noise_multiplier, clip_norm, dim)?,
         })
     }
 
@@ -72,14 +74,13 @@ impl Mechanism for GaussianMechanism {
         // clipped update by at most 2C (both versions have norm ≤ C).
         [(Unit::Site, 1.0), (Unit::Record, 2.0)]
             .into_iter()
-            .map(|(unit, k)| GaussianEvent {
-                mechanism: MechanismKind::ClientLevel,
-                unit,
-                neighbour: Neighbour::AddOrRemoveOne,
-                noise_multiplier: self.noise.noise_multiplier(k * self.clip_norm, self.dim),
-                sampling_rate: 1.0,
-                steps: 1,
-                clip_norm: self.clip_norm,
+            .map(|(unit, k)| {
+                GaussianEvent::single(
+                    MechanismKind::ClientLevel,
+                    unit,
+                    self.noise.noise_multiplier(k * self.clip_norm, self.dim),
+                    self.clip_norm,
+                )
             })
             .collect()
     }

@@ -111,6 +111,26 @@ pub struct GaussianEvent {
 }
 
 impl GaussianEvent {
+    /// One release of the Gaussian mechanism on the whole of the unit's data (no sampling,
+    /// one step), add-or-remove-one neighbours: client-level noise, a noised count, a
+    /// central-DP round (whose sampling the caller sets).
+    pub fn single(
+        mechanism: MechanismKind,
+        unit: Unit,
+        noise_multiplier: f64,
+        clip_norm: f64,
+    ) -> Self {
+        Self {
+            mechanism,
+            unit,
+            neighbour: Neighbour::AddOrRemoveOne,
+            noise_multiplier,
+            sampling_rate: 1.0,
+            steps: 1,
+            clip_norm,
+        }
+    }
+
     /// The event's Rényi curve at `orders`.
     fn rdp_curve(&self, orders: &[f64]) -> Vec<f64> {
         orders
@@ -263,17 +283,12 @@ impl PrivacyLedger {
                         what: "update".into(),
                         bounds: [Unit::Site, Unit::Record]
                             .into_iter()
-                            .map(|unit| GaussianEvent {
-                                mechanism: MechanismKind::LegacyZcdp,
-                                unit,
-                                neighbour: Neighbour::AddOrRemoveOne,
+                            .map(|unit| {
                                 // ρ = 1/(2σ²) at the site; a record moves the clipped
                                 // update by up to 2C, halving σ.
-                                noise_multiplier: (0.5 / e.rho.max(1e-300)).sqrt()
-                                    / if unit == Unit::Record { 2.0 } else { 1.0 },
-                                sampling_rate: 1.0,
-                                steps: 1,
-                                clip_norm: 0.0,
+                                let z = (0.5 / e.rho.max(1e-300)).sqrt()
+                                    / if unit == Unit::Record { 2.0 } else { 1.0 };
+                                GaussianEvent::single(MechanismKind::LegacyZcdp, unit, z, 0.0)
                             })
                             .collect(),
                     }],
