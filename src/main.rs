@@ -81,6 +81,11 @@ enum Cmd {
         /// the generated default dataset of the plan's modality.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Score on this separate labeled set (e.g. held-out subjects or sites): all of it,
+        /// or the test split of an IDX folder; the probe still trains on --data. Its classes
+        /// must be the same as the training set's.
+        #[arg(long)]
+        test_data: Option<PathBuf>,
         /// Labeled training samples for the probe.
         #[arg(long, default_value_t = 5000)]
         probe_train: usize,
@@ -410,7 +415,7 @@ struct SimArgs {
     #[arg(long)]
     temperature: Option<f64>,
     /// Self-supervised objective: simclr, simsiam, vicreg, byol, masked, denoising, cpc,
-    /// clip (default simclr, or the --plan file's).
+    /// clip, reorder (default simclr, or the --plan file's).
     #[arg(long)]
     objective: Option<fedssl_common::ssl::Objective>,
     /// Modality of the generated data: image (28×28 shapes), rgb (32×32 colour shapes),
@@ -766,6 +771,7 @@ fn main() -> anyhow::Result<()> {
             model,
             plan,
             data,
+            test_data,
             probe_train,
             probe_test,
             finetune_steps,
@@ -777,11 +783,25 @@ fn main() -> anyhow::Result<()> {
                 None => fedssl_common::model::ModelSpec::default(),
             };
             let splits = fedssl_common::data::load_splits(data.as_deref(), spec.shape, seed)?;
+            let test = match &test_data {
+                Some(path) => {
+                    let t = fedssl_common::data::load_test_set(path, spec.shape)?;
+                    anyhow::ensure!(
+                        t.num_classes == splits.train.num_classes,
+                        "{}: {} classes, the training set has {}; a probe can only score a test set with the same classes (CSV labels are numbered in sorted order per file, so both files need the same label values)",
+                        path.display(),
+                        t.num_classes,
+                        splits.train.num_classes
+                    );
+                    t
+                }
+                None => splits.test,
+            };
             let r = fedssl_server::evaluate::evaluate(
                 &spec,
                 &w,
                 &splits.train.take(probe_train),
-                &splits.test.take(probe_test),
+                &test.take(probe_test),
                 &eval_options(finetune_steps, seed),
             )?;
             println!("{}", fedssl_server::evaluate::render_eval(&r));

@@ -218,7 +218,7 @@ pub fn clipped_sum_per_example<B: AutodiffKernels>(
 ) -> anyhow::Result<ClippedSum> {
     let plan = cx.plan;
     let spec = &plan.model;
-    let per = spec.objective.rows_per_record();
+    let per = spec.objective.rows_per_record(&plan.params, spec.shape);
     let records = inputs.rows / per.max(1);
     anyhow::ensure!(units.of_record.len() == records, "one unit per record");
     let lcx = LossContext {
@@ -308,6 +308,11 @@ fn member_rows(inputs: &Inputs, members: &[usize], records: usize, per: usize) -
         dim: d,
         clean: inputs.clean.as_ref().map(pick),
         mask: inputs.mask.as_ref().map(pick),
+        // One class per record, not per row.
+        targets: inputs
+            .targets
+            .as_ref()
+            .map(|t| members.iter().filter_map(|&r| t.get(r).copied()).collect()),
     }
 }
 
@@ -323,7 +328,7 @@ pub fn clipped_sum_one_at_a_time<B: AutodiffKernels>(
 ) -> anyhow::Result<ClippedSum> {
     let plan = cx.plan;
     let spec = &plan.model;
-    let per = spec.objective.rows_per_record();
+    let per = spec.objective.rows_per_record(&plan.params, spec.shape);
     let records = inputs.rows / per.max(1);
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); units.count];
     for (r, &u) in units.of_record.iter().enumerate() {
@@ -622,6 +627,12 @@ mod tests {
             (
                 "denoising series, 1-D CNN",
                 plan(Objective::Denoising, series.shape, None),
+                &series,
+            ),
+            // Shuffled segments, a permutation classifier (per-record cross entropy).
+            (
+                "segment order series, 1-D CNN",
+                plan(Objective::Reorder, series.shape, None),
                 &series,
             ),
             // Residual blocks, 1×1 shortcut convolutions, the linear head to 128.

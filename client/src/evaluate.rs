@@ -74,7 +74,8 @@ pub fn local_collapse(
     let sample = data.take(MONITOR_SAMPLES);
     let feats = encode_with_weights(spec, Some(encoder), seed, &sample, &[&sample])?;
     let dim = feats[0].len() / sample.len().max(1);
-    let c = collapse_metrics(&feats[0], dim);
+    let c = collapse_metrics(&feats[0], dim)
+        .with_reference(fedssl_common::eval::init_rank(spec, seed, &sample)?);
     for w in c.warnings() {
         warn!("local encoder: {w}");
     }

@@ -426,6 +426,9 @@ mod tests {
             (Objective::Masked, &text),
             (Objective::SimClr, &rgb),
             (Objective::Masked, &rgb),
+            // The jigsaw needs more than 12 steps to leave chance (ln 24) on 64 shapes;
+            // tests/objectives.rs trains it federated and checks its probe.
+            (Objective::Reorder, &series),
         ];
         for (objective, data) in cases {
             let what = format!("{objective} on {}", data.shape);

@@ -5,7 +5,8 @@ use crate::data::SampleShape;
 use crate::federation::Federation;
 use crate::model::{EncoderConfig, ModelSpec, Norm, Parts};
 use crate::ssl::{
-    AugmentSettings, Byol, Cpc, CrossModal, Denoising, Masked, Objective, ObjectiveParams, VicReg,
+    AugmentSettings, Byol, Cpc, CrossModal, Denoising, Masked, Objective, ObjectiveParams, Reorder,
+    VicReg,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,7 +56,7 @@ pub struct PlanConfig {
     /// Seed of the run.
     pub seed: u64,
     /// Self-supervised objective: `simclr`, `simsiam`, `vicreg`, `byol`, `masked`,
-    /// `denoising`, `cpc` or `clip`.
+    /// `denoising`, `cpc`, `clip` or `reorder`.
     pub objective: Objective,
     /// The shape of every site's samples (`[plan.data.series] channels = 6, length = 64`,
     /// `[plan.data.tabular] features = 16`, `[plan.data.image] ...`).
@@ -85,6 +86,8 @@ pub struct PlanConfig {
     pub cpc: Cpc,
     /// Cross-modal alignment's split and temperature.
     pub clip: CrossModal,
+    /// Reordering's grid, segments and permutations.
+    pub reorder: Reorder,
 }
 
 impl Default for PlanConfig {
@@ -111,6 +114,7 @@ impl Default for PlanConfig {
             denoising: Denoising::default(),
             cpc: Cpc::default(),
             clip: CrossModal::default(),
+            reorder: Reorder::default(),
         }
     }
 }
@@ -154,6 +158,7 @@ impl PlanConfig {
             denoising: self.denoising,
             cpc: self.cpc,
             clip: self.clip,
+            reorder: self.reorder,
         }
     }
 
@@ -168,6 +173,8 @@ impl PlanConfig {
             parts: self.parts,
             split: self.clip.resolved_split(self.data),
             cpc_steps: self.cpc.steps,
+            classes: self.reorder.classes(self.data),
+            pieces: self.reorder.pieces(self.data),
             norm: self.norm.unwrap_or(if self.privacy.mechanism.dp_sgd() {
                 Norm::Group
             } else {

@@ -64,6 +64,9 @@ pub struct LabelEfficiency {
 pub struct EvalReport {
     /// Linear probe on the trained encoder.
     pub linear_probe_accuracy: f64,
+    /// Macro-averaged F1 of that probe on the test set.
+    #[serde(default)]
+    pub linear_probe_macro_f1: f64,
     /// L2 penalty the probe chose on its validation split.
     pub probe_weight_decay: f32,
     /// Weighted kNN on the trained encoder.
@@ -76,6 +79,12 @@ pub struct EvalReport {
     pub random_init_knn_accuracy: Option<f64>,
     /// Logistic regression on the raw input values (pixels, channels or features).
     pub raw_pixel_linear_probe_accuracy: Option<f64>,
+    /// Macro-F1 of the random-init encoder's probe.
+    #[serde(default)]
+    pub random_init_linear_probe_macro_f1: Option<f64>,
+    /// Macro-F1 of the raw-input probe.
+    #[serde(default)]
+    pub raw_pixel_linear_probe_macro_f1: Option<f64>,
     /// Label-efficiency rows.
     pub label_efficiency: Vec<LabelEfficiency>,
     /// Labeled training samples used by the probe.
@@ -118,26 +127,28 @@ pub fn evaluate(
     let feats = encode_with_weights(spec, Some(encoder), opts.seed, train, &[train, test])?;
     let dim = feats[0].len() / train.len().max(1);
     let trained = scorer.score(&feats[0], &feats[1], dim, labels, &opts.label_fractions);
-    let collapse = collapse_metrics(&feats[1], dim);
+    let mut collapse = collapse_metrics(&feats[1], dim);
 
     let (mut random_probe, mut random_knn, mut raw) = (None, None, None);
+    let (mut random_f1, mut raw_f1) = (None, None);
     if opts.baselines {
         let r = encode_with_weights(spec, None, opts.seed ^ 0xA5A5, train, &[train, test])?;
+        collapse = collapse.with_reference(collapse_metrics(&r[1], dim).effective_rank);
         let random = scorer.score(&r[0], &r[1], dim, labels, &[]);
         random_probe = Some(random.probe.test_accuracy);
+        random_f1 = Some(random.probe.test_macro_f1);
         random_knn = Some(random.knn);
-        raw = Some(
-            linear_probe(
-                &train.samples,
-                labels.train,
-                &test.samples,
-                labels.test,
-                train.dim(),
-                labels.classes,
-                &scorer.probe,
-            )
-            .test_accuracy,
+        let r = linear_probe(
+            &train.samples,
+            labels.train,
+            &test.samples,
+            labels.test,
+            train.dim(),
+            labels.classes,
+            &scorer.probe,
         );
+        raw = Some(r.test_accuracy);
+        raw_f1 = Some(r.test_macro_f1);
     }
 
     let mut label_efficiency = Vec::new();
@@ -163,12 +174,15 @@ pub fn evaluate(
 
     Ok(EvalReport {
         linear_probe_accuracy: trained.probe.test_accuracy,
+        linear_probe_macro_f1: trained.probe.test_macro_f1,
         probe_weight_decay: trained.probe.weight_decay,
         knn_accuracy: trained.knn,
         collapse,
         random_init_linear_probe_accuracy: random_probe,
         random_init_knn_accuracy: random_knn,
         raw_pixel_linear_probe_accuracy: raw,
+        random_init_linear_probe_macro_f1: random_f1,
+        raw_pixel_linear_probe_macro_f1: raw_f1,
         label_efficiency,
         probe_train_samples: train.len(),
         probe_test_samples: test.len(),
@@ -180,24 +194,39 @@ pub fn evaluate(
 pub fn render_eval(r: &EvalReport) -> String {
     let pct = |v: f64| format!("{:>6.2}%", 100.0 * v);
     let opt = |v: Option<f64>| v.map(pct).unwrap_or_else(|| "     -".into());
+    let f1 = |v: Option<f64>| {
+        v.filter(|x| x.is_finite())
+            .map(|x| format!("{x:>8.4}"))
+            .unwrap_or_else(|| "       -".into())
+    };
     let mut out = format!(
-        "representation ({} labeled train / {} test):\n                      linear probe      kNN\n  trained encoder        {}   {}\n",
+        "representation ({} labeled train / {} test):\n                      linear probe  macro-F1      kNN\n  trained encoder        {}  {}   {}\n",
         r.probe_train_samples,
         r.probe_test_samples,
         pct(r.linear_probe_accuracy),
+        f1(Some(r.linear_probe_macro_f1)),
         pct(r.knn_accuracy)
     );
     if r.random_init_linear_probe_accuracy.is_some() {
         out.push_str(&format!(
-            "  random-init encoder    {}   {}\n  raw input values       {}        -\n",
+            "  random-init encoder    {}  {}   {}\n  raw input values       {}  {}        -\n",
             opt(r.random_init_linear_probe_accuracy),
+            f1(r.random_init_linear_probe_macro_f1),
             opt(r.random_init_knn_accuracy),
-            opt(r.raw_pixel_linear_probe_accuracy)
+            opt(r.raw_pixel_linear_probe_accuracy),
+            f1(r.raw_pixel_linear_probe_macro_f1),
         ));
     }
     out.push_str(&format!(
-        "  collapse: std of normalized embeddings {:.4} ({:.2}/√d), effective rank {:.1} of {}\n",
-        r.collapse.embedding_std, r.collapse.std_ratio, r.collapse.effective_rank, r.collapse.dim
+        "  collapse: std of normalized embeddings {:.4} ({:.2}/√d), effective rank {:.1} of {}{}\n",
+        r.collapse.embedding_std,
+        r.collapse.std_ratio,
+        r.collapse.effective_rank,
+        r.collapse.dim,
+        r.collapse
+            .reference_rank
+            .map(|x| format!(" (random init {x:.1})"))
+            .unwrap_or_default()
     ));
     for w in r.collapse.warnings() {
         out.push_str(&format!("  WARNING: {w}\n"));

@@ -7,7 +7,7 @@ use tracing::warn;
 
 use fedssl_common::config::ServerEvalConfig;
 use fedssl_common::data::{load_splits, Dataset};
-use fedssl_common::eval::{collapse_metrics, encode_with_weights, Labels, Scorer};
+use fedssl_common::eval::{collapse_metrics, encode_with_weights, init_rank, Labels, Scorer};
 use fedssl_common::model::{ModelSpec, Weights};
 
 use crate::metrics::ServerEval;
@@ -20,6 +20,8 @@ pub struct EvalSet {
     every: u64,
     seed: u64,
     spec: ModelSpec,
+    /// Effective rank of the random-init encoder on the test set (the collapse reference).
+    init_rank: f64,
 }
 
 impl EvalSet {
@@ -32,12 +34,14 @@ impl EvalSet {
             train.labels.is_some() && test.labels.is_some(),
             "the server's evaluation set has no labels"
         );
+        let init_rank = init_rank(&spec, seed, &test)?;
         Ok(Self {
             train,
             test,
             every: cfg.every,
             seed,
             spec,
+            init_rank,
         })
     }
 
@@ -52,7 +56,7 @@ impl EvalSet {
         };
         let feats = encode_with_weights(&self.spec, Some(model), self.seed, &self.train, &sets)?;
         let dim = feats[0].len() / self.test.len().max(1);
-        let collapse = collapse_metrics(&feats[0], dim);
+        let collapse = collapse_metrics(&feats[0], dim).with_reference(self.init_rank);
         for w in collapse.warnings() {
             warn!(round, "{w}");
         }

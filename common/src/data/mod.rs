@@ -21,7 +21,7 @@ pub mod topics;
 pub mod windows;
 
 pub use partition::Partition;
-pub use source::{load_splits, DataSource, SOURCES};
+pub use source::{load_splits, load_test_set, DataSource, SOURCES};
 
 use serde::{Deserialize, Serialize};
 

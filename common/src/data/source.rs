@@ -199,6 +199,28 @@ pub fn load_splits(path: Option<&Path>, shape: SampleShape, seed: u64) -> anyhow
     })
 }
 
+/// The whole labeled set at `path` for scoring (e.g. held-out subjects): all of a source
+/// without its own test split, or the test split of one that has it (an IDX folder's
+/// `t10k` files). Refused without labels.
+pub fn load_test_set(path: &Path, shape: SampleShape) -> anyhow::Result<Dataset> {
+    let source = source_for(path, shape)?;
+    let set = match source.load(path, shape)? {
+        Loaded::Splits(s) => s.test,
+        Loaded::Pool(d) => d,
+    };
+    if set.labels.is_none() {
+        bail!(
+            "{}: a test set needs labels ({} data here has none)",
+            path.display(),
+            source.name()
+        );
+    }
+    if set.is_empty() {
+        bail!("{}: the test set is empty", path.display());
+    }
+    Ok(set)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +245,14 @@ mod tests {
         let e = e.to_string();
         assert!(e.contains("image-folder") && e.contains("npy"), "{e}");
         assert!(source_for(&dir.path().join("absent"), tab).is_err());
+        // As a test set: all of it, and a table without labels is refused.
+        let e = load_test_set(&table, tab).unwrap_err().to_string();
+        assert!(e.contains("needs labels"), "{e}");
+        let labeled = dir.path().join("held-out.csv");
+        std::fs::write(&labeled, "a,b,label\n1,2,x\n3,4,y\n2,2,x\n").unwrap();
+        let t = load_test_set(&labeled, tab).unwrap();
+        assert_eq!((t.len(), t.num_classes), (3, 2));
+        assert_eq!(t.labels.as_deref(), Some(&[0u8, 1, 0][..]));
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct ProbeResult {
     pub weight_decay: f32,
     /// Validation accuracy of that penalty (NaN when the set was too small to split).
     pub validation_accuracy: f64,
+    /// Macro-averaged F1 on the test set: the unweighted mean over classes of each class's
+    /// F1 (a class absent from both labels and predictions is skipped).
+    #[serde(default)]
+    pub test_macro_f1: f64,
 }
 
 /// Per-feature mean and standard deviation of a training set.
@@ -108,6 +112,14 @@ impl LinearClassifier {
         z
     }
 
+    /// The arg-max class of every row of `x`.
+    pub fn predict(&self, x: &[f32]) -> Vec<usize> {
+        self.logits(x)
+            .chunks_exact(self.classes)
+            .map(argmax)
+            .collect()
+    }
+
     /// Share of rows of `x` whose arg-max logit is the label.
     pub fn accuracy(&self, x: &[f32], y: &[u8]) -> f64 {
         if y.is_empty() {
@@ -120,6 +132,38 @@ impl LinearClassifier {
             .filter(|(row, &label)| argmax(row) == label as usize)
             .count();
         correct as f64 / y.len() as f64
+    }
+}
+
+/// Macro-averaged F1 of `predicted` against `truth` over `classes` classes: for each class
+/// `2·TP / (2·TP + FP + FN)`, averaged over the classes that occur in either (NaN when
+/// there are none).
+pub fn macro_f1(predicted: &[usize], truth: &[u8], classes: usize) -> f64 {
+    let k = classes.max(1);
+    let (mut tp, mut fp, mut fn_) = (vec![0u64; k], vec![0u64; k], vec![0u64; k]);
+    for (&p, &t) in predicted.iter().zip(truth) {
+        let t = t as usize;
+        if p == t {
+            if let Some(v) = tp.get_mut(t) {
+                *v += 1;
+            }
+        } else {
+            if let Some(v) = fp.get_mut(p) {
+                *v += 1;
+            }
+            if let Some(v) = fn_.get_mut(t) {
+                *v += 1;
+            }
+        }
+    }
+    let f1s: Vec<f64> = (0..k)
+        .filter(|&c| tp[c] + fp[c] + fn_[c] > 0)
+        .map(|c| 2.0 * tp[c] as f64 / (2 * tp[c] + fp[c] + fn_[c]) as f64)
+        .collect();
+    if f1s.is_empty() {
+        f64::NAN
+    } else {
+        f1s.iter().sum::<f64>() / f1s.len() as f64
     }
 }
 
@@ -266,6 +310,7 @@ pub fn linear_probe(
         test_accuracy: clf.accuracy(&te, test_y),
         weight_decay,
         validation_accuracy,
+        test_macro_f1: macro_f1(&clf.predict(&te), test_y, clf.classes),
     }
 }
 
@@ -289,6 +334,20 @@ mod tests {
     }
 
     #[test]
+    fn macro_f1_matches_a_hand_computation() {
+        // truth 0 0 0 1 1 2, predicted 0 0 1 1 2 2:
+        // class 0: TP 2, FP 0, FN 1 → 4/5; class 1: TP 1, FP 1, FN 1 → 2/4;
+        // class 2: TP 1, FP 1, FN 0 → 2/3; class 3 never occurs and is skipped.
+        let f = macro_f1(&[0, 0, 1, 1, 2, 2], &[0, 0, 0, 1, 1, 2], 4);
+        let want = (0.8 + 0.5 + 2.0 / 3.0) / 3.0;
+        assert!((f - want).abs() < 1e-12, "{f} vs {want}");
+        // Accuracy hides a class that is never predicted; macro-F1 does not.
+        let majority = macro_f1(&[0; 10], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 2);
+        assert!((majority - (18.0 / 19.0) / 2.0).abs() < 1e-12, "{majority}");
+        assert!(macro_f1(&[], &[], 3).is_nan());
+    }
+
+    #[test]
     fn separable_features_are_classified_perfectly() {
         let (dim, k) = (6, 3);
         let (trx, tr_y) = separable(90, dim, k, 0);
@@ -297,6 +356,7 @@ mod tests {
         assert_eq!(r.test_accuracy, 1.0);
         assert_eq!(r.train_accuracy, 1.0);
         assert_eq!(r.validation_accuracy, 1.0);
+        assert_eq!(r.test_macro_f1, 1.0);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod linear_probe;
 pub mod scores;
 pub mod subsets;
 
-pub use collapse::{collapse_metrics, CollapseMetrics};
+pub use collapse::{collapse_metrics, init_rank, CollapseMetrics};
 pub use features::{encode_with_weights, extract_features};
 pub use finetune::{finetune, FinetuneConfig, FinetuneResult};
 pub use knn::{knn_accuracy, KnnConfig};

@@ -16,7 +16,8 @@
 //! Rows belong to records through an owner table: image `i` of the batch belongs to record
 //! `owner[i]` (two views of one record are two images of the same record); a layer whose
 //! batch has `s` rows per image (a decoder on the cells of a feature map) maps row `j` to
-//! image `j / s`. A parameter used by two operations in one pass would need the norm of the
+//! image `j / s`, and one with one row per record (a head on a record's views joined side
+//! by side, as reordering's) maps row `j` to image `j`, the first view of record `j`. A parameter used by two operations in one pass would need the norm of the
 //! sum of its two contributions: that is refused, as is any parameter that received a
 //! gradient outside these nodes (checked by the trainer after the pass).
 
@@ -125,13 +126,24 @@ pub(crate) fn fail(message: String) {
     });
 }
 
-/// The record of each of `rows` rows (`None`: rows do not divide into the batch's images).
+/// The record of each of `rows` rows (`None`: rows and the batch's images do not divide
+/// into each other). `s` rows per image map row `j` to image `j / s`; fewer rows than
+/// images (a head on every record's views joined side by side: images are laid out
+/// view-major, `n / rows` per record) map row `j` to image `j`, the first view of record `j`.
 fn row_owner(rows: usize) -> Option<(Vec<u32>, usize)> {
     CTX.with(|c| {
         let c = c.borrow();
         let ctx = c.as_ref()?;
         let n = ctx.owner.len();
-        if n == 0 || !rows.is_multiple_of(n) {
+        if n == 0 || rows == 0 {
+            return None;
+        }
+        if rows < n {
+            return n
+                .is_multiple_of(rows)
+                .then(|| (ctx.owner[..rows].to_vec(), ctx.records));
+        }
+        if !rows.is_multiple_of(n) {
             return None;
         }
         let per = rows / n;

@@ -91,6 +91,12 @@ pub struct ModelSpec {
     pub split: usize,
     /// CPC: steps ahead predicted.
     pub cpc_steps: usize,
+    /// Reordering: permutation classes the head tells apart.
+    #[serde(default)]
+    pub classes: usize,
+    /// Reordering: pieces each sample is cut into (the head reads one representation each).
+    #[serde(default)]
+    pub pieces: usize,
     /// Normalization layers of the encoder and the predictor (group for DP-SGD).
     pub norm: super::groupnorm::Norm,
 }
@@ -105,6 +111,8 @@ impl Default for ModelSpec {
             parts: Parts::default(),
             split: 0,
             cpc_steps: 2,
+            classes: 24,
+            pieces: 4,
             norm: super::groupnorm::Norm::Batch,
         }
     }
@@ -184,19 +192,27 @@ impl ModelSpec {
     }
 
     /// Width of what the decoder reads: a cell of the last feature map for masked image
-    /// modeling, else the 128-d representation.
+    /// modeling, every piece's representation side by side for reordering, else the 128-d
+    /// representation.
     pub fn decoder_input(&self) -> usize {
         match (self.objective, self.shape) {
             (Objective::Masked, SampleShape::Image { .. }) => self.encoder.feature_channels(),
+            (Objective::Reorder, _) => self.pieces.max(1) * REPR_DIM,
             _ => REPR_DIM,
         }
     }
 
-    /// Values the decoder predicts per input: one cell's patch for masked image modeling
-    /// (SimMIM-style, from each cell of the feature map), one byte's logits for masked-token
-    /// modeling (from each token), else the whole sample.
+    /// Values the decoder predicts per input: one logit per permutation for reordering, one
+    /// cell's patch for masked image modeling (SimMIM-style, from each cell of the feature
+    /// map), one byte's logits for masked-token modeling (from each token), else the whole
+    /// sample.
     pub fn decoder_output(&self) -> Result<usize, String> {
         match (self.objective, self.shape) {
+            (Objective::Reorder, _) if self.classes >= 2 => Ok(self.classes),
+            (Objective::Reorder, _) => Err(format!(
+                "reordering needs at least 2 permutation classes, got {}",
+                self.classes
+            )),
             (_, SampleShape::Text { .. }) => Ok(super::transformer::BYTES),
             (Objective::Masked, SampleShape::Image { channels, .. }) => {
                 let [ph, pw] = self.encoder.cell(self.shape).ok_or_else(|| {

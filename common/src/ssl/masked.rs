@@ -325,6 +325,7 @@ pub fn corrupted_inputs(
         dim: d,
         clean: Some(clean),
         mask: masked.then_some(mask),
+        targets: None,
     }
 }
 

@@ -4,7 +4,8 @@
 //! - contrastive: [`simclr`]; non-contrastive: [`simsiam`], [`vicreg`], [`byol`] (all
 //!   [`PairObjective`]s on two views, shared in [`pairs`]);
 //! - masked modeling ([`masked`]) and the denoising autoencoder ([`denoising`]);
-//! - predictive coding ([`cpc`]); cross-modal alignment ([`clip`]).
+//! - predictive coding ([`cpc`]); cross-modal alignment ([`clip`]);
+//! - reordering: jigsaw for images, segment order for series ([`reorder`]).
 
 pub mod augment;
 pub mod byol;
@@ -15,6 +16,7 @@ pub mod info_nce;
 pub mod masked;
 pub mod objective;
 pub mod pairs;
+pub mod reorder;
 pub mod series_augment;
 pub mod simclr;
 pub mod simsiam;
@@ -31,6 +33,7 @@ pub use objective::{
     DpUnit, Heads, Inputs, LossContext, Objective, ObjectiveParams, PairObjective, PairOutputs,
     SslObjective, ALL_OBJECTIVES,
 };
+pub use reorder::Reorder;
 pub use series_augment::{SeriesAugmentConfig, SeriesAugmenter};
 pub use simclr::{nt_xent, SimClr};
 pub use simsiam::SimSiam;

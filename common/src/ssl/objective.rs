@@ -17,6 +17,7 @@ use super::clip::CrossModal;
 use super::cpc::Cpc;
 use super::denoising::Denoising;
 use super::masked::Masked;
+use super::reorder::Reorder;
 use super::simclr::SimClr;
 use super::simsiam::SimSiam;
 use super::vicreg::VicReg;
@@ -55,6 +56,8 @@ pub struct Inputs {
     pub clean: Option<Vec<f32>>,
     /// Weight of each target value (1 = masked, to be reconstructed; 0 = ignored).
     pub mask: Option<Vec<f32>>,
+    /// The class of each row, for objectives that classify (reordering: the permutation).
+    pub targets: Option<Vec<u32>>,
 }
 
 impl Inputs {
@@ -110,9 +113,10 @@ pub trait SslObjective {
         Err("its loss is not a sum of per-record terms".into())
     }
 
-    /// Rows of [`SslObjective::inputs`] per record (two views: 2), laid out view-major:
-    /// row `i` belongs to record `i mod records`.
-    fn rows_per_record(&self) -> usize {
+    /// Rows of [`SslObjective::inputs`] per record of `shape` (two views: 2), laid out
+    /// view-major: row `i` belongs to record `i mod records`.
+    fn rows_per_record(&self, shape: SampleShape) -> usize {
+        let _ = shape;
         1
     }
 
@@ -244,7 +248,7 @@ impl<T: PairObjective> SslObjective for T {
         })
     }
 
-    fn rows_per_record(&self) -> usize {
+    fn rows_per_record(&self, _shape: SampleShape) -> usize {
         2
     }
 
@@ -323,10 +327,13 @@ pub enum Objective {
     /// Cross-modal contrastive alignment of two groups of channels or features (two
     /// encoders, symmetric InfoNCE).
     Clip,
+    /// Reordering: which permutation shuffled the image's tiles (jigsaw) or the window's
+    /// segments (segment order).
+    Reorder,
 }
 
 /// Every objective, in documentation order.
-pub const ALL_OBJECTIVES: [Objective; 8] = [
+pub const ALL_OBJECTIVES: [Objective; 9] = [
     Objective::SimClr,
     Objective::SimSiam,
     Objective::VicReg,
@@ -335,6 +342,7 @@ pub const ALL_OBJECTIVES: [Objective; 8] = [
     Objective::Denoising,
     Objective::Cpc,
     Objective::Clip,
+    Objective::Reorder,
 ];
 
 /// The settings objectives read.
@@ -353,6 +361,8 @@ pub struct ObjectiveParams {
     pub cpc: Cpc,
     /// Cross-modal alignment's split.
     pub clip: CrossModal,
+    /// Reordering's pieces and permutations.
+    pub reorder: Reorder,
 }
 
 impl ObjectiveParams {
@@ -363,6 +373,7 @@ impl ObjectiveParams {
         self.masked.validate()?;
         self.denoising.validate()?;
         self.cpc.validate()?;
+        self.reorder.validate()?;
         Ok(())
     }
 }
@@ -405,6 +416,10 @@ macro_rules! with_objective {
                 let $o = $params.clip;
                 $body
             }
+            Objective::Reorder => {
+                let $o = $params.reorder;
+                $body
+            }
         }
     };
 }
@@ -435,6 +450,7 @@ impl Objective {
             Self::Denoising => "denoising",
             Self::Cpc => "cpc",
             Self::Clip => "clip",
+            Self::Reorder => "reorder",
         }
     }
 
@@ -485,10 +501,9 @@ impl Objective {
             .map_err(|e| format!("objective {self} cannot be trained with DP-SGD: {e}"))
     }
 
-    /// Rows of a batch's inputs per record.
-    pub fn rows_per_record(&self) -> usize {
-        let p = ObjectiveParams::default();
-        with_objective!(*self, p, 1.0, |o| o.rows_per_record())
+    /// Rows of a batch's inputs per record of `shape`.
+    pub fn rows_per_record(&self, params: &ObjectiveParams, shape: SampleShape) -> usize {
+        with_objective!(*self, params, 1.0, |o| o.rows_per_record(shape))
     }
 
     /// DP-SGD's per-record loss terms of one batch.

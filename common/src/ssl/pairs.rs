@@ -37,6 +37,7 @@ fn augmented(data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64, count:
         dim: d,
         clean: None,
         mask: None,
+        targets: None,
     }
 }
 
