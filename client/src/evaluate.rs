@@ -64,23 +64,31 @@ impl LocalLabels {
 }
 
 /// Collapse monitors of `encoder` (global weights of `spec`'s model) on (up to 512 of) the
-/// site's samples.
+/// site's samples, against `reference` (the random-init encoder's effective rank on the
+/// same samples; measured here when `None`). Returns the monitors and the reference used.
 pub fn local_collapse(
     spec: &ModelSpec,
     encoder: &Weights,
     data: &Dataset,
     seed: u64,
-) -> anyhow::Result<LocalCollapse> {
+    reference: Option<f64>,
+) -> anyhow::Result<(LocalCollapse, f64)> {
     let sample = data.take(MONITOR_SAMPLES);
     let feats = encode_with_weights(spec, Some(encoder), seed, &sample, &[&sample])?;
     let dim = feats[0].len() / sample.len().max(1);
-    let c = collapse_metrics(&feats[0], dim)
-        .with_reference(fedssl_common::eval::init_rank(spec, seed, &sample)?);
+    let reference = match reference {
+        Some(r) => r,
+        None => fedssl_common::eval::init_rank(spec, seed, &sample)?,
+    };
+    let c = collapse_metrics(&feats[0], dim).with_reference(reference);
     for w in c.warnings() {
         warn!("local encoder: {w}");
     }
-    Ok(LocalCollapse {
-        std_ratio: c.std_ratio as f32,
-        effective_rank: c.effective_rank as f32,
-    })
+    Ok((
+        LocalCollapse {
+            std_ratio: c.std_ratio as f32,
+            effective_rank: c.effective_rank as f32,
+        },
+        reference,
+    ))
 }

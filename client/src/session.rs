@@ -79,6 +79,9 @@ struct Session {
     /// The last plan's model and the names and shapes of its global tensors (built once
     /// per distinct model, not per round).
     spec: Option<(ModelSpec, WeightsSpec)>,
+    /// The random-init encoder's effective rank on this site's monitor samples, for the
+    /// model it was measured for: the collapse monitor's reference, measured once per model.
+    collapse_reference: Option<(ModelSpec, f64)>,
     state: SiteState,
     ledger: LedgerStore,
     report: ClientReport,
@@ -146,6 +149,7 @@ pub async fn run_client_on(
         cfg,
         data,
         local_labels,
+        collapse_reference: None,
         device,
         spec: None,
         state,
@@ -505,6 +509,10 @@ impl Session {
         let global2 = global.clone();
         let dp_sgd = privacy.dp_sgd;
         let want_collapse = disclose.collapse;
+        let reference = self
+            .collapse_reference
+            .filter(|(spec, _)| *spec == task.plan.model)
+            .map(|(_, r)| r);
         let (outcome, collapse) = self
             .compute
             .run(move || {
@@ -528,6 +536,7 @@ impl Session {
                         &outcome.global,
                         &data,
                         site_seed,
+                        reference,
                     )?)
                 } else {
                     None
@@ -538,6 +547,10 @@ impl Session {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
+        let collapse = collapse.map(|(c, reference)| {
+            self.collapse_reference = Some((task.plan.model, reference));
+            c
+        });
         self.state.save_local_model(&outcome.local)?;
         if let Some(t) = &outcome.target {
             self.state.save_target(t)?;

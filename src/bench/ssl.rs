@@ -58,8 +58,8 @@ impl SslScale {
 
     /// Sized for about 2 hours on 2 cores: 5× the quick mode's pretraining pool and 1.5×
     /// its rounds (7.5× its local steps per row), 4× its labeled pool and the whole test
-    /// split. The rows' training time scales with pool × rounds from the quick mode's
-    /// measured 13 minutes (of which about 8 train).
+    /// split. An estimate scaled by pool × rounds from the quick mode's measured 13 minutes;
+    /// not yet timed.
     pub fn full() -> Self {
         Self {
             pool: 15_000,

@@ -81,15 +81,7 @@ impl Reorder {
 
     /// The classes the head tells apart for samples of `shape`: `min(permutations, pieces!)`.
     pub fn classes(&self, shape: SampleShape) -> usize {
-        let n = self.pieces(shape);
-        let mut fact = 1usize;
-        for k in 2..=n {
-            fact = fact.saturating_mul(k);
-            if fact >= self.permutations {
-                return self.permutations;
-            }
-        }
-        fact.min(self.permutations)
+        factorial_up_to(self.pieces(shape), self.permutations).unwrap_or(self.permutations)
     }
 
     /// The permutation of each class: `perm[j]` is the piece shown at position `j`. All of
@@ -97,14 +89,9 @@ impl Reorder {
     /// seeded draw of distinct ones with the identity first.
     pub fn permutation_set(&self, shape: SampleShape) -> Vec<Vec<usize>> {
         let n = self.pieces(shape);
-        let k = self.classes(shape);
         let identity: Vec<usize> = (0..n).collect();
         let mut out = vec![identity.clone()];
-        let mut fact = 1usize;
-        for m in 2..=n {
-            fact = fact.saturating_mul(m);
-        }
-        if fact <= self.permutations {
+        if factorial_up_to(n, self.permutations).is_some() {
             let mut p = identity;
             while next_permutation(&mut p) {
                 out.push(p.clone());
@@ -113,7 +100,7 @@ impl Reorder {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(0x6a69_6773_6177);
         let mut seen: std::collections::HashSet<Vec<usize>> = out.iter().cloned().collect();
-        while out.len() < k {
+        while out.len() < self.permutations {
             let mut p: Vec<usize> = (0..n).collect();
             p.shuffle(&mut rng);
             if seen.insert(p.clone()) {
@@ -149,6 +136,11 @@ impl Reorder {
             )),
         }
     }
+}
+
+/// `n!`, or `None` when it exceeds `cap`.
+fn factorial_up_to(n: usize, cap: usize) -> Option<usize> {
+    (2..=n).try_fold(1usize, |f, k| f.checked_mul(k).filter(|&f| f <= cap))
 }
 
 /// Steps `p` to the next permutation in lexicographic order; false after the last.
