@@ -823,6 +823,8 @@ enum Modality {
     Tabular,
     /// Lines of 64 bytes.
     Text,
+    /// 28×28 grayscale images with captions of 64 bytes (objective clip).
+    ImageText,
 }
 
 impl Modality {
@@ -837,6 +839,7 @@ impl Modality {
             Self::Text => SampleShape::Text {
                 length: fedssl_common::data::topics::LENGTH,
             },
+            Self::ImageText => fedssl_common::data::captions::SHAPE,
             Self::Series => SampleShape::Series {
                 channels: fedssl_common::data::sensors::CHANNELS,
                 length: fedssl_common::data::sensors::LENGTH,

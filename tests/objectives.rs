@@ -137,6 +137,16 @@ fn case(objective: Objective, shape: SampleShape) -> Case {
 }
 
 async fn probe_gain(c: &Case) -> (f64, f64) {
+    let s = run_case(c).await;
+    (
+        s.linear_probe_accuracy.unwrap(),
+        s.random_init_linear_probe_accuracy.unwrap(),
+    )
+}
+
+/// Runs `c` through `simulate` (2 sites over QUIC, client-level noise) with the final
+/// evaluation on `PROBE` labeled and `PROBE` test samples.
+async fn run_case(c: &Case) -> fedssl::simulate::Summary {
     let dir = tempfile::tempdir().unwrap();
     let b = c.budget;
     let s = simulate(SimulateArgs {
@@ -187,10 +197,7 @@ async fn probe_gain(c: &Case) -> (f64, f64) {
     .await
     .unwrap();
     assert_eq!(s.rounds_completed, b.rounds);
-    (
-        s.linear_probe_accuracy.unwrap(),
-        s.random_init_linear_probe_accuracy.unwrap(),
-    )
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -275,4 +282,54 @@ async fn every_objective_beats_its_random_init_encoder() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Image–text alignment (CLIP) on the generated captioned shapes: the image encoder, trained
+/// only to match images with their captions, separates the classes far better than its
+/// random init under a linear probe, and classifies zero-shot (the captions of each class,
+/// no label) far above chance. Measured through `fedssl simulate --modality image-text
+/// --objective clip --privacy none`, 2 sites: 6 rounds of 2 epochs on 4000 gave a probe of
+/// 85.65 % against 40.60 % and zero-shot 61.40 % against 10.30 % (3 min on 2 cores). This
+/// test's smaller budget (4 rounds of 2 epochs on 2000, client-level noise) gave a probe of
+/// 0.704 against 0.385 and zero-shot 0.342 against 0.117 (75 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn image_text_alignment_beats_random_init_and_classifies_zero_shot() {
+    let shape = fedssl_common::data::captions::SHAPE;
+    let c = Case {
+        // Both towers' updates are large (norm ≈ 10): with client-level clipping at 1 and 4
+        // rounds of 1 epoch, zero-shot reached only 0.186 (random init 0.117).
+        budget: Budget {
+            rounds: 4,
+            samples: 2000,
+            epochs: 2,
+            clip_norm: 10.0,
+            noise_multiplier: 0.001,
+            ..budget(shape)
+        },
+        ..case(Objective::Clip, shape)
+    };
+    let s = run_case(&c).await;
+    let eval = s.eval.as_ref().unwrap();
+    let (trained, random) = (
+        eval.linear_probe_accuracy,
+        eval.random_init_linear_probe_accuracy.unwrap(),
+    );
+    let (zero_shot, random_zero_shot) = (
+        eval.zero_shot_accuracy.unwrap(),
+        eval.random_init_zero_shot_accuracy.unwrap(),
+    );
+    println!(
+        "clip on captioned images: probe {trained:.3} (random init {random:.3}), zero-shot {zero_shot:.3} (random init {random_zero_shot:.3})"
+    );
+    assert!(
+        trained > random + 0.1,
+        "probe {trained:.3} vs random init {random:.3}"
+    );
+    // Chance is 0.1 (ten classes).
+    assert!(
+        zero_shot > 0.2 && zero_shot > random_zero_shot + 0.1,
+        "zero-shot {zero_shot:.3} vs random init {random_zero_shot:.3}"
+    );
+    // The raw baseline reads the images alone: the captions name the class.
+    assert!(eval.raw_pixel_linear_probe_accuracy.unwrap() < 0.5);
 }

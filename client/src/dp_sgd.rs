@@ -23,6 +23,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 
+use fedssl_common::data::SampleShape;
 use fedssl_common::kernels::{per_example, AutodiffKernels, Kernels};
 use fedssl_common::model::{scalar, EncoderConfig, SslModel};
 use fedssl_common::protocol::RoundPlan;
@@ -372,9 +373,12 @@ pub fn clipped_sum_one_at_a_time<B: AutodiffKernels>(
 }
 
 /// Whether the per-example kernels cover `plan`'s model on backend `B`: fedssl's own CPU
-/// kernels, and an encoder built from convolutions, linear layers and group normalization.
+/// kernels, and an encoder built from convolutions, linear layers and group normalization
+/// (not the Transformer, as encoder or as the caption tower of captioned images).
 pub fn per_example_kernels<B: Kernels>(plan: &RoundPlan) -> bool {
-    B::OWN_KERNELS && !matches!(plan.model.encoder, EncoderConfig::Transformer { .. })
+    B::OWN_KERNELS
+        && !matches!(plan.model.encoder, EncoderConfig::Transformer { .. })
+        && !matches!(plan.model.shape, SampleShape::Captioned { .. })
 }
 
 /// What one DP-SGD step saw (kept on the site; logged, never sent).
@@ -688,6 +692,7 @@ mod tests {
     fn per_group_gradients_equal_groups_taken_one_at_a_time() {
         let images = synthetic::generate(16, 3).unlabeled();
         let table = records::generate(16, 16, 3).unlabeled();
+        let series = sensors::generate(16, 6, 64, 3).unlabeled();
         for (what, p, data) in [
             (
                 "SimCLR images, ConvNet-S",
@@ -698,6 +703,11 @@ mod tests {
                 "VICReg records, MLP",
                 plan(Objective::VicReg, table.shape, None),
                 &table,
+            ),
+            (
+                "cross-modal sensor windows, two 1-D CNNs",
+                plan(Objective::Clip, series.shape, None),
+                &series,
             ),
         ] {
             // 12 records in 4 groups of 3, plus a lone record whose group has no term.
@@ -817,17 +827,18 @@ mod tests {
         assert!(e.contains("plan.norm") && e.contains("BatchNorm"), "{e}");
         cfg.norm = None;
         cfg.validate().unwrap();
-        for o in [Objective::Cpc, Objective::Clip] {
-            cfg.objective = o;
-            cfg.data = fedssl_common::data::SampleShape::Series {
-                channels: 6,
-                length: 64,
-            };
-            let e = cfg.validate().unwrap_err().to_string();
-            assert!(
-                e.contains("plan.objective") && e.contains("DP-SGD"),
-                "{o}: {e}"
-            );
-        }
+        cfg.objective = Objective::Cpc;
+        cfg.data = fedssl_common::data::SampleShape::Series {
+            channels: 6,
+            length: 64,
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("plan.objective") && e.contains("DP-SGD") && e.contains("clip"),
+            "cpc: {e}"
+        );
+        // Cross-modal alignment clips per group, as SimCLR does.
+        cfg.objective = Objective::Clip;
+        cfg.validate().unwrap();
     }
 }

@@ -239,7 +239,17 @@ impl PlanConfig {
             if spec.norm == Norm::Batch {
                 bail!("plan.norm: BatchNorm normalizes each record with statistics of the whole batch, so one record's gradient depends on the others and DP-SGD cannot bound it; use norm = \"group\" (the default under DP-SGD)");
             }
-            self.objective.dp_sgd().map_err(|e| anyhow::anyhow!("plan.objective: {e}; under DP-SGD use simclr, vicreg, masked, denoising, byol or simsiam, or use [plan.privacy] mechanism = \"client-level\""))?;
+            self.objective.dp_sgd().map_err(|e| {
+                let usable: Vec<&str> = crate::ssl::ALL_OBJECTIVES
+                    .iter()
+                    .filter(|o| o.dp_sgd().is_ok())
+                    .map(|o| o.name())
+                    .collect();
+                anyhow::anyhow!(
+                    "plan.objective: {e}; under DP-SGD use {}, or use [plan.privacy] mechanism = \"client-level\"",
+                    usable.join(", ")
+                )
+            })?;
         }
         Ok(())
     }

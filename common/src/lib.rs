@@ -29,7 +29,7 @@ pub mod protocol;
 pub mod ssl;
 
 /// Version of the wire protocol; peers with a different value refuse each other.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Version of this software, sent in the handshake for diagnostics.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use fedssl_common::data::Dataset;
+use fedssl_common::data::{captions, Dataset, SampleShape};
+use fedssl_common::eval::zero_shot::zero_shot_with_weights;
 use fedssl_common::eval::{
     collapse_metrics, encode_with_weights, finetune, linear_probe, CollapseMetrics, FinetuneConfig,
     KnnConfig, Labels, ProbeConfig, Scorer,
@@ -85,6 +86,13 @@ pub struct EvalReport {
     /// Macro-F1 of the raw-input probe.
     #[serde(default)]
     pub raw_pixel_linear_probe_macro_f1: Option<f64>,
+    /// Zero-shot classification by caption (image–text models): accuracy of assigning each
+    /// test image to the class whose captions it is closest to, with no label used.
+    #[serde(default)]
+    pub zero_shot_accuracy: Option<f64>,
+    /// The same for the random-init image–text model.
+    #[serde(default)]
+    pub random_init_zero_shot_accuracy: Option<f64>,
     /// Label-efficiency rows.
     pub label_efficiency: Vec<LabelEfficiency>,
     /// Labeled training samples used by the probe.
@@ -138,17 +146,42 @@ pub fn evaluate(
         random_probe = Some(random.probe.test_accuracy);
         random_f1 = Some(random.probe.test_macro_f1);
         random_knn = Some(random.knn);
+        // Captions name the class: the raw baseline sees the images alone, as the encoder.
+        let (train_raw, test_raw) = (train.image_part(), test.image_part());
         let r = linear_probe(
-            &train.samples,
+            &train_raw.samples,
             labels.train,
-            &test.samples,
+            &test_raw.samples,
             labels.test,
-            train.dim(),
+            train_raw.dim(),
             labels.classes,
             &scorer.probe,
         );
         raw = Some(r.test_accuracy);
         raw_f1 = Some(r.test_macro_f1);
+    }
+
+    let (mut zero_shot, mut random_zero_shot) = (None, None);
+    if matches!(spec.shape, SampleShape::Captioned { .. }) && spec.objective.heads().partner {
+        let prompts = captions::class_prompts();
+        zero_shot = Some(zero_shot_with_weights(
+            spec,
+            Some(encoder),
+            opts.seed,
+            train,
+            test,
+            &prompts,
+        )?);
+        if opts.baselines {
+            random_zero_shot = Some(zero_shot_with_weights(
+                spec,
+                None,
+                opts.seed ^ 0xA5A5,
+                train,
+                test,
+                &prompts,
+            )?);
+        }
     }
 
     let mut label_efficiency = Vec::new();
@@ -183,6 +216,8 @@ pub fn evaluate(
         raw_pixel_linear_probe_accuracy: raw,
         random_init_linear_probe_macro_f1: random_f1,
         raw_pixel_linear_probe_macro_f1: raw_f1,
+        zero_shot_accuracy: zero_shot,
+        random_init_zero_shot_accuracy: random_zero_shot,
         label_efficiency,
         probe_train_samples: train.len(),
         probe_test_samples: test.len(),
@@ -228,6 +263,13 @@ pub fn render_eval(r: &EvalReport) -> String {
             .map(|x| format!(" (random init {x:.1})"))
             .unwrap_or_default()
     ));
+    if let Some(z) = r.zero_shot_accuracy {
+        out.push_str(&format!(
+            "  zero-shot by caption   {} (random init {}; no labels used)\n",
+            pct(z),
+            opt(r.random_init_zero_shot_accuracy)
+        ));
+    }
     for w in r.collapse.warnings() {
         out.push_str(&format!("  WARNING: {w}\n"));
     }

@@ -7,6 +7,7 @@
 //! [`Dataset`]: fixed-size samples of one [`SampleShape`], with optional labels used only
 //! for evaluation and fine-tuning. [`partition`] splits a pool across simulated clients.
 
+pub mod captions;
 pub mod csv_source;
 pub mod idx;
 pub mod image_folder;
@@ -56,6 +57,20 @@ pub enum SampleShape {
         /// Tokens per sample.
         length: usize,
     },
+    /// Captioned images: an image (`channels × height × width` values in `[0, 1]`,
+    /// channel-major), then its caption as `text` byte-level tokens (byte values, then
+    /// padding). Cross-modal alignment (`objective = "clip"`) trains an image encoder and a
+    /// text encoder on them; evaluations see the image encoder alone.
+    Captioned {
+        /// Colour channels of the image.
+        channels: usize,
+        /// Rows of the image.
+        height: usize,
+        /// Columns of the image.
+        width: usize,
+        /// Caption tokens.
+        text: usize,
+    },
 }
 
 impl SampleShape {
@@ -77,6 +92,29 @@ impl SampleShape {
             Self::Series { channels, length } => channels * length,
             Self::Tabular { features } => features,
             Self::Text { length } => length,
+            Self::Captioned {
+                channels,
+                height,
+                width,
+                text,
+            } => channels * height * width + text,
+        }
+    }
+
+    /// The image part of captioned images (the shape itself for the other modalities).
+    pub fn image_part(&self) -> SampleShape {
+        match *self {
+            Self::Captioned {
+                channels,
+                height,
+                width,
+                ..
+            } => Self::Image {
+                channels,
+                height,
+                width,
+            },
+            s => s,
         }
     }
 
@@ -85,13 +123,14 @@ impl SampleShape {
         self.len() == 0
     }
 
-    /// The modality's name: `image`, `series`, `tabular` or `text`.
+    /// The modality's name: `image`, `series`, `tabular`, `text` or `image-text`.
     pub fn modality(&self) -> &'static str {
         match self {
             Self::Image { .. } => "image",
             Self::Series { .. } => "series",
             Self::Tabular { .. } => "tabular",
             Self::Text { .. } => "text",
+            Self::Captioned { .. } => "image-text",
         }
     }
 }
@@ -109,6 +148,15 @@ impl std::fmt::Display for SampleShape {
             }
             Self::Tabular { features } => write!(f, "records of {features} features"),
             Self::Text { length } => write!(f, "texts of {length} bytes"),
+            Self::Captioned {
+                channels,
+                height,
+                width,
+                text,
+            } => write!(
+                f,
+                "{channels}×{height}×{width} images with captions of {text} bytes"
+            ),
         }
     }
 }
@@ -169,6 +217,26 @@ impl Dataset {
     pub fn take(&self, n: usize) -> Dataset {
         let idx: Vec<usize> = (0..n.min(self.len())).collect();
         self.subset(&idx)
+    }
+
+    /// The images of captioned images, without their captions (the dataset itself for the
+    /// other modalities).
+    pub fn image_part(&self) -> Dataset {
+        let (image, d) = (self.shape.image_part(), self.dim());
+        if image == self.shape {
+            return self.clone();
+        }
+        let k = image.len();
+        Dataset {
+            samples: self
+                .samples
+                .chunks_exact(d.max(1))
+                .flat_map(|s| s[..k].iter().copied())
+                .collect(),
+            shape: image,
+            labels: self.labels.clone(),
+            num_classes: self.num_classes,
+        }
     }
 
     /// The same samples without labels.

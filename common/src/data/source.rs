@@ -17,7 +17,7 @@ use super::idx::IdxFolder;
 use super::image_folder::ImageFolder;
 use super::npy_source::NpySeries;
 use super::text_lines::TextLines;
-use super::{records, sensors, synthetic, topics, Dataset, SampleShape, Splits};
+use super::{captions, records, sensors, synthetic, topics, Dataset, SampleShape, Splits};
 
 /// What a source read: its own train and test splits, or one pool to split.
 #[derive(Debug, Clone)]
@@ -171,7 +171,7 @@ pub fn source_for(path: &Path, shape: SampleShape) -> anyhow::Result<&'static dy
 /// Loads data of `shape` from `path` with the source that reads it ([`source_for`]), or
 /// generates the default set of `shape`'s modality when `path` is `None` (shapes for
 /// images, sensor activities for series, clustered records for tabular data, topical
-/// lines for text). A source without its own test split has its last 20 % (after a
+/// lines for text, captioned shapes for image-text). A source without its own test split has its last 20 % (after a
 /// seeded shuffle) held out.
 pub fn load_splits(path: Option<&Path>, shape: SampleShape, seed: u64) -> anyhow::Result<Splits> {
     let Some(path) = path else {
@@ -180,6 +180,9 @@ pub fn load_splits(path: Option<&Path>, shape: SampleShape, seed: u64) -> anyhow
             SampleShape::Series { channels, length } => sensors::splits(channels, length, seed),
             SampleShape::Tabular { features } => records::splits(features, seed),
             SampleShape::Text { length } => topics::splits(length, seed),
+            SampleShape::Captioned { .. } => {
+                captions::splits(shape, seed).map_err(anyhow::Error::msg)?
+            }
         });
     };
     let source = source_for(path, shape)?;

@@ -92,7 +92,26 @@ fn inside(class: u8, x: f32, y: f32, t: f32) -> bool {
     }
 }
 
-fn render(class: u8, rng: &mut ChaCha8Rng, [channels, height, width]: [usize; 3], img: &mut [f32]) {
+/// What [`render`] drew, in the 28×28 grid's units: what a caption can say about it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Drawn {
+    /// Centre column (8–20).
+    pub cx: f32,
+    /// Centre row (8–20).
+    pub cy: f32,
+    /// Half-size (4.5–9).
+    pub size: f32,
+    /// Brightness of the shape (0.55–1).
+    pub fg: f32,
+}
+
+/// Draws an image of `class` into `img` and says what it drew.
+pub(crate) fn render(
+    class: u8,
+    rng: &mut ChaCha8Rng,
+    [channels, height, width]: [usize; 3],
+    img: &mut [f32],
+) -> Drawn {
     // Drawn on the 28×28 grid, then scaled to the image.
     let side = IMAGE_SIDE as f32;
     let (kx, ky) = (width as f32 / side, height as f32 / side);
@@ -162,6 +181,7 @@ fn render(class: u8, rng: &mut ChaCha8Rng, [channels, height, width]: [usize; 3]
             }
         }
     }
+    Drawn { cx, cy, size, fg }
 }
 
 #[cfg(test)]

@@ -69,6 +69,25 @@ pub fn extract_features<B: Kernels>(
     out
 }
 
+/// A fresh model of `spec` on the CPU (initialized from `init_seed`), with `weights` (global
+/// weights of `spec`'s model) loaded when given, and BatchNorm calibrated on `calibration`.
+pub fn model_with_weights(
+    spec: &ModelSpec,
+    weights: Option<&Weights>,
+    init_seed: u64,
+    calibration: &Dataset,
+) -> anyhow::Result<SslModel<Flex>> {
+    let dev = Default::default();
+    let mut model = spec
+        .init_seeded::<Flex>(&dev, init_seed)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(w) = weights {
+        model = w.load_into(model)?;
+    }
+    calibrate_bn(&model, calibration, 256, &dev);
+    Ok(model)
+}
+
 /// Loads `weights` (global weights of `spec`'s model) into a fresh model on the CPU,
 /// calibrates BatchNorm on `calibration`, and returns the representations of each dataset
 /// in `sets`.
@@ -79,14 +98,8 @@ pub fn encode_with_weights(
     calibration: &Dataset,
     sets: &[&Dataset],
 ) -> anyhow::Result<Vec<Vec<f32>>> {
+    let model = model_with_weights(spec, weights, init_seed, calibration)?;
     let dev = Default::default();
-    let mut model = spec
-        .init_seeded::<Flex>(&dev, init_seed)
-        .map_err(anyhow::Error::msg)?;
-    if let Some(w) = weights {
-        model = w.load_into(model)?;
-    }
-    calibrate_bn(&model, calibration, 256, &dev);
     Ok(sets
         .iter()
         .map(|d| extract_features(&model, d, 256, &dev))

@@ -1,5 +1,6 @@
 //! Measuring representations: feature extraction, linear probe, weighted kNN,
-//! label-efficiency subsets, fine-tuning / supervised baselines and collapse monitors;
+//! label-efficiency subsets, fine-tuning / supervised baselines, collapse monitors and
+//! zero-shot classification by caption;
 //! [`scores`] bundles probe, kNN and fraction probes for every evaluator.
 
 pub mod collapse;
@@ -10,9 +11,10 @@ pub mod linalg;
 pub mod linear_probe;
 pub mod scores;
 pub mod subsets;
+pub mod zero_shot;
 
 pub use collapse::{collapse_metrics, init_rank, CollapseMetrics};
-pub use features::{encode_with_weights, extract_features};
+pub use features::{encode_with_weights, extract_features, model_with_weights};
 pub use finetune::{finetune, FinetuneConfig, FinetuneResult};
 pub use knn::{knn_accuracy, KnnConfig};
 pub use linear_probe::{linear_probe, ProbeConfig, ProbeResult};

@@ -54,7 +54,7 @@ impl EncoderConfig {
     /// The default encoder of a modality.
     pub fn default_for(shape: SampleShape) -> Self {
         match shape {
-            SampleShape::Image { .. } => Self::ConvnetS,
+            SampleShape::Image { .. } | SampleShape::Captioned { .. } => Self::ConvnetS,
             SampleShape::Series { .. } => Self::Cnn1d { width: 32 },
             SampleShape::Tabular { .. } => Self::Mlp { hidden: 256 },
             SampleShape::Text { .. } => Self::Transformer {
@@ -82,7 +82,7 @@ impl EncoderConfig {
             (self, shape),
             (
                 Self::ConvnetS | Self::Resnet { .. },
-                SampleShape::Image { .. }
+                SampleShape::Image { .. } | SampleShape::Captioned { .. }
             ) | (Self::Transformer { .. }, SampleShape::Text { .. })
                 | (Self::Cnn1d { .. }, SampleShape::Series { .. })
                 | (Self::Mlp { .. }, SampleShape::Tabular { .. })

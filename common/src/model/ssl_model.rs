@@ -126,6 +126,10 @@ impl ModelSpec {
         }
         let k = self.split;
         match self.shape {
+            SampleShape::Captioned { text, .. } => Ok((
+                self.shape.image_part(),
+                Some(SampleShape::Text { length: text }),
+            )),
             SampleShape::Series { channels, length } if k >= 1 && k < channels => Ok((
                 SampleShape::Series {
                     channels: k,
@@ -160,6 +164,10 @@ impl ModelSpec {
         let (first, second) = self.towers()?;
         let encoder = self.encoder.init::<B>(first, self.norm, device)?;
         let partner = match second {
+            // Captions: the modality's own encoder (the byte-level Transformer).
+            Some(s) if s.modality() != first.modality() => {
+                Some(EncoderConfig::default_for(s).init::<B>(s, self.norm, device)?)
+            }
             Some(s) => Some(self.encoder.init::<B>(s, self.norm, device)?),
             None => None,
         };
@@ -263,9 +271,9 @@ impl ModelSpec {
     }
 
     /// Width of the representation evaluations see (both towers side by side for
-    /// cross-modal objectives).
+    /// cross-modal objectives on one modality; the image tower alone for captioned images).
     pub fn repr_dim(&self) -> usize {
-        if self.objective.heads().partner {
+        if self.objective.heads().partner && !matches!(self.shape, SampleShape::Captioned { .. }) {
             2 * REPR_DIM
         } else {
             REPR_DIM
@@ -300,6 +308,13 @@ pub struct SslModel<B: Backend> {
     pub context: Option<ContextNet<B>>,
 }
 
+impl<B: Backend> SslModel<B> {
+    /// Whether the second tower is a text encoder next to a non-text encoder (captions).
+    pub fn has_caption_tower(&self) -> bool {
+        matches!(self.partner, Some(Encoder::Text(_))) && !matches!(self.encoder, Encoder::Text(_))
+    }
+}
+
 impl<B: Kernels> SslModel<B> {
     /// Each tower's representation of flat samples `[N, D]`: the encoder's, and with a
     /// second tower, the second tower's of the values after the first tower's input.
@@ -323,7 +338,15 @@ impl<B: Kernels> SslModel<B> {
     }
 
     /// Representations of flat samples `[N, D]`: the encoder's, or both towers' side by side.
+    /// A caption tower (a text encoder next to an image encoder) is left out: a caption
+    /// describes the sample, and what it says (the class's name) is not the image's
+    /// representation.
     pub fn represent(&self, x: Tensor<B, 2>, mode: BnMode, ops: Ops) -> Tensor<B, 2> {
+        if self.has_caption_tower() {
+            let [n, _] = x.dims();
+            let at = self.encoder.input_len();
+            return self.encoder.forward_with(x.slice([0..n, 0..at]), mode, ops);
+        }
         match self.towers(x, mode, ops) {
             (a, None) => a,
             (a, Some(b)) => Tensor::cat(vec![a, b], 1),

@@ -4,12 +4,17 @@
 //! representations of the same sample together and pushes those of other samples apart:
 //! `L = ½·(CE(S/τ) + CE(Sᵀ/τ))` with `S` the cosine similarities. Evaluation sees both
 //! towers' representations side by side.
+//!
+//! On captioned images ([`SampleShape::Captioned`]) the towers are an image encoder and
+//! the byte-level Transformer reading the caption: image–text alignment as in CLIP itself.
+//! Evaluation then sees the image encoder alone, and classifies zero-shot by comparing an
+//! image with each class's captions ([`crate::eval::zero_shot`]).
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::info_nce::info_nce;
-use super::objective::{Heads, Inputs, LossContext, SslObjective};
+use super::objective::{DpUnit, Heads, Inputs, LossContext, SslObjective};
 use super::views::ViewMaker;
 use crate::data::{Dataset, SampleShape};
 use crate::kernels::Kernels;
@@ -51,8 +56,44 @@ impl CrossModal {
 }
 
 impl SslObjective for CrossModal {
-    fn dp_sgd(&self) -> Result<super::objective::DpUnit, String> {
-        Err("its InfoNCE loss uses the other records of the batch as negatives, so one record's gradient depends on the others".into())
+    /// The InfoNCE loss uses the batch's other records as negatives, so DP-SGD clips per
+    /// group of records (as for SimCLR).
+    fn dp_sgd(&self) -> Result<DpUnit, String> {
+        Ok(DpUnit::Group)
+    }
+
+    fn group_losses<B: Kernels>(
+        &self,
+        cx: &LossContext<'_, B>,
+        inputs: Inputs,
+        group_of: &[u32],
+        groups: usize,
+    ) -> Result<Tensor<B, 1>, String> {
+        // One forward pass of both towers over every record, then the loss on each group.
+        let x = inputs.x_tensor::<B>(cx.device);
+        let (a, Some(b)) = cx.model.towers(x, BnMode::Train, cx.ops) else {
+            return Err("cross-modal alignment needs a second tower".into());
+        };
+        let mut members: Vec<Vec<i64>> = vec![Vec::new(); groups];
+        for (r, &g) in group_of.iter().enumerate() {
+            members
+                .get_mut(g as usize)
+                .ok_or_else(|| format!("record {r} is in group {g} of {groups}"))?
+                .push(r as i64);
+        }
+        let terms = members
+            .into_iter()
+            .map(|m| {
+                if m.len() < 2 {
+                    return a.clone().sum().mul_scalar(0.0).reshape([1]);
+                }
+                let n = m.len();
+                let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(m, [n]), cx.device);
+                let (ga, gb) = (a.clone().select(0, idx.clone()), b.clone().select(0, idx));
+                self.symmetric(ga, gb)
+            })
+            .collect();
+        Ok(Tensor::cat(terms, 0))
     }
 
     fn heads(&self) -> Heads {
@@ -66,6 +107,7 @@ impl SslObjective for CrossModal {
         match shape {
             SampleShape::Series { channels, .. } if channels >= 2 => Ok(()),
             SampleShape::Tabular { features } if features >= 2 => Ok(()),
+            SampleShape::Captioned { text, .. } if text >= 1 => Ok(()),
             s => Err(format!(
                 "cross-modal alignment needs two groups of channels or features; {s} cannot be split"
             )),
@@ -82,6 +124,13 @@ impl SslObjective for CrossModal {
             // A misconfigured caller: no second tower, nothing to align.
             return Tensor::zeros([1], cx.device);
         };
+        self.symmetric(a, b)
+    }
+}
+
+impl CrossModal {
+    /// `½·(InfoNCE(a, b) + InfoNCE(b, a))` on the two towers' representations.
+    fn symmetric<B: Backend>(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
         let ab = info_nce(a.clone(), b.clone(), self.temperature, true);
         let ba = info_nce(b, a, self.temperature, true);
         ab.add(ba).div_scalar(2.0)

@@ -140,7 +140,10 @@ impl Masked {
                     }
                 }
             }
-            SampleShape::Tabular { .. } | SampleShape::Text { .. } => {
+            // Masked modeling refuses captioned images (Objective::fits); values at random.
+            SampleShape::Tabular { .. }
+            | SampleShape::Text { .. }
+            | SampleShape::Captioned { .. } => {
                 for v in &mut m {
                     if rng.gen::<f32>() < self.ratio {
                         *v = 1.0;

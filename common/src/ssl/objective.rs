@@ -467,6 +467,11 @@ impl Objective {
 
     /// Whether the objective with `params` can train on samples of `shape`.
     pub fn fits(&self, params: &ObjectiveParams, shape: SampleShape) -> Result<(), String> {
+        if matches!(shape, SampleShape::Captioned { .. }) && *self != Objective::Clip {
+            return Err(format!(
+                "objective {self} does not read captions; captioned images train with objective = \"clip\" (image–text alignment)"
+            ));
+        }
         with_objective!(*self, params, 1.0, |o| o.fits(shape))
             .map_err(|e| format!("objective {self}: {e}"))
     }

@@ -76,7 +76,9 @@ impl ViewMaker {
                 Self::Series(SeriesAugmenter::new(settings.series, channels, length))
             }
             SampleShape::Tabular { .. } => Self::Tabular(settings.tabular),
-            SampleShape::Text { .. } => Self::Identity,
+            // Captions say where the shape is and how large: crops and flips would make
+            // them wrong.
+            SampleShape::Text { .. } | SampleShape::Captioned { .. } => Self::Identity,
         }
     }
 
