@@ -105,7 +105,7 @@ enum Cmd {
 enum BenchCmd {
     /// Representation quality on a real IDX dataset: baselines, centralized and federated
     /// SSL (IID, Dirichlet 0.5 / 0.1, with DP). --quick: under 15 min on 2 cores; the full
-    /// mode is sized for about 2 hours.
+    /// mode takes about an hour with one ε (BENCHMARKS.md).
     Ssl {
         /// IDX folder (e.g. ../shared/data/fashion-mnist).
         #[arg(long)]
@@ -411,7 +411,7 @@ struct SimArgs {
     /// Local learning rate, Adam (default 0.001, or the --plan file's).
     #[arg(long)]
     learning_rate: Option<f64>,
-    /// NT-Xent temperature, SimCLR and cross-modal (default 0.2, or the --plan file's).
+    /// NT-Xent temperature of SimCLR (default 0.2, or the --plan file's; cross-modal alignment has its own: [plan.clip] temperature, default 0.1).
     #[arg(long)]
     temperature: Option<f64>,
     /// Self-supervised objective: simclr, simsiam, vicreg, byol, masked, denoising, cpc,
@@ -645,7 +645,7 @@ fn main() -> anyhow::Result<()> {
                     seed,
                 } => {
                     if !quick {
-                        eprintln!("bench ssl (full mode): 15 000 pretraining images, 6 rounds per row, 20 000 labeled and 10 000 test images; sized for about 2 hours on 2 cores, not yet timed end to end (--quick: under 15 minutes)");
+                        eprintln!("bench ssl (full mode): 10 000 pretraining images, 5 rounds per row, 10 000 labeled and 10 000 test images; about an hour on 2 cores with --dp-epsilon 8 (see BENCHMARKS.md; --quick: under 15 minutes)");
                     }
                     let cfg = bench::ssl::SslBench {
                         data,
