@@ -105,7 +105,7 @@ enum Cmd {
 enum BenchCmd {
     /// Representation quality on a real IDX dataset: baselines, centralized and federated
     /// SSL (IID, Dirichlet 0.5 / 0.1, with DP). --quick: under 15 min on 2 cores; the full
-    /// mode takes about an hour with one ε (BENCHMARKS.md).
+    /// mode took 17 min with one ε (BENCHMARKS.md).
     Ssl {
         /// IDX folder (e.g. ../shared/data/fashion-mnist).
         #[arg(long)]
@@ -645,7 +645,7 @@ fn main() -> anyhow::Result<()> {
                     seed,
                 } => {
                     if !quick {
-                        eprintln!("bench ssl (full mode): 10 000 pretraining images, 5 rounds per row, 10 000 labeled and 10 000 test images; about an hour on 2 cores with --dp-epsilon 8 (see BENCHMARKS.md; --quick: under 15 minutes)");
+                        eprintln!("bench ssl (full mode): 10 000 pretraining images, 5 rounds per row, 10 000 labeled and 10 000 test images; measured 17 min on 2 cores with --dp-epsilon 8 (see BENCHMARKS.md; --quick: under 15 minutes)");
                     }
                     let cfg = bench::ssl::SslBench {
                         data,

@@ -136,12 +136,25 @@ pub fn evaluate(
     let dim = feats[0].len() / train.len().max(1);
     let trained = scorer.score(&feats[0], &feats[1], dim, labels, &opts.label_fractions);
     let mut collapse = collapse_metrics(&feats[1], dim);
+    // Image–text models: zero-shot by caption on the test images' representations.
+    let captioned =
+        matches!(spec.shape, SampleShape::Captioned { .. }) && spec.objective.heads().partner;
+    let prompts = captioned.then(captions::class_prompts);
+    let zero_shot = |weights, seed, images: &[f32]| -> anyhow::Result<Option<f64>> {
+        prompts
+            .as_ref()
+            .map(|p| zero_shot_with_weights(spec, weights, seed, images, labels.test, p))
+            .transpose()
+    };
+    let zero_shot_accuracy = zero_shot(Some(encoder), opts.seed, &feats[1])?;
+    let mut random_zero_shot = None;
 
     let (mut random_probe, mut random_knn, mut raw) = (None, None, None);
     let (mut random_f1, mut raw_f1) = (None, None);
     if opts.baselines {
         let r = encode_with_weights(spec, None, opts.seed ^ 0xA5A5, train, &[train, test])?;
         collapse = collapse.with_reference(collapse_metrics(&r[1], dim).effective_rank);
+        random_zero_shot = zero_shot(None, opts.seed ^ 0xA5A5, &r[1])?;
         let random = scorer.score(&r[0], &r[1], dim, labels, &[]);
         random_probe = Some(random.probe.test_accuracy);
         random_f1 = Some(random.probe.test_macro_f1);
@@ -159,29 +172,6 @@ pub fn evaluate(
         );
         raw = Some(r.test_accuracy);
         raw_f1 = Some(r.test_macro_f1);
-    }
-
-    let (mut zero_shot, mut random_zero_shot) = (None, None);
-    if matches!(spec.shape, SampleShape::Captioned { .. }) && spec.objective.heads().partner {
-        let prompts = captions::class_prompts();
-        zero_shot = Some(zero_shot_with_weights(
-            spec,
-            Some(encoder),
-            opts.seed,
-            train,
-            test,
-            &prompts,
-        )?);
-        if opts.baselines {
-            random_zero_shot = Some(zero_shot_with_weights(
-                spec,
-                None,
-                opts.seed ^ 0xA5A5,
-                train,
-                test,
-                &prompts,
-            )?);
-        }
     }
 
     let mut label_efficiency = Vec::new();
@@ -216,7 +206,7 @@ pub fn evaluate(
         raw_pixel_linear_probe_accuracy: raw,
         random_init_linear_probe_macro_f1: random_f1,
         raw_pixel_linear_probe_macro_f1: raw_f1,
-        zero_shot_accuracy: zero_shot,
+        zero_shot_accuracy,
         random_init_zero_shot_accuracy: random_zero_shot,
         label_efficiency,
         probe_train_samples: train.len(),

@@ -70,12 +70,13 @@ pub fn extract_features<B: Kernels>(
 }
 
 /// A fresh model of `spec` on the CPU (initialized from `init_seed`), with `weights` (global
-/// weights of `spec`'s model) loaded when given, and BatchNorm calibrated on `calibration`.
+/// weights of `spec`'s model) loaded when given, and BatchNorm calibrated on `calibration`
+/// when given.
 pub fn model_with_weights(
     spec: &ModelSpec,
     weights: Option<&Weights>,
     init_seed: u64,
-    calibration: &Dataset,
+    calibration: Option<&Dataset>,
 ) -> anyhow::Result<SslModel<Flex>> {
     let dev = Default::default();
     let mut model = spec
@@ -84,7 +85,9 @@ pub fn model_with_weights(
     if let Some(w) = weights {
         model = w.load_into(model)?;
     }
-    calibrate_bn(&model, calibration, 256, &dev);
+    if let Some(c) = calibration {
+        calibrate_bn(&model, c, 256, &dev);
+    }
     Ok(model)
 }
 
@@ -98,7 +101,7 @@ pub fn encode_with_weights(
     calibration: &Dataset,
     sets: &[&Dataset],
 ) -> anyhow::Result<Vec<Vec<f32>>> {
-    let model = model_with_weights(spec, weights, init_seed, calibration)?;
+    let model = model_with_weights(spec, weights, init_seed, Some(calibration))?;
     let dev = Default::default();
     Ok(sets
         .iter()

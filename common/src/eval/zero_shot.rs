@@ -4,12 +4,12 @@
 //! L2-normalized text representations (prompt ensembling), normalized again; an image
 //! goes to the class of highest cosine similarity.
 
-use super::features::{batch_tensor, extract_features, model_with_weights};
+use super::features::{batch_tensor, model_with_weights};
 use super::knn::l2_normalize_rows;
 use crate::data::{Dataset, SampleShape};
 use crate::kernels::Ops;
 use crate::model::transformer::tokenize;
-use crate::model::{BnMode, Encoder, ModelSpec, Weights};
+use crate::model::{BnMode, Encoder, ModelSpec, Weights, REPR_DIM};
 
 /// One unit vector per class (`classes × dim`, row-major): the normalized mean of the
 /// class's normalized prompt representations. `text` holds `counts[c]` rows of `dim`
@@ -59,16 +59,16 @@ pub fn accuracy(images: &[f32], classes: &[f32], dim: usize, labels: &[u8]) -> f
     hits as f64 / labels.len().max(1) as f64
 }
 
-/// Zero-shot accuracy on the labeled captioned images `test` of a model of `spec` with
-/// `weights` (`None`: the random-init model of `init_seed`), BatchNorm calibrated on
-/// `calibration`, classifying by `prompts` (each class's captions, in label order). The
-/// captions of `test` are not read: only its images and labels.
+/// Zero-shot accuracy of the image representations `images` (`n × 128`, from the image
+/// tower of the same model) against `labels`, classifying by `prompts` (each class's
+/// captions, in label order) encoded by the text tower of a model of `spec` with `weights`
+/// (`None`: the random-init model of `init_seed`). The test set's own captions are not read.
 pub fn zero_shot_with_weights(
     spec: &ModelSpec,
     weights: Option<&Weights>,
     init_seed: u64,
-    calibration: &Dataset,
-    test: &Dataset,
+    images: &[f32],
+    labels: &[u8],
     prompts: &[Vec<String>],
 ) -> anyhow::Result<f64> {
     let SampleShape::Captioned { text, .. } = spec.shape else {
@@ -77,16 +77,12 @@ pub fn zero_shot_with_weights(
             spec.shape
         );
     };
-    let labels = test
-        .labels
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("zero-shot classification needs a labeled test set"))?;
-    let model = model_with_weights(spec, weights, init_seed, calibration)?;
+    // The text tower has no BatchNorm: nothing to calibrate.
+    let model = model_with_weights(spec, weights, init_seed, None)?;
     let Some(tower @ Encoder::Text(_)) = &model.partner else {
         anyhow::bail!("zero-shot classification needs a text tower (objective = \"clip\")");
     };
     let dev = Default::default();
-    let images = extract_features(&model, test, 256, &dev);
     let counts: Vec<usize> = prompts.iter().map(Vec::len).collect();
     let captions = Dataset {
         samples: tokenize(prompts.iter().flatten().map(|p| p.as_bytes()), text),
@@ -94,7 +90,7 @@ pub fn zero_shot_with_weights(
         labels: None,
         num_classes: 0,
     };
-    let mut texts = Vec::with_capacity(captions.len() * crate::model::REPR_DIM);
+    let mut texts = Vec::with_capacity(captions.len() * REPR_DIM);
     let mut start = 0;
     while start < captions.len() {
         let end = (start + 256).min(captions.len());
@@ -103,11 +99,10 @@ pub fn zero_shot_with_weights(
         texts.extend(t.into_data().to_vec::<f32>().unwrap_or_default());
         start = end;
     }
-    let dim = crate::model::REPR_DIM;
     Ok(accuracy(
-        &images,
-        &class_embeddings(&texts, dim, &counts),
-        dim,
+        images,
+        &class_embeddings(&texts, REPR_DIM, &counts),
+        REPR_DIM,
         labels,
     ))
 }

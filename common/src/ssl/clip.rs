@@ -14,7 +14,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::info_nce::info_nce;
-use super::objective::{DpUnit, Heads, Inputs, LossContext, SslObjective};
+use super::objective::{group_terms, DpUnit, Heads, Inputs, LossContext, SslObjective};
 use super::views::ViewMaker;
 use crate::data::{Dataset, SampleShape};
 use crate::kernels::Kernels;
@@ -74,26 +74,9 @@ impl SslObjective for CrossModal {
         let (a, Some(b)) = cx.model.towers(x, BnMode::Train, cx.ops) else {
             return Err("cross-modal alignment needs a second tower".into());
         };
-        let mut members: Vec<Vec<i64>> = vec![Vec::new(); groups];
-        for (r, &g) in group_of.iter().enumerate() {
-            members
-                .get_mut(g as usize)
-                .ok_or_else(|| format!("record {r} is in group {g} of {groups}"))?
-                .push(r as i64);
-        }
-        let terms = members
-            .into_iter()
-            .map(|m| {
-                if m.len() < 2 {
-                    return a.clone().sum().mul_scalar(0.0).reshape([1]);
-                }
-                let n = m.len();
-                let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(m, [n]), cx.device);
-                let (ga, gb) = (a.clone().select(0, idx.clone()), b.clone().select(0, idx));
-                self.symmetric(ga, gb)
-            })
-            .collect();
-        Ok(Tensor::cat(terms, 0))
+        group_terms(group_of, groups, cx.device, &a, |idx| {
+            self.symmetric(a.clone().select(0, idx.clone()), b.clone().select(0, idx))
+        })
     }
 
     fn heads(&self) -> Heads {

@@ -272,36 +272,52 @@ impl<T: PairObjective> SslObjective for T {
     ) -> Result<Tensor<B, 1>, String> {
         // One forward pass over every record, then the pair loss on each group's rows.
         let out = super::pairs::pair_outputs(cx, &inputs);
-        let mut members: Vec<Vec<i64>> = vec![Vec::new(); groups];
-        for (r, &g) in group_of.iter().enumerate() {
-            members
-                .get_mut(g as usize)
-                .ok_or_else(|| format!("record {r} is in group {g} of {groups}"))?
-                .push(r as i64);
-        }
-        let terms = members
-            .iter()
-            .map(|m| {
-                if m.len() < 2 {
-                    return out.z1.clone().sum().mul_scalar(0.0).reshape([1]);
-                }
-                let idx = Tensor::<B, 1, Int>::from_data(
-                    TensorData::new(m.clone(), [m.len()]),
-                    cx.device,
-                );
-                let pick = |t: &Tensor<B, 2>| t.clone().select(0, idx.clone());
-                self.pair_loss(PairOutputs {
-                    z1: pick(&out.z1),
-                    z2: pick(&out.z2),
-                    p1: out.p1.as_ref().map(pick),
-                    p2: out.p2.as_ref().map(pick),
-                    t1: out.t1.as_ref().map(pick),
-                    t2: out.t2.as_ref().map(pick),
-                })
+        group_terms(group_of, groups, cx.device, &out.z1, |idx| {
+            let pick = |t: &Tensor<B, 2>| t.clone().select(0, idx.clone());
+            self.pair_loss(PairOutputs {
+                z1: pick(&out.z1),
+                z2: pick(&out.z2),
+                p1: out.p1.as_ref().map(pick),
+                p2: out.p2.as_ref().map(pick),
+                t1: out.t1.as_ref().map(pick),
+                t2: out.t2.as_ref().map(pick),
             })
-            .collect();
-        Ok(Tensor::cat(terms, 0))
+        })
     }
+}
+
+/// DP-SGD's per-group loss terms `[groups]` from outputs already computed for every record:
+/// record r belongs to group `group_of[r]`; `term` gets the row indices of one group's
+/// records and returns its loss `[1]`. A group of fewer than 2 records has the term 0 (kept
+/// in `any_output`'s graph, so every term has a gradient path).
+pub fn group_terms<B: Backend>(
+    group_of: &[u32],
+    groups: usize,
+    device: &B::Device,
+    any_output: &Tensor<B, 2>,
+    mut term: impl FnMut(Tensor<B, 1, Int>) -> Tensor<B, 1>,
+) -> Result<Tensor<B, 1>, String> {
+    let mut members: Vec<Vec<i64>> = vec![Vec::new(); groups];
+    for (r, &g) in group_of.iter().enumerate() {
+        members
+            .get_mut(g as usize)
+            .ok_or_else(|| format!("record {r} is in group {g} of {groups}"))?
+            .push(r as i64);
+    }
+    let terms = members
+        .into_iter()
+        .map(|m| {
+            if m.len() < 2 {
+                return any_output.clone().sum().mul_scalar(0.0).reshape([1]);
+            }
+            let n = m.len();
+            term(Tensor::<B, 1, Int>::from_data(
+                TensorData::new(m, [n]),
+                device,
+            ))
+        })
+        .collect();
+    Ok(Tensor::cat(terms, 0))
 }
 
 /// The objective of a run: chosen by the server, sent in every round plan.
