@@ -528,6 +528,8 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
             0
         },
         central_dp: args.central_dp,
+        min_updates: None,
+        max_round_extensions: 1,
     };
     write_effective_config(run, &args, &server_cfg)?;
 

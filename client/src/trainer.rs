@@ -127,6 +127,42 @@ pub fn check_data(data: &Dataset, plan: &RoundPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// FedProx: after an optimizer step, w ← w − η·μ·(w − w_global) for every shared tensor:
+/// the gradient step of μ/2·‖w − w_global‖², taken apart from Adam's scaling (as AdamW does
+/// for weight decay). The proximal term involves no data, so it changes nothing in the
+/// privacy accounting. A no-op when the plan's μ is 0. It copies the shared tensors through
+/// host memory once per step.
+pub fn proximal_step<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
+    model: M,
+    global: &Weights,
+    plan: &RoundPlan,
+) -> anyhow::Result<M> {
+    let a = (plan.learning_rate * plan.proximal_mu) as f32;
+    if a == 0.0 {
+        return Ok(model);
+    }
+    let anchor: std::collections::HashMap<&str, &[f32]> = global
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.values.as_slice()))
+        .collect();
+    let mut cur = Weights::from_module(&model).filtered(|n| anchor.contains_key(n));
+    for t in &mut cur.tensors {
+        if let Some(g) = anchor.get(t.name.as_str()) {
+            anyhow::ensure!(
+                g.len() == t.values.len(),
+                "the global tensor {} does not match the model",
+                t.name
+            );
+            for (x, &gx) in t.values.iter_mut().zip(g.iter()) {
+                *x -= a * (*x - gx);
+            }
+        }
+    }
+    cur.load_into(model)
+        .context("FedProx: cannot write the proximal step back into the model")
+}
+
 /// Local training on backend `B`.
 pub fn train_on<B: AutodiffKernels>(
     dev: B::Device,
@@ -224,6 +260,7 @@ pub fn train_on<B: AutodiffKernels>(
                 loss_steps += 1;
             }
             model = optim.step(plan.learning_rate, model, grads);
+            model = proximal_step(model, job.global, plan)?;
             steps += 1;
             if let Some(t) = target.take() {
                 let tau = plan.params.byol.momentum(steps, total_steps);
@@ -276,6 +313,7 @@ pub fn train_on<B: AutodiffKernels>(
                 }
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(plan.learning_rate, model, grads);
+                model = proximal_step(model, job.global, plan)?;
                 steps += 1;
                 if let Some(t) = target.take() {
                     let tau = plan.params.byol.momentum(steps, total_steps);

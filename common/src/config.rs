@@ -88,6 +88,8 @@ pub struct PlanConfig {
     pub clip: CrossModal,
     /// Reordering's grid, segments and permutations.
     pub reorder: Reorder,
+    /// How the server merges updates (`[plan.strategy]`).
+    pub strategy: crate::strategy::StrategyConfig,
 }
 
 impl Default for PlanConfig {
@@ -115,6 +117,7 @@ impl Default for PlanConfig {
             cpc: Cpc::default(),
             clip: CrossModal::default(),
             reorder: Reorder::default(),
+            strategy: crate::strategy::StrategyConfig::default(),
         }
     }
 }
@@ -137,6 +140,7 @@ impl PlanConfig {
             params: self.params(),
             augment: self.augment,
             federation: self.federation,
+            proximal_mu: self.strategy.mu(),
         }
     }
 
@@ -185,6 +189,7 @@ impl PlanConfig {
 
     /// Checks ranges.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.strategy.validate(self.privacy.mechanism, false)?;
         if self.local_epochs == 0 || self.local_epochs > 1000 {
             bail!(
                 "plan.local_epochs must be in 1..=1000, got {}",
@@ -306,6 +311,16 @@ pub struct ServerConfig {
     /// publish the model; absent = off.
     #[serde(default)]
     pub central_dp: Option<CentralDpConfig>,
+    /// Fewest accepted updates a round needs to commit. Below it at the deadline the
+    /// round is extended (see `max_round_extensions`), then recorded as failed with the
+    /// reason, and the model version does not advance. Default 1; 0 under `[central_dp]`,
+    /// whose release must not depend on how many sites answered.
+    #[serde(default)]
+    pub min_updates: Option<usize>,
+    /// How many times a round short of `min_updates` at its deadline is extended by another
+    /// `round_deadline_secs` (topped up with connected sites not yet selected) before it fails.
+    #[serde(default = "d_extensions")]
+    pub max_round_extensions: u32,
 }
 
 /// `[central_dp]` in server.toml: DP-FedAvg (McMahan et al. 2018). Each round the server
@@ -423,8 +438,17 @@ fn d_conns() -> usize {
 fn d_delta() -> f64 {
     1e-5
 }
+fn d_extensions() -> u32 {
+    1
+}
 
 impl ServerConfig {
+    /// The fewest accepted updates a round needs (see `min_updates`).
+    pub fn effective_min_updates(&self) -> usize {
+        self.min_updates
+            .unwrap_or(if self.central_dp.is_some() { 0 } else { 1 })
+    }
+
     /// Checks ranges, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Some(c) = &self.central_dp {
@@ -435,6 +459,20 @@ impl ServerConfig {
         }
         if self.min_clients == 0 {
             bail!("min_clients must be at least 1");
+        }
+        match (self.min_updates, &self.central_dp) {
+            (Some(m), Some(_)) if m > 0 => bail!(
+                "min_updates = {m} cannot be used with [central_dp]: central DP releases a noised \
+                 sum every round whatever the number of sites that answered, and holding a round \
+                 back for lack of updates would make the release depend on that number; remove \
+                 min_updates"
+            ),
+            (Some(m), None) if m > self.min_clients => bail!(
+                "min_updates = {m} exceeds min_clients = {}: a round could never commit; \
+                 lower min_updates or raise min_clients",
+                self.min_clients
+            ),
+            _ => {}
         }
         if !(self.sample_fraction > 0.0 && self.sample_fraction <= 1.0) {
             bail!(
@@ -459,6 +497,9 @@ impl ServerConfig {
                 bail!("eval.train_samples and eval.test_samples must be at least 10");
             }
         }
+        self.plan
+            .strategy
+            .validate(self.plan.privacy.mechanism, self.central_dp.is_some())?;
         self.plan.validate()
     }
 }

@@ -27,9 +27,10 @@ pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod ssl;
+pub mod strategy;
 
 /// Version of the wire protocol; peers with a different value refuse each other.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 /// Version of this software, sent in the handshake for diagnostics.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 

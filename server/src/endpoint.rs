@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,7 +18,7 @@ use fedssl_common::net::io::{read_msg, write_msg, NetError};
 use fedssl_common::net::{endpoint, tls};
 use fedssl_common::protocol::{ClientMsg, ErrorCode, FrameError, ModelPayload, ServerMsg, Welcome};
 
-use crate::engine::{Engine, Poll};
+use crate::engine::{Engine, Poll, RoundRules, Step};
 use crate::metrics::{append_jsonl, CounterSnapshot, Counters, RoundMetrics};
 use crate::round_eval::EvalSet;
 use crate::store::{Store, UpdateStatus};
@@ -115,13 +115,66 @@ fn initial_state(
     Ok((0, w))
 }
 
+/// Seconds since the Unix epoch: the engine's clock (deadlines survive a restart).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Re-opens the round a previous process left open and re-folds the uploads it had
+/// accepted (and acknowledged), in their original order.
+fn resume_open_round(engine: &mut Engine, store: &Store, cfg: &ServerConfig) -> anyhow::Result<()> {
+    let round = engine.committed() + 1;
+    if engine.is_finished() {
+        return Ok(());
+    }
+    let Some(rec) = store.open_round_record(round)? else {
+        return Ok(());
+    };
+    let nonces = rec.state.nonces.clone();
+    // Sites need time to reconnect and finish: at least a minute (or the whole deadline,
+    // if shorter) from now.
+    let grace = cfg.round_deadline_secs.min(60.0);
+    engine.resume_round(rec.state, unix_now(), grace);
+    let mut refolded = 0;
+    for (name, upload) in &rec.accepted {
+        match engine.submit(name, upload) {
+            Ok(_) => refolded += 1,
+            Err(r) => {
+                warn!(%name, round, code = ?r.code, reason = %r.reason, "a stored update of the open round no longer validates; it is left out")
+            }
+        }
+    }
+    for name in &rec.declined {
+        if let Some(&nonce) = nonces.get(name) {
+            let _ = engine.decline(name, round, nonce);
+        }
+    }
+    info!(
+        round,
+        accepted = refolded,
+        declined = rec.declined.len(),
+        selected = nonces.len(),
+        "resuming the open round with the updates it had accepted; acknowledged sites are not asked again"
+    );
+    Ok(())
+}
+
 /// Runs the server until every round is committed.
 pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Result<ServerReport> {
     cfg.validate().context("invalid server configuration")?;
     let mut store = Store::open(&cfg.run_dir)?;
     let (committed, global) = initial_state(&mut store, &cfg.plan.model_spec(), cfg.plan.seed)?;
-    let mut engine =
-        Engine::new(global, committed, cfg.rounds).with_client_clip(store.latest_client_clip()?);
+    let mut engine = Engine::new(global, committed, cfg.rounds)
+        .with_client_clip(store.latest_client_clip()?)
+        .with_strategy(cfg.plan.strategy, store.latest_opt_state()?)
+        .with_rules(RoundRules {
+            deadline_secs: cfg.round_deadline_secs,
+            min_updates: cfg.effective_min_updates(),
+            max_extensions: cfg.max_round_extensions,
+        });
     if let Some(c) = cfg.central_dp {
         let history = store.central_history()?;
         let dp = crate::central_dp::CentralDp::new(c, history);
@@ -135,6 +188,7 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
         );
         engine = engine.with_central_dp(dp);
     }
+    resume_open_round(&mut engine, &store, &cfg)?;
     let crypto = tls::server_crypto(&cfg.tls)?;
     let settings = endpoint::TransportSettings {
         idle_timeout: Duration::from_secs_f64(cfg.idle_timeout_secs),
@@ -213,62 +267,106 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             break;
         }
         let min = cfg.min_clients;
-        if !sh
-            .wait_until(
-                |e| e.connected() >= min,
-                Duration::from_secs_f64(cfg.wait_for_clients_secs),
-            )
-            .await
-        {
-            let n = sh.engine().connected();
-            sh.engine().finish();
-            anyhow::bail!(
-                "only {n} of the required {min} clients connected within {} s; check that \
-                 the clients run and can reach the server",
-                cfg.wait_for_clients_secs
-            );
-        }
         // Snapshot before the round opens: tasks may be sent as soon as it is open.
         let before = sh.counters.snapshot();
-        let started = Instant::now();
-        let (round, selected) = {
-            let mut e = sh.engine();
-            let round = e.committed() + 1;
-            let mut plan = cfg.plan.plan(round);
-            plan.privacy.rounds = cfg.rounds;
-            if let Some(c) = e.client_clip() {
-                plan.privacy.client.clip_norm = c;
+        let resumed = sh.engine().round_state();
+        let state = match resumed {
+            Some(s) => s,
+            None => {
+                if !sh
+                    .wait_until(
+                        |e| e.connected() >= min,
+                        Duration::from_secs_f64(cfg.wait_for_clients_secs),
+                    )
+                    .await
+                {
+                    let n = sh.engine().connected();
+                    sh.engine().finish();
+                    anyhow::bail!(
+                        "only {n} of the required {min} clients connected within {} s; check \
+                         that the clients run and can reach the server",
+                        cfg.wait_for_clients_secs
+                    );
+                }
+                let state = {
+                    let mut e = sh.engine();
+                    let round = e.committed() + 1;
+                    let mut plan = cfg.plan.plan(round);
+                    plan.privacy.rounds = cfg.rounds;
+                    if let Some(c) = e.client_clip() {
+                        plan.privacy.client.clip_norm = c;
+                    }
+                    plan.evaluate = cfg.federated_eval_every > 0
+                        && (round - 1).is_multiple_of(cfg.federated_eval_every);
+                    e.start_round(unix_now(), plan, cfg.sample_fraction, min, &mut rng)
+                };
+                // Durable before any site can be given its task.
+                if let Err(err) = sh.store().open_round(&state) {
+                    sh.engine().finish();
+                    return Err(err.context("cannot record the new round"));
+                }
+                state
             }
-            plan.evaluate = cfg.federated_eval_every > 0
-                && (round - 1).is_multiple_of(cfg.federated_eval_every);
-            let sel = e.start_round(plan, cfg.sample_fraction, min, &mut rng);
-            (round, sel)
         };
-        sh.store().open_round(round, &selected)?;
-        info!(round, selected = ?selected, "round started");
+        let round = state.round;
+        info!(round, selected = ?state.nonces.keys().collect::<Vec<_>>(), "round started");
         if let Some(b) = &bar {
             b.set_message(format!(
                 "round {round}: training on {} clients",
-                selected.len()
+                state.nonces.len()
             ));
         }
         sh.notify();
-        let complete = sh
-            .wait_until(
-                |e| e.round_complete(),
-                Duration::from_secs_f64(cfg.round_deadline_secs),
-            )
-            .await;
+        // The engine decides; the shell sleeps until its deadline or the next event.
+        loop {
+            let step = sh.engine().handle_timeout(unix_now());
+            match step {
+                Step::Wait => {
+                    let left = sh
+                        .engine()
+                        .poll_timeout()
+                        .map_or(0.0, |d| (d - unix_now()).max(0.0));
+                    sh.wait_until(|e| e.round_complete(), Duration::from_secs_f64(left))
+                        .await;
+                }
+                Step::Close => break,
+                Step::Extended(st) => {
+                    sh.store().update_round_state(&st)?;
+                    warn!(
+                        round,
+                        selected = st.nonces.len(),
+                        extension = st.extensions,
+                        "the round is short of its minimum of accepted updates; extended by \
+                         another deadline (with any connected sites not selected before)"
+                    );
+                    sh.notify();
+                }
+                Step::Failed(reason) => {
+                    sh.store().fail_round(round, &reason)?;
+                    {
+                        let mut e = sh.engine();
+                        e.fail_round();
+                        e.finish();
+                    }
+                    sh.notify();
+                    anyhow::bail!(
+                        "{reason}. The round is recorded as failed and the model stays at \
+                         version {}; restart the server to try the round again",
+                        round - 1
+                    );
+                }
+            }
+        }
         let result = sh
             .engine()
             .close_round()
             .context("internal: the round vanished")?;
-        if !complete {
+        if result.accepted < result.sampled {
             warn!(
                 round,
                 accepted = result.accepted,
                 sampled = result.sampled,
-                "round deadline passed; closing the round with the updates that arrived"
+                "closing the round with the updates that arrived"
             );
         }
         let after = sh.counters.snapshot();
@@ -282,7 +380,7 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             max_epsilon: result.max_epsilon,
             bytes_up: after.bytes_up - before.bytes_up,
             bytes_down: after.bytes_down - before.bytes_down,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: unix_now() - state.started_at,
             model_hash: result.model_hash.clone(),
             client_std_ratio: result.client_std_ratio,
             client_effective_rank: result.client_effective_rank,
@@ -293,7 +391,8 @@ async fn run_rounds(sh: &Arc<Shared>, progress: bool) -> anyhow::Result<Vec<Roun
             client_clip_norm: result.next_client_clip,
         };
         let model = result.model.clone();
-        sh.store().commit_round(&m, &result.model)?;
+        sh.store()
+            .commit_round(&m, &result.model, result.opt_state.as_ref())?;
         {
             let mut e = sh.engine();
             e.commit(result);
@@ -544,26 +643,39 @@ async fn dispatch(
             }
         }
         ClientMsg::Upload(u) => {
-            let res = sh.engine().submit(name, &u);
+            // Check, make durable, fold, then acknowledge; the engine stays locked
+            // throughout, so a concurrent resend sees the update either wholly or not.
+            let res = {
+                let mut e = sh.engine();
+                match e.check(name, &u) {
+                    Ok(None) => Ok(crate::engine::Accepted {
+                        duplicate: true,
+                        norm: f64::NAN,
+                    }),
+                    Ok(Some(checked)) => match sh.store().accept_update(name, &u, checked.norm()) {
+                        Ok(()) => e.apply(name, &u, checked),
+                        Err(err) => {
+                            Counters::inc(&c.persist_failures);
+                            tracing::error!(%name, round = u.round, error = %format!("{err:#}"), "cannot store an accepted update durably; it is refused and the site will send it again");
+                            return ServerMsg::error(
+                                ErrorCode::Internal,
+                                format!(
+                                    "the server could not store your update durably ({err}); it \
+                                     was not accepted. Your site keeps it and sends the same \
+                                     bytes again; the operator should check the server's disk"
+                                ),
+                            );
+                        }
+                    },
+                    Err(r) => Err(r),
+                }
+            };
             let resp = match res {
                 Ok(a) if a.duplicate => ServerMsg::UploadAccepted {
                     round: u.round,
                     duplicate: true,
                 },
                 Ok(a) => {
-                    // Durable before the acknowledgement.
-                    if let Err(e) = sh.store().record_update(
-                        u.round,
-                        name,
-                        UpdateStatus::Accepted,
-                        None,
-                        Some(a.norm),
-                        u.report.num_samples,
-                        u.report.mean_loss.map(f64::from),
-                        u.report.epsilon,
-                    ) {
-                        warn!(error = %e, "cannot record an accepted update");
-                    }
                     Counters::inc(&c.updates_accepted);
                     info!(%name, round = u.round, norm = format!("{:.3}", a.norm), loss = ?u.report.mean_loss, epsilon = ?u.report.epsilon, "update accepted");
                     ServerMsg::UploadAccepted {

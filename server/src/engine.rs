@@ -1,6 +1,9 @@
 //! The round state machine, free of I/O: who is connected, which round is open, who was
-//! selected, what each selected client answered, and the streaming FedAvg accumulator.
-//! The async shell ([`crate::endpoint`]) feeds it events and persists what it decides.
+//! selected, what each selected client answered, the strategy's aggregator, and the round's
+//! deadline. Time is passed in (`now`, seconds since the Unix epoch, so a deadline survives
+//! a restart); the async shell ([`crate::endpoint`]) feeds it events, persists what it must
+//! before answering (the round's [`RoundState`] when it opens or is extended, each accepted
+//! upload before its acknowledgement), and acts on [`Step`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -8,15 +11,89 @@ use std::sync::Arc;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use fedssl_common::aggregate::FedAvg;
 use fedssl_common::model::{Weights, WeightsSpec};
 use fedssl_common::protocol::{ErrorCode, ModelPayload, RoundPlan, SiteEval, Task, Upload};
 #[cfg(test)]
 use fedssl_common::protocol::{LocalCollapse, SiteReport};
+use fedssl_common::strategy::{StrategyConfig, Weighting};
 use serde::{Deserialize, Serialize};
 
 use crate::central_dp::{CentralDp, CentralRound, RoundCounts};
-use crate::validate::{check_update, norm_bound, Rejection};
+use crate::strategy::{self, Aggregator, OptState, Strategy};
+use crate::validate::{check_update, norm_range, NormRange, Rejection};
+
+/// The rules of a round's life: how long it waits, how many updates it needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundRules {
+    /// Seconds a round (or an extension) waits for its sites.
+    pub deadline_secs: f64,
+    /// Fewest accepted updates to commit (the strategy may need more: Krum 2f + 3).
+    pub min_updates: usize,
+    /// Extensions of a round short of `min_updates` before it fails.
+    pub max_extensions: u32,
+}
+
+impl Default for RoundRules {
+    fn default() -> Self {
+        Self {
+            deadline_secs: 900.0,
+            min_updates: 1,
+            max_extensions: 1,
+        }
+    }
+}
+
+/// What an open round persists so that a restarted server continues it: the plan, the
+/// selection with its nonces, and the deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundState {
+    /// Round id.
+    pub round: u64,
+    /// The plan every selected site trains with.
+    pub plan: RoundPlan,
+    /// Selected sites and their tasks' nonces.
+    pub nonces: BTreeMap<String, u64>,
+    /// When the round opened (Unix seconds).
+    pub started_at: f64,
+    /// When it closes (Unix seconds).
+    pub deadline: f64,
+    /// Extensions granted so far.
+    pub extensions: u32,
+    /// Sites connected when it opened (central DP's accounting).
+    pub eligible: usize,
+}
+
+/// What the shell must do about the open round at `now` ([`Engine::handle_timeout`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Nothing yet: wake at [`Engine::poll_timeout`] or on the next event.
+    Wait,
+    /// Close and commit the round.
+    Close,
+    /// The round was short of updates at its deadline and was extended (and topped up with
+    /// sites not selected before): persist the new state.
+    Extended(RoundState),
+    /// The round cannot reach its minimum: record it as failed with this reason. The model
+    /// version does not advance.
+    Failed(String),
+}
+
+/// An upload that passed validation, ready to be made durable and then applied.
+#[derive(Debug)]
+pub struct Checked {
+    update: Weights,
+    weight: f64,
+    norm: f64,
+    within_bound: bool,
+    clip_count: Option<f64>,
+}
+
+impl Checked {
+    /// The update's L2 norm.
+    pub fn norm(&self) -> f64 {
+        self.norm
+    }
+}
 
 /// What a client asking for work gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,16 +130,19 @@ enum Answer {
 struct OpenRound {
     id: u64,
     plan: RoundPlan,
-    nonces: HashMap<String, u64>,
+    nonces: BTreeMap<String, u64>,
     answers: HashMap<String, Answer>,
     rejected: usize,
-    acc: FedAvg,
+    acc: Box<dyn Aggregator>,
+    started_at: f64,
+    deadline: f64,
+    extensions: u32,
     losses: Vec<f64>,
     max_epsilon: Option<f64>,
     /// (std ratio, effective rank) per accepted client.
     collapse: Vec<(f64, f64)>,
     site_evals: Vec<SiteEval>,
-    bound: f64,
+    bound: NormRange,
     payload: Arc<ModelPayload>,
     /// Central DP: sites eligible when the round opened, and updates within the bound.
     eligible: usize,
@@ -117,6 +197,8 @@ pub struct RoundResult {
     pub central: Option<CentralRound>,
     /// Client-level adaptive clipping: the clip bound for the next round's plan.
     pub next_client_clip: Option<f64>,
+    /// The server optimizer's state after this round (FedAdam, FedYogi, FedAdagrad).
+    pub opt_state: Option<OptState>,
 }
 
 /// The server's round logic.
@@ -133,6 +215,10 @@ pub struct Engine {
     central: Option<CentralDp>,
     /// Client-level adaptive clipping: the bound the next plan carries (None: the plan's).
     client_clip: Option<f64>,
+    strategy_cfg: StrategyConfig,
+    strategy: Box<dyn Strategy>,
+    opt_state: Option<OptState>,
+    rules: RoundRules,
 }
 
 impl Engine {
@@ -149,6 +235,33 @@ impl Engine {
             finished: committed >= total_rounds,
             central: None,
             client_clip: None,
+            strategy_cfg: StrategyConfig::default(),
+            strategy: strategy::build(&StrategyConfig::default()),
+            opt_state: None,
+            rules: RoundRules::default(),
+        }
+    }
+
+    /// Merges updates with `cfg`'s strategy, resuming its server-optimizer state `opt`.
+    pub fn with_strategy(mut self, cfg: StrategyConfig, opt: Option<OptState>) -> Self {
+        self.strategy = strategy::build(&cfg);
+        self.strategy_cfg = cfg;
+        self.opt_state = opt;
+        self
+    }
+
+    /// Deadlines and minimum updates.
+    pub fn with_rules(mut self, rules: RoundRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The fewest accepted updates a round needs: the configured minimum, raised to what
+    /// the strategy needs (0 stays 0: central DP releases every round).
+    pub fn min_updates(&self) -> usize {
+        match self.rules.min_updates {
+            0 => 0,
+            m => m.max(self.strategy.min_updates()),
         }
     }
 
@@ -225,11 +338,12 @@ impl Engine {
     /// selection.
     pub fn start_round(
         &mut self,
+        now: f64,
         plan: RoundPlan,
         fraction: f64,
         min_clients: usize,
         rng: &mut impl Rng,
-    ) -> Vec<String> {
+    ) -> RoundState {
         let id = self.committed + 1;
         let mut names: Vec<String> = self.connected.keys().cloned().collect();
         let eligible = names.len();
@@ -239,23 +353,57 @@ impl Engine {
                 names.shuffle(rng);
                 let want = ((fraction * names.len() as f64).ceil() as usize)
                     .max(min_clients)
-                    .min(names.len());
+                    .min(names.len())
+                    .min(strategy::capacity(&self.strategy_cfg, &self.spec));
                 names.truncate(want);
             }
         }
-        names.sort();
         let nonces = names
             .iter()
             .map(|n| (n.clone(), rng.gen::<u64>()))
             .collect();
-        let bound = norm_bound(&plan, &self.spec);
+        let state = RoundState {
+            round: id,
+            plan,
+            nonces,
+            started_at: now,
+            deadline: now + self.rules.deadline_secs,
+            extensions: 0,
+            eligible,
+        };
+        self.open(state.clone());
+        state
+    }
+
+    /// Re-opens a round a previous process persisted (before the uploads it had accepted
+    /// are replayed into it with [`Engine::submit`]). Its deadline is at least
+    /// `grace_secs` after `now`, so sites have time to reconnect.
+    pub fn resume_round(&mut self, mut state: RoundState, now: f64, grace_secs: f64) {
+        state.deadline = state.deadline.max(now + grace_secs);
+        self.open(state);
+    }
+
+    fn open(&mut self, state: RoundState) {
+        let bound = norm_range(&state.plan, &self.spec);
+        let RoundState {
+            round: id,
+            plan,
+            nonces,
+            started_at,
+            deadline,
+            extensions,
+            eligible,
+        } = state;
         self.round = Some(OpenRound {
             id,
             plan,
             nonces,
             answers: HashMap::new(),
             rejected: 0,
-            acc: FedAvg::new(self.spec.clone()),
+            acc: self.strategy.aggregator(&self.spec),
+            started_at,
+            deadline,
+            extensions,
             losses: vec![],
             max_epsilon: None,
             collapse: vec![],
@@ -266,7 +414,82 @@ impl Engine {
             within_bound: 0,
             clip_counts: vec![],
         });
-        names
+    }
+
+    /// The open round's state as it must be persisted.
+    pub fn round_state(&self) -> Option<RoundState> {
+        self.round.as_ref().map(|r| RoundState {
+            round: r.id,
+            plan: r.plan.clone(),
+            nonces: r.nonces.clone(),
+            started_at: r.started_at,
+            deadline: r.deadline,
+            extensions: r.extensions,
+            eligible: r.eligible,
+        })
+    }
+
+    /// When [`Engine::handle_timeout`] must next be called (the open round's deadline).
+    pub fn poll_timeout(&self) -> Option<f64> {
+        self.round.as_ref().map(|r| r.deadline)
+    }
+
+    /// Decides what happens to the open round at `now`: nothing yet, close it, extend it
+    /// (short of its minimum at the deadline), or fail it.
+    pub fn handle_timeout(&mut self, now: f64) -> Step {
+        let need = self.min_updates();
+        let cap = strategy::capacity(&self.strategy_cfg, &self.spec);
+        let central = self.central.is_some();
+        let connected: Vec<String> = self.connected.keys().cloned().collect();
+        let deadline_secs = self.rules.deadline_secs;
+        let max_ext = self.rules.max_extensions;
+        let Some(r) = self.round.as_mut() else {
+            return Step::Wait;
+        };
+        let complete = r.answers.len() == r.nonces.len();
+        if !complete && now < r.deadline {
+            return Step::Wait;
+        }
+        let accepted = r.acc.count();
+        if accepted >= need {
+            return Step::Close;
+        }
+        let fresh: Vec<String> = connected
+            .into_iter()
+            .filter(|n| !r.nonces.contains_key(n))
+            .take(cap.saturating_sub(r.nonces.len()))
+            .collect();
+        if r.extensions < max_ext && !central && (!complete || !fresh.is_empty()) {
+            let mut rng = rand::thread_rng();
+            for n in fresh {
+                r.nonces.insert(n, rng.gen());
+            }
+            r.extensions += 1;
+            r.deadline = now + deadline_secs;
+            return match self.round_state() {
+                Some(s) => Step::Extended(s),
+                None => Step::Wait,
+            };
+        }
+        let declined = r
+            .answers
+            .values()
+            .filter(|a| matches!(a, Answer::Declined))
+            .count();
+        let silent = r.nonces.len() - r.answers.len();
+        Step::Failed(format!(
+            "round {} needs {need} accepted updates but got {accepted} from {} selected sites \
+             ({declined} declined, {} rejected, {silent} did not answer) after {} extension(s)",
+            r.id,
+            r.nonces.len(),
+            r.rejected,
+            r.extensions
+        ))
+    }
+
+    /// Drops the open round after [`Step::Failed`]: the model stays as it was.
+    pub fn fail_round(&mut self) {
+        self.round = None;
     }
 
     /// The open round's id.
@@ -330,18 +553,31 @@ impl Engine {
         }
     }
 
-    /// Validates an upload and folds it into the round's aggregate.
+    /// Validates an upload and folds it into the round's aggregate (no durability step:
+    /// for replaying persisted uploads and for tests). The shell uses [`Engine::check`],
+    /// persists, then [`Engine::apply`].
     pub fn submit(&mut self, name: &str, upload: &Upload) -> Result<Accepted, Rejection> {
+        match self.check(name, upload)? {
+            None => Ok(Accepted {
+                duplicate: true,
+                norm: f64::NAN,
+            }),
+            Some(c) => self.apply(name, upload, c),
+        }
+    }
+
+    /// Validates an upload without changing the round's aggregate: `None` for an
+    /// idempotent resend of an update already accepted, else the checked update, which the
+    /// shell makes durable before [`Engine::apply`] and the acknowledgement.
+    pub fn check(&mut self, name: &str, upload: &Upload) -> Result<Option<Checked>, Rejection> {
         let spec = self.spec.clone();
         let global_hash = self.global_hash.clone();
         let central_bound = self.central.as_ref().map(CentralDp::clip_norm);
+        let weighting = (self.strategy_cfg.weighting, self.strategy_cfg.max_weight);
         let r = self.selected_round(name, upload.round, upload.nonce)?;
         match r.answers.get(name) {
             Some(Answer::Accepted { update_hash }) if *update_hash == upload.update.hash => {
-                return Ok(Accepted {
-                    duplicate: true,
-                    norm: f64::NAN,
-                })
+                return Ok(None)
             }
             Some(_) => {
                 return Err(Rejection::new(
@@ -359,12 +595,14 @@ impl Engine {
                 return Err(e);
             }
         };
-        // Under DP every site weighs the same: a claimed sample count is a plain number
-        // from the network and must not let one site outweigh the others.
+        // A claimed sample count is a plain number from the network: it weighs only when
+        // the plan asks for it (never under DP), and never above `max_weight`.
         let report = upload.report;
-        let weight = match report.num_samples {
-            Some(n) if !r.plan.privacy.mechanism.is_private() && central_bound.is_none() => {
-                n as f64
+        let weight = match (weighting, report.num_samples) {
+            ((Weighting::Samples, Some(cap)), Some(n))
+                if !r.plan.privacy.mechanism.is_private() && central_bound.is_none() =>
+            {
+                n.min(cap) as f64
             }
             _ => 1.0,
         };
@@ -384,13 +622,39 @@ impl Engine {
             }
             _ => None,
         };
-        if let Some(bound) = central_bound {
-            if crate::central_dp::clip_to(&mut w, bound) {
-                r.within_bound += 1;
-            }
+        let within_bound = match central_bound {
+            Some(bound) => crate::central_dp::clip_to(&mut w, bound),
+            None => false,
+        };
+        Ok(Some(Checked {
+            update: w,
+            weight,
+            norm,
+            within_bound,
+            clip_count,
+        }))
+    }
+
+    /// Folds a checked (and, in the shell, persisted) upload into the round.
+    pub fn apply(
+        &mut self,
+        name: &str,
+        upload: &Upload,
+        c: Checked,
+    ) -> Result<Accepted, Rejection> {
+        let r = self.selected_round(name, upload.round, upload.nonce)?;
+        if r.answers.contains_key(name) {
+            return Ok(Accepted {
+                duplicate: true,
+                norm: c.norm,
+            });
+        }
+        let report = upload.report;
+        if c.within_bound {
+            r.within_bound += 1;
         }
         r.acc
-            .fold(&w, weight)
+            .fold(c.update, c.weight)
             .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
         if let Some(l) = report.mean_loss {
             r.losses.push(l as f64);
@@ -405,8 +669,8 @@ impl Engine {
         if let Some(e) = report.epsilon {
             r.max_epsilon = Some(r.max_epsilon.map_or(e, |m| m.max(e)));
         }
-        if let Some(c) = clip_count {
-            r.clip_counts.push(c);
+        if let Some(k) = c.clip_count {
+            r.clip_counts.push(k);
         }
         r.answers.insert(
             name.to_string(),
@@ -416,7 +680,7 @@ impl Engine {
         );
         Ok(Accepted {
             duplicate: false,
-            norm,
+            norm: c.norm,
         })
     }
 
@@ -441,7 +705,13 @@ impl Engine {
     pub fn close_round(&mut self) -> Option<RoundResult> {
         let r = self.round.take()?;
         let (update, central) = match &self.central {
-            None => (r.acc.mean(), None),
+            None => match r.acc.aggregate() {
+                Ok(u) => (u, None),
+                Err(e) => {
+                    tracing::error!(round = r.id, error = %format!("{e:#}"), "the strategy could not aggregate the round; the global model is unchanged");
+                    (None, None)
+                }
+            },
             Some(c) => {
                 let counts = RoundCounts {
                     eligible: r.eligible,
@@ -449,7 +719,11 @@ impl Engine {
                     accepted: r.acc.count(),
                     within_bound: r.within_bound,
                 };
-                match c.release(r.id, r.acc.sum(), counts) {
+                let sum = r
+                    .acc
+                    .sum()
+                    .unwrap_or_else(|| strategy::unflat(&self.spec, std::iter::repeat(0.0)));
+                match c.release(r.id, sum, counts) {
                     Ok((u, info)) => (Some(u), Some(info)),
                     // Nothing is released without its noise: the model stays as it was.
                     Err(e) => {
@@ -459,9 +733,18 @@ impl Engine {
                 }
             }
         };
-        let model = match update {
-            Some(u) => self.global.add(&u).unwrap_or_else(|_| self.global.clone()),
-            None => self.global.clone(),
+        let (model, opt_state) = match update {
+            Some(u) => match self
+                .strategy
+                .step(&self.global, &u, self.opt_state.as_ref())
+            {
+                Ok((m, s)) => (m, s.or_else(|| self.opt_state.clone())),
+                Err(e) => {
+                    tracing::error!(round = r.id, error = %format!("{e:#}"), "the server optimizer failed; the global model is unchanged");
+                    (self.global.clone(), self.opt_state.clone())
+                }
+            },
+            None => (self.global.clone(), self.opt_state.clone()),
         };
         let declined = r
             .answers
@@ -512,6 +795,7 @@ impl Engine {
             max_epsilon: r.max_epsilon,
             central,
             next_client_clip,
+            opt_state,
         })
     }
 
@@ -523,6 +807,7 @@ impl Engine {
         if result.next_client_clip.is_some() {
             self.client_clip = result.next_client_clip;
         }
+        self.opt_state = result.opt_state;
         self.global_hash = result.model_hash;
         self.global = result.model;
         let round = result.round;
@@ -585,6 +870,7 @@ mod tests {
             params: Default::default(),
             augment: Default::default(),
             federation: Default::default(),
+            proximal_mu: 0.0,
         }
     }
 
@@ -637,6 +923,7 @@ mod tests {
             ..PrivacyPlan::default()
         };
         let sel = e.start_round(
+            0.0,
             RoundPlan {
                 privacy: none,
                 ..plan()
@@ -645,7 +932,7 @@ mod tests {
             1,
             &mut rng,
         );
-        assert_eq!(sel.len(), 4, "q = 1 selects every connected site");
+        assert_eq!(sel.nonces.len(), 4, "q = 1 selects every connected site");
         let ta = task(e.poll("a", 0));
         let tb = task(e.poll("b", 0));
         // a: norm 5 (clipped to 1); b: norm 0.5. Claimed sample counts must not weigh.
@@ -682,8 +969,8 @@ mod tests {
         let mut e = Engine::new(weights([0.0, 0.0, 0.0]), 0, 1)
             .with_central_dp(CentralDp::new(cfg, vec![]));
         e.connect("a", 1, 1);
-        let sel = e.start_round(plan(), 1.0, 1, &mut rng);
-        assert!(sel.is_empty() && e.round_complete());
+        let sel = e.start_round(0.0, plan(), 1.0, 1, &mut rng);
+        assert!(sel.nonces.is_empty() && e.round_complete());
         let r = e.close_round().unwrap();
         assert_eq!(r.central.unwrap().accepted, 0);
         assert_ne!(r.model, weights([0.0, 0.0, 0.0]), "the noise is released");
@@ -702,7 +989,7 @@ mod tests {
             learning_rate: 0.2,
             count_noise_multiplier: 0.1,
         });
-        e.start_round(p, 1.0, 2, &mut rng);
+        e.start_round(0.0, p, 1.0, 2, &mut rng);
         let (ta, tb) = (task(e.poll("a", 0)), task(e.poll("b", 0)));
         let with_count = |t: &Task, c: f32| {
             let mut u = upload(t, [0.1, 0.0, 0.0], 1);
@@ -723,7 +1010,7 @@ mod tests {
         e.commit(r);
         assert_eq!(e.client_clip(), Some(next));
         // Without adaptive clipping in the plan, indicators are ignored and C stays.
-        e.start_round(plan(), 1.0, 2, &mut rng);
+        e.start_round(0.0, plan(), 1.0, 2, &mut rng);
         let ta = task(e.poll("a", 1));
         e.submit("a", &with_count(&ta, 1.0)).unwrap();
         let r = e.close_round().unwrap();
@@ -739,14 +1026,14 @@ mod tests {
         e.connect("a", 10, 1);
         e.connect("b", 30, 2);
         e.connect("c", 5, 3);
-        let sel = e.start_round(plan(), 0.5, 2, &mut rng);
-        assert_eq!(sel.len(), 2);
-        let names: Vec<String> = sel.clone();
+        let sel = e.start_round(0.0, plan(), 0.5, 2, &mut rng);
+        assert_eq!(sel.nonces.len(), 2);
+        let names: Vec<String> = sel.nonces.keys().cloned().collect();
         let ta = task(e.poll(&names[0], 0));
         let tb = task(e.poll(&names[1], 0));
         let outsider = ["a", "b", "c"]
             .into_iter()
-            .find(|n| !sel.iter().any(|s| s == n))
+            .find(|n| !sel.nonces.contains_key(*n))
             .unwrap();
         assert_eq!(e.poll(outsider, 0), Poll::Wait);
 
@@ -818,7 +1105,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         e.connect("a", 10, 1);
         e.connect("b", 10, 2);
-        e.start_round(plan(), 1.0, 2, &mut rng);
+        e.start_round(0.0, plan(), 1.0, 2, &mut rng);
         let ta = task(e.poll("a", 0));
         let tb = task(e.poll("b", 0));
         let site = |acc: f32, n: u32| SiteEval {
@@ -867,29 +1154,35 @@ mod tests {
         assert_eq!(r.rejected, 4);
     }
 
-    /// Without DP the reported sample counts weigh the mean; under DP they do not, and a
-    /// report may be empty.
+    /// With `weighting = "samples"` and no DP the reported sample counts weigh the mean,
+    /// capped at `max_weight`; a report may be empty.
     #[test]
-    fn sample_counts_weigh_only_without_dp() {
-        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+    fn sample_counts_weigh_only_as_asked_and_capped() {
+        let cfg = StrategyConfig {
+            weighting: Weighting::Samples,
+            max_weight: Some(20),
+            ..StrategyConfig::default()
+        };
+        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1).with_strategy(cfg, None);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         e.connect("a", 10, 1);
         e.connect("b", 30, 2);
         let mut p = plan();
         p.privacy.mechanism = PrivacyMechanism::None;
-        e.start_round(p, 1.0, 2, &mut rng);
+        e.start_round(0.0, p, 1.0, 2, &mut rng);
         let (ta, tb) = (task(e.poll("a", 0)), task(e.poll("b", 0)));
         e.submit("a", &upload(&ta, [0.4, 0.0, -0.4], 10)).unwrap();
         let mut ub = upload(&tb, [0.0, 0.8, 0.0], 30);
         ub.report.mean_loss = None;
         e.submit("b", &ub).unwrap();
         let r = e.close_round().unwrap();
-        // (10·(0.4,0,−0.4) + 30·(0,0.8,0)) / 40 = (0.1, 0.6, −0.1)
+        // b claims 30 samples, capped at 20:
+        // (10·(0.4,0,−0.4) + 20·(0,0.8,0)) / 30 = (0.1333, 0.5333, −0.1333)
         let v = &r.model.tensors[0].values;
-        assert!(
-            (v[0] - 1.1).abs() < 1e-6 && (v[1] - 1.6).abs() < 1e-6 && (v[2] - 0.9).abs() < 1e-6,
-            "{v:?}"
-        );
+        let want = [1.0 + 4.0 / 30.0, 1.0 + 16.0 / 30.0, 1.0 - 4.0 / 30.0];
+        for (g, w) in v.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{v:?}");
+        }
         assert_eq!(
             r.mean_loss,
             Some(1.0),
@@ -909,7 +1202,7 @@ mod tests {
             1,
             "a stale connection's close does not evict the new one"
         );
-        e.start_round(plan(), 1.0, 1, &mut rng);
+        e.start_round(0.0, plan(), 1.0, 1, &mut rng);
         let t = task(e.poll("a", 0));
         e.decline("a", t.round, t.nonce).unwrap();
         assert!(e.round_complete());
@@ -921,5 +1214,195 @@ mod tests {
             e.poll("a", 1),
             Poll::Finished { last_round: 1, .. }
         ));
+    }
+
+    /// A "crash" after two accepted uploads: a new engine resumed from the persisted round
+    /// state, with the two uploads replayed, ends at the same model as the engine that never
+    /// stopped, and does not ask the acknowledged sites again.
+    #[test]
+    fn an_interrupted_round_resumes_to_the_same_model() {
+        let names = ["a", "b", "c", "d"];
+        let ups: Vec<[f32; 3]> = vec![
+            [0.1, 0.2, -0.3],
+            [0.3, -0.1, 0.05],
+            [-0.2, 0.1, 0.1],
+            [0.05, 0.05, 0.05],
+        ];
+        let mut p = plan();
+        p.privacy.mechanism = PrivacyMechanism::None;
+        let start = |e: &mut Engine| {
+            for (i, n) in names.iter().enumerate() {
+                e.connect(n, 1, i as u64);
+            }
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+            e.start_round(100.0, p.clone(), 1.0, 4, &mut rng)
+        };
+        // Uninterrupted.
+        let mut whole = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+        let st = start(&mut whole);
+        let mut uploads = vec![];
+        for (n, u) in names.iter().zip(&ups) {
+            let t = task(whole.poll(n, 0));
+            let up = upload(&t, *u, 1);
+            whole.submit(n, &up).unwrap();
+            uploads.push(up);
+        }
+        let want = whole.close_round().unwrap().model_hash;
+
+        // Interrupted after a and b: the shell had persisted `st` and their uploads.
+        let mut before = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+        let st2 = start(&mut before);
+        assert_eq!(st2, st, "same seed, same selection and nonces");
+        for i in 0..2 {
+            let c = before.check(names[i], &uploads[i]).unwrap().unwrap();
+            before.apply(names[i], &uploads[i], c).unwrap();
+        }
+        let persisted = before.round_state().unwrap();
+        drop(before);
+
+        let mut after = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+        for (i, n) in names.iter().enumerate() {
+            after.connect(n, 1, 10 + i as u64);
+        }
+        after.resume_round(persisted, 5000.0, 60.0);
+        assert_eq!(
+            after.poll_timeout(),
+            Some(5060.0),
+            "a fresh grace after the restart"
+        );
+        for i in 0..2 {
+            after.submit(names[i], &uploads[i]).unwrap();
+        }
+        assert_eq!(
+            after.poll("a", 0),
+            Poll::Wait,
+            "acknowledged: not asked again"
+        );
+        assert_eq!(after.poll("b", 0), Poll::Wait);
+        let tc = task(after.poll("c", 0));
+        assert_eq!(
+            tc.nonce, uploads[2].nonce,
+            "the same task as before the crash"
+        );
+        // A resend of an acknowledged upload is a duplicate, not a second fold.
+        assert!(after.submit("a", &uploads[0]).unwrap().duplicate);
+        after.submit("c", &uploads[2]).unwrap();
+        after.submit("d", &uploads[3]).unwrap();
+        assert_eq!(after.handle_timeout(5001.0), Step::Close);
+        let r = after.close_round().unwrap();
+        assert_eq!(r.accepted, 4);
+        assert_eq!(r.model_hash, want);
+    }
+
+    /// Deadlines without sleeping: a round short of its minimum is extended once (topped
+    /// up with a connected site not selected before), then fails with the reason; the model
+    /// version does not advance.
+    #[test]
+    fn a_short_round_is_extended_then_fails_and_the_version_stays() {
+        let rules = RoundRules {
+            deadline_secs: 10.0,
+            min_updates: 2,
+            max_extensions: 1,
+        };
+        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 3).with_rules(rules);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for (i, n) in ["a", "b", "c"].into_iter().enumerate() {
+            e.connect(n, 1, i as u64);
+        }
+        let st = e.start_round(0.0, plan(), 0.5, 2, &mut rng);
+        assert_eq!((st.nonces.len(), st.deadline), (2, 10.0));
+        let sel: Vec<String> = st.nonces.keys().cloned().collect();
+        let outsider = ["a", "b", "c"]
+            .into_iter()
+            .find(|n| !st.nonces.contains_key(*n))
+            .unwrap();
+        let t = task(e.poll(&sel[0], 0));
+        e.submit(&sel[0], &upload(&t, [0.1, 0.0, 0.0], 1)).unwrap();
+        assert_eq!(e.handle_timeout(5.0), Step::Wait);
+        let Step::Extended(ext) = e.handle_timeout(10.0) else {
+            panic!("expected an extension")
+        };
+        assert_eq!((ext.extensions, ext.deadline), (1, 20.0));
+        assert!(ext.nonces.contains_key(outsider), "topped up");
+        assert!(matches!(e.poll(outsider, 0), Poll::Task(_)));
+        assert_eq!(e.handle_timeout(19.0), Step::Wait);
+        let Step::Failed(why) = e.handle_timeout(20.0) else {
+            panic!("expected a failure")
+        };
+        assert!(
+            why.contains("needs 2 accepted updates but got 1") && why.contains("2 did not answer"),
+            "{why}"
+        );
+        e.fail_round();
+        assert_eq!(e.committed(), 0);
+        assert_eq!(e.global(), &weights([1.0, 1.0, 1.0]));
+
+        // A round that reaches its minimum closes as soon as every site answered.
+        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 3).with_rules(rules);
+        e.connect("a", 1, 1);
+        e.connect("b", 1, 2);
+        e.start_round(0.0, plan(), 1.0, 2, &mut rng);
+        assert_eq!(e.handle_timeout(1.0), Step::Wait);
+        for n in ["a", "b"] {
+            let t = task(e.poll(n, 0));
+            e.submit(n, &upload(&t, [0.1, 0.0, 0.0], 1)).unwrap();
+        }
+        assert_eq!(e.handle_timeout(2.0), Step::Close);
+
+        // Every site answered, too few accepted, nobody left to ask: fail at once.
+        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 3).with_rules(rules);
+        e.connect("a", 1, 1);
+        e.connect("b", 1, 2);
+        e.start_round(0.0, plan(), 1.0, 2, &mut rng);
+        for n in ["a", "b"] {
+            let t = task(e.poll(n, 0));
+            e.decline(n, t.round, t.nonce).unwrap();
+        }
+        assert!(matches!(e.handle_timeout(1.0), Step::Failed(_)));
+    }
+
+    /// Krum raises the minimum to 2f + 3; central DP's minimum stays 0.
+    #[test]
+    fn the_strategy_sets_the_least_number_of_updates() {
+        use fedssl_common::strategy::StrategyKind;
+        let krum = StrategyConfig {
+            name: StrategyKind::Krum,
+            byzantine: 2,
+            ..StrategyConfig::default()
+        };
+        let e = Engine::new(weights([0.0; 3]), 0, 1).with_strategy(krum, None);
+        assert_eq!(e.min_updates(), 7);
+        let e = Engine::new(weights([0.0; 3]), 0, 1).with_rules(RoundRules {
+            min_updates: 0,
+            ..RoundRules::default()
+        });
+        assert_eq!(e.min_updates(), 0);
+    }
+
+    /// Under client-level DP an update sent without its noise is refused.
+    #[test]
+    fn an_update_without_its_noise_is_refused() {
+        let d = 10_000;
+        let big = |v: f32| Weights {
+            tensors: vec![WeightTensor {
+                name: "w".into(),
+                shape: vec![d],
+                values: {
+                    let mut x = vec![0.0; d];
+                    x[0] = v;
+                    x
+                },
+            }],
+        };
+        let mut e = Engine::new(big(0.0), 0, 1);
+        e.connect("a", 1, 1);
+        let mut p = plan();
+        p.privacy.client.noise_multiplier = 0.5;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        e.start_round(0.0, p, 1.0, 1, &mut rng);
+        let t = task(e.poll("a", 0));
+        let mut u = upload(&t, [0.0; 3], 1);
+        u.update = ModelPayload::from_weights(&big(1.0));
+        assert_eq!(e.submit("a", &u).unwrap_err().code, ErrorCode::NoiseMissing);
     }
 }

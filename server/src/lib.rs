@@ -17,6 +17,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod round_eval;
 pub mod store;
+pub mod strategy;
 pub mod validate;
 
 pub use endpoint::{run_server, ServerOptions, ServerReport};

@@ -33,6 +33,8 @@ pub struct Counters {
     pub updates_rejected: AtomicU64,
     /// Updates refused as stale or replayed (wrong round or nonce).
     pub updates_replayed: AtomicU64,
+    /// Accepted updates the store could not make durable (refused, to be resent).
+    pub persist_failures: AtomicU64,
     /// Bytes received in frames.
     pub bytes_up: AtomicU64,
     /// Bytes sent in frames.
@@ -61,6 +63,7 @@ impl Counters {
             updates_accepted: g(&self.updates_accepted),
             updates_rejected: g(&self.updates_rejected),
             updates_replayed: g(&self.updates_replayed),
+            persist_failures: g(&self.persist_failures),
             bytes_up: g(&self.bytes_up),
             bytes_down: g(&self.bytes_down),
         }
@@ -83,6 +86,8 @@ pub struct CounterSnapshot {
     pub updates_accepted: u64,
     pub updates_rejected: u64,
     pub updates_replayed: u64,
+    /// Accepted updates the store could not make durable.
+    pub persist_failures: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
 }

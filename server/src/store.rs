@@ -1,6 +1,12 @@
 //! Durable server state: SQLite (rounds, clients, updates, model versions) and model files
 //! written atomically. A round is committed in one transaction after its model file is
 //! on disk, so a restarted server resumes from the last committed round with the same hash.
+//!
+//! The open round is durable too: its [`RoundState`] (plan, selection, nonces, deadline) is
+//! written when it opens, and every accepted upload's bytes are written (with `synchronous
+//! = FULL`, so fsynced) before the site is acknowledged. A restarted server re-opens the
+//! round and re-folds those uploads in their original order, so acknowledged sites are not
+//! asked again and the aggregate is the one the crashed process held.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +14,25 @@ use anyhow::{bail, Context};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use fedssl_common::model::Weights;
+use fedssl_common::protocol::Upload;
+
+use crate::engine::RoundState;
+use crate::strategy::OptState;
+
+/// What a restarted server needs to continue an open round.
+#[derive(Debug)]
+pub struct OpenRoundRecord {
+    /// The round's plan, selection, nonces and deadline.
+    pub state: RoundState,
+    /// Accepted uploads, in the order they were accepted.
+    pub accepted: Vec<(String, Upload)>,
+    /// Sites that declined it.
+    pub declined: Vec<String>,
+}
+
+fn bincode_cfg() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
 
 /// The server's database and model folder.
 pub struct Store {
@@ -76,7 +101,16 @@ impl Store {
              CREATE TABLE IF NOT EXISTS central_dp (
                 round INTEGER PRIMARY KEY, release TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS client_clip (
-                round INTEGER PRIMARY KEY, clip_norm REAL NOT NULL);",
+                round INTEGER PRIMARY KEY, clip_norm REAL NOT NULL);
+             CREATE TABLE IF NOT EXISTS round_state (
+                round INTEGER PRIMARY KEY, state TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS accepted_updates (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, round INTEGER NOT NULL,
+                client TEXT NOT NULL, upload BLOB NOT NULL, UNIQUE(round, client));
+             CREATE TABLE IF NOT EXISTS round_failures (
+                round INTEGER NOT NULL, at INTEGER NOT NULL, reason TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS server_opt (
+                round INTEGER PRIMARY KEY, state BLOB NOT NULL);",
         )?;
         Ok(Self { db, models_dir })
     }
@@ -131,13 +165,188 @@ impl Store {
         Ok(())
     }
 
-    /// Records a round as open with its selection (replacing an earlier open attempt).
-    pub fn open_round(&self, round: u64, selected: &[String]) -> anyhow::Result<()> {
-        self.db.execute(
+    /// Records a round as open with its state (replacing an earlier attempt), durably,
+    /// before any site is given its task.
+    pub fn open_round(&mut self, state: &RoundState) -> anyhow::Result<()> {
+        let selected: Vec<&String> = state.nonces.keys().collect();
+        let tx = self.db.transaction()?;
+        tx.execute(
             "INSERT OR REPLACE INTO rounds (round, status, selected, started_at) VALUES (?1, 'open', ?2, ?3)",
-            params![round as i64, serde_json::to_string(selected)?, now()],
+            params![state.round as i64, serde_json::to_string(&selected)?, state.started_at as i64],
+        )?;
+        // Uploads of an earlier, failed attempt at this round are not part of this one.
+        tx.execute(
+            "DELETE FROM accepted_updates WHERE round = ?1",
+            params![state.round as i64],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO round_state (round, state) VALUES (?1, ?2)",
+            params![state.round as i64, serde_json::to_string(state)?],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces the open round's state (after an extension).
+    pub fn update_round_state(&self, state: &RoundState) -> anyhow::Result<()> {
+        let selected: Vec<&String> = state.nonces.keys().collect();
+        self.db.execute(
+            "UPDATE rounds SET selected = ?2 WHERE round = ?1",
+            params![state.round as i64, serde_json::to_string(&selected)?],
+        )?;
+        self.db.execute(
+            "INSERT OR REPLACE INTO round_state (round, state) VALUES (?1, ?2)",
+            params![state.round as i64, serde_json::to_string(state)?],
         )?;
         Ok(())
+    }
+
+    /// Makes an accepted upload durable, with its outcome row, in one transaction. Only
+    /// after this returns may the site be acknowledged.
+    pub fn accept_update(
+        &mut self,
+        client: &str,
+        upload: &Upload,
+        norm: f64,
+    ) -> anyhow::Result<()> {
+        let bytes = bincode::serde::encode_to_vec(upload, bincode_cfg())
+            .context("cannot encode the upload for storage")?;
+        let r = &upload.report;
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "INSERT INTO accepted_updates (round, client, upload) VALUES (?1, ?2, ?3)",
+            params![upload.round as i64, client, bytes],
+        )?;
+        tx.execute(
+            "INSERT INTO updates (round, client, status, reason, norm, num_samples, loss, epsilon, at)
+             VALUES (?1, ?2, 'accepted', NULL, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                upload.round as i64,
+                client,
+                norm,
+                r.num_samples.map(|n| n as i64),
+                r.mean_loss.map(f64::from),
+                r.epsilon,
+                now()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The open round `round`, if a previous process left it open: its state, accepted
+    /// uploads (in acceptance order) and declines.
+    pub fn open_round_record(&self, round: u64) -> anyhow::Result<Option<OpenRoundRecord>> {
+        let status: Option<String> = self
+            .db
+            .query_row(
+                "SELECT status FROM rounds WHERE round = ?1",
+                params![round as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if status.as_deref() != Some("open") {
+            return Ok(None);
+        }
+        let Some(text) = self
+            .db
+            .query_row(
+                "SELECT state FROM round_state WHERE round = ?1",
+                params![round as i64],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let state: RoundState = serde_json::from_str(&text).with_context(|| {
+            format!("the stored state of open round {round} is corrupt; restore fedssl.db from a backup")
+        })?;
+        let accepted = self.accepted_uploads(round)?;
+        let mut st = self.db.prepare(
+            "SELECT DISTINCT client FROM updates WHERE round = ?1 AND status = 'declined' AND at >= ?2",
+        )?;
+        let declined = st
+            .query_map(params![round as i64, state.started_at as i64], |r| {
+                r.get::<_, String>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(OpenRoundRecord {
+            state,
+            accepted,
+            declined,
+        }))
+    }
+
+    /// Records that `round` failed, with the reason; its uploads are dropped and the model
+    /// version does not advance.
+    pub fn fail_round(&mut self, round: u64, reason: &str) -> anyhow::Result<()> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "UPDATE rounds SET status = 'failed' WHERE round = ?1",
+            params![round as i64],
+        )?;
+        tx.execute(
+            "INSERT INTO round_failures (round, at, reason) VALUES (?1, ?2, ?3)",
+            params![round as i64, now(), reason],
+        )?;
+        tx.execute(
+            "DELETE FROM accepted_updates WHERE round = ?1",
+            params![round as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// `(round, reason)` of every failed round attempt, oldest first.
+    pub fn failures(&self) -> anyhow::Result<Vec<(u64, String)>> {
+        let mut st = self
+            .db
+            .prepare("SELECT round, reason FROM round_failures ORDER BY rowid")?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The accepted uploads of `round` still kept (the open round's, and the last
+    /// committed round's until the next commit), in acceptance order.
+    pub fn accepted_uploads(&self, round: u64) -> anyhow::Result<Vec<(String, Upload)>> {
+        let mut st = self
+            .db
+            .prepare("SELECT client, upload FROM accepted_updates WHERE round = ?1 ORDER BY id")?;
+        let rows = st
+            .query_map(params![round as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(c, b)| {
+                let (u, _): (Upload, usize) = bincode::serde::decode_from_slice(&b, bincode_cfg())
+                    .with_context(|| format!("the stored update of {c} is corrupt"))?;
+                Ok((c, u))
+            })
+            .collect()
+    }
+
+    /// The server optimizer's state of the last commit that had one.
+    pub fn latest_opt_state(&self) -> anyhow::Result<Option<OptState>> {
+        let blob: Option<Vec<u8>> = self
+            .db
+            .query_row(
+                "SELECT state FROM server_opt ORDER BY round DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        blob.map(|b| {
+            bincode::serde::decode_from_slice::<OptState, _>(&b, bincode_cfg())
+                .map(|(s, _)| s)
+                .context(
+                    "the stored server-optimizer state is corrupt; restore fedssl.db from a backup",
+                )
+        })
+        .transpose()
     }
 
     /// Records one update's outcome (durably, before the client is answered).
@@ -177,6 +386,7 @@ impl Store {
         &mut self,
         m: &crate::metrics::RoundMetrics,
         model: &Weights,
+        opt: Option<&OptState>,
     ) -> anyhow::Result<()> {
         let path = self.model_path(m.round);
         model.save(&path)?;
@@ -215,6 +425,29 @@ impl Store {
                 params![m.round as i64, serde_json::to_string(c)?],
             )?;
         }
+        // The server optimizer's moments commit with the model they produced.
+        if let Some(o) = opt {
+            tx.execute(
+                "INSERT OR REPLACE INTO server_opt (round, state) VALUES (?1, ?2)",
+                params![
+                    m.round as i64,
+                    bincode::serde::encode_to_vec(o, bincode_cfg())?
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM server_opt WHERE round < ?1",
+                params![m.round as i64],
+            )?;
+        }
+        // The committed round's uploads stay (for audit) until the next commit.
+        tx.execute(
+            "DELETE FROM accepted_updates WHERE round < ?1",
+            params![m.round as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM round_state WHERE round <= ?1",
+            params![m.round as i64],
+        )?;
         tx.commit()?;
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Validation of uploads: round, nonce, base model, hash, shapes, finiteness and norm.
 
-use fedssl_common::dp::gaussian::max_plausible_norm;
+use fedssl_common::dp::gaussian::{max_plausible_norm, min_plausible_norm};
 use fedssl_common::model::{Weights, WeightsSpec};
 use fedssl_common::protocol::{ErrorCode, RoundPlan, SiteReport, Upload};
 
@@ -23,20 +23,33 @@ impl Rejection {
     }
 }
 
-/// The largest norm a privatized update can plausibly have under `plan`: with client-level
-/// noise, the clip bound plus the noise's norm (except with probability below e^-50);
-/// otherwise (DP-SGD's update is post-processing of noised steps, and no DP has no bound)
-/// unbounded, and only finiteness is checked.
-pub fn norm_bound(plan: &RoundPlan, spec: &WeightsSpec) -> f64 {
+/// The norms a privatized update can plausibly have.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormRange {
+    /// Below this the update carries less noise than the plan requires.
+    pub min: f64,
+    /// Above this it was not clipped, or carries more than the plan's noise.
+    pub max: f64,
+}
+
+/// The norms a privatized update can plausibly have under `plan`. With client-level noise
+/// of σ = z·C in d coordinates, ‖clip(u) + n‖ lies within ‖n‖ ± C, and ‖n‖ lies within
+/// σ(√d ± 10) except with probability below e^-50: an update outside is refused (an update
+/// sent without its noise is far below the floor). Otherwise (DP-SGD's update is
+/// post-processing of noised steps, and no DP has no bound) only finiteness is checked.
+pub fn norm_range(plan: &RoundPlan, spec: &WeightsSpec) -> NormRange {
     let p = plan.privacy;
     if p.mechanism.client_level() {
-        max_plausible_norm(
-            p.client.clip_norm,
-            p.client.noise_multiplier * p.client.clip_norm,
-            spec.num_params(),
-        )
+        let sigma = p.client.noise_multiplier * p.client.clip_norm;
+        NormRange {
+            min: min_plausible_norm(p.client.clip_norm, sigma, spec.num_params()),
+            max: max_plausible_norm(p.client.clip_norm, sigma, spec.num_params()),
+        }
     } else {
-        f64::INFINITY
+        NormRange {
+            min: 0.0,
+            max: f64::INFINITY,
+        }
     }
 }
 
@@ -88,7 +101,7 @@ pub fn check_update(
     upload: &Upload,
     spec: &WeightsSpec,
     global_hash: &str,
-    bound: f64,
+    bound: NormRange,
 ) -> Result<(Weights, f64), Rejection> {
     if upload.base_model_hash != global_hash {
         return Err(Rejection::new(
@@ -116,10 +129,23 @@ pub fn check_update(
         ));
     }
     let norm = w.l2_norm();
-    if norm > bound {
+    if norm > bound.max {
         return Err(Rejection::new(
             ErrorCode::NormTooLarge,
-            format!("update norm {norm:.3} exceeds the bound {bound:.3} a clipped and noised update can reach"),
+            format!(
+                "update norm {norm:.3} exceeds the bound {:.3} a clipped and noised update can reach",
+                bound.max
+            ),
+        ));
+    }
+    if norm < bound.min {
+        return Err(Rejection::new(
+            ErrorCode::NoiseMissing,
+            format!(
+                "update norm {norm:.3} is below {:.3}, the least a clipped update plus the \
+                 plan's noise can have: it was sent without (all of) its noise",
+                bound.min
+            ),
         ));
     }
     Ok((w, norm))

@@ -55,6 +55,8 @@ pub fn server_config(
         eval: None,
         federated_eval_every: 0,
         central_dp: None,
+        min_updates: None,
+        max_round_extensions: 1,
     }
 }
 

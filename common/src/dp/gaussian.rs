@@ -102,9 +102,45 @@ pub fn max_plausible_norm(clip_norm: f64, sigma: f64, dim: usize) -> f64 {
     clip_norm + sigma * (1.0 + 1e-5) * ((dim as f64).sqrt() + 10.0)
 }
 
+/// The smallest norm of a clipped update plus N(0, σ²) noise in `dim` coordinates, except
+/// with probability below e^-50: ‖clip(u) + n‖ ≥ ‖n‖ − C, and
+/// P(‖n‖ ≤ σ(√P − t)) ≤ e^{−t²/2}. Zero where the noise is too small to tell.
+pub fn min_plausible_norm(clip_norm: f64, sigma: f64, dim: usize) -> f64 {
+    (sigma * (1.0 - 1e-5) * ((dim as f64).sqrt() - 10.0) - clip_norm).max(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_noised_update_lies_within_the_plausible_norms() {
+        // 10 000 coordinates, C = 1, z = 0.5: ‖n‖ ≈ 50, so every draw lies in [39, 61].
+        let (c, z, d) = (1.0, 0.5, 10_000);
+        let (lo, hi) = (
+            min_plausible_norm(c, z * c, d),
+            max_plausible_norm(c, z * c, d),
+        );
+        assert!(
+            (lo - (0.5 * 90.0 * (1.0 - 1e-5) - 1.0)).abs() < 1e-9,
+            "{lo}"
+        );
+        let m = GaussianMechanism::new(c, z, d).unwrap();
+        for _ in 0..5 {
+            let mut v = vec![0.0f32; d];
+            v[0] = 1.0; // a clipped update of norm C
+            m.add_noise(&mut v).unwrap();
+            let n = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+            assert!(lo < n && n < hi, "{lo} < {n} < {hi}");
+        }
+        // The update without its noise has norm 1: far below the floor.
+        assert!(lo > 1.0);
+        assert_eq!(
+            min_plausible_norm(1.0, 0.1, 50),
+            0.0,
+            "too few coordinates to tell"
+        );
+    }
 
     #[test]
     fn noise_std_matches_z_times_c() {

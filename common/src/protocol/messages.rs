@@ -222,6 +222,9 @@ pub struct RoundPlan {
     pub augment: AugmentSettings,
     /// How sites merge the global model into their own.
     pub federation: Federation,
+    /// FedProx: μ of the proximal term μ/2·‖w − w_global‖² the site adds to its local
+    /// objective (0: none).
+    pub proximal_mu: f64,
 }
 
 impl RoundPlan {
@@ -258,6 +261,8 @@ pub enum ErrorCode {
     NonFinite,
     NormTooLarge,
     Internal,
+    /// A client-level update whose norm is below what its plan's noise alone gives.
+    NoiseMissing,
 }
 
 impl std::fmt::Display for ProtocolError {
