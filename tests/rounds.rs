@@ -124,8 +124,9 @@ async fn a_killed_server_restarts_at_the_next_round_with_the_committed_model() {
 async fn a_client_at_its_budget_refuses_to_train() {
     let dir = tempfile::tempdir().unwrap();
     let certs_dir = common::make_certs(dir.path(), &["a"]);
-    let (addr, server) =
-        common::start_server(common::server_config(dir.path(), &certs_dir, 1, 1)).await;
+    let scfg = common::server_config(dir.path(), &certs_dir, 1, 1);
+    let run_dir = scfg.run_dir.clone();
+    let (addr, server) = common::start_server(scfg).await;
     let mut ccfg = common::client_config(dir.path(), &certs_dir, "a", addr);
     // The plan's one round is calibrated to ε = 8 per record: above this budget.
     ccfg.epsilon_budget = 1.0;
@@ -136,9 +137,17 @@ async fn a_client_at_its_budget_refuses_to_train() {
     assert_eq!(report.rounds_declined, vec![1]);
     assert!(report.rounds_trained.is_empty());
     assert_eq!(report.epsilon_site, Some(0.0));
-    let s = server.await.unwrap().unwrap();
-    assert_eq!(s.rounds[0].clients_declined, 1);
-    assert_eq!(s.rounds[0].clients_accepted, 0);
+    // A round in which every site declined is not committed as an empty round: it fails
+    // with the reason, and the model version stays.
+    let err = format!("{:#}", server.await.unwrap().unwrap_err());
+    assert!(
+        err.contains("needs 1 accepted updates but got 0") && err.contains("1 declined"),
+        "{err}"
+    );
+    let store = fedssl_server::store::Store::open(&run_dir).unwrap();
+    assert_eq!(store.committed_rounds().unwrap(), 0);
+    assert_eq!(store.failures().unwrap().len(), 1);
+    assert_eq!(store.latest_model().unwrap().unwrap().0, 0);
     let ledger: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(state.join("privacy-ledger.json"))
             .unwrap_or_else(|_| "{\"entries\":[]}".into()),

@@ -255,7 +255,10 @@ impl Session {
             ServerMsg::Welcome(w) => {
                 info!(name = %w.client_name, server_version = %w.software_version, committed_round = w.committed_round, "connected");
                 self.report.name = w.client_name;
-                self.last_round = self.last_round.max(self.ledger.ledger.last_round());
+                self.last_round = crate::site::resume_after(
+                    self.last_round,
+                    self.state.acknowledged().map(|a| a.round),
+                );
             }
             ServerMsg::Error(e) => {
                 return Err(Fatal(format!("the server refused the handshake: {e}")).into())

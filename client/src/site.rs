@@ -57,6 +57,17 @@ pub fn decide(
     }
 }
 
+/// The round a (re)connecting site tells the server it is done with (`NextTask {
+/// after_round }`): the last round it saw answered in this process (`seen`: acknowledged,
+/// declined or closed), or the last one the server acknowledged before a restart. Never a
+/// round whose privatized update was charged but not acknowledged: the server, which may
+/// have lost it in a crash, offers that round again, and the kept bytes are resent (see
+/// [`decide`]). A site that reports its ledger's last round instead waits forever for a
+/// round the server will only finish with its update.
+pub fn resume_after(seen: u64, acknowledged: Option<u64>) -> u64 {
+    seen.max(acknowledged.unwrap_or(0))
+}
+
 fn short(h: &str) -> &str {
     &h[..h.len().min(12)]
 }
@@ -117,6 +128,23 @@ mod tests {
             matches!(decide(3, "m2", 5, None, &l), Decision::Decline(r) if r.contains("no longer kept"))
         );
         assert!(matches!(decide(2, "m1", 5, None, &l), Decision::Decline(_)));
+    }
+
+    /// Charged for round 3, acknowledged only up to round 2 (the process or the server
+    /// died in between): the site asks after round 2, so round 3 comes again and the same
+    /// bytes are resent.
+    #[test]
+    fn a_charged_but_unacknowledged_round_is_asked_for_again() {
+        assert_eq!(resume_after(0, Some(2)), 2);
+        assert_eq!(resume_after(3, Some(2)), 3, "seen answered in this process");
+        assert_eq!(resume_after(0, None), 0);
+        let l = ledger(&[(2, "m1"), (3, "m2")]);
+        let after = resume_after(0, Some(2));
+        let next_task_round = after + 1;
+        assert!(matches!(
+            decide(next_task_round, "m2", 7, Some(&upload(3, "m2")), &l),
+            Decision::Resend(_)
+        ));
     }
 
     #[test]

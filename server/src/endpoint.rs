@@ -212,8 +212,15 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     let result = run_rounds(&sh, opts.progress).await;
     // Let clients fetch the final model, then close.
     sh.notify();
-    sh.wait_until(|e| e.connected() == 0, opts.final_grace)
-        .await;
+    // Every site this run has seen (in any process) gets the chance to learn that training
+    // is over and fetch the final model, including one that reconnects only now because
+    // its connection died with a previous server process.
+    let known = sh.store().client_names().unwrap_or_default();
+    sh.wait_until(
+        |e| e.connected() == 0 && e.all_told_finished(&known),
+        opts.final_grace,
+    )
+    .await;
     ep.close(0u32.into(), b"server done");
     accept.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
@@ -622,12 +629,14 @@ async fn dispatch(
             let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
             loop {
                 rx.borrow_and_update();
-                match sh.engine().poll(name, after_round) {
+                let polled = sh.engine().poll(name, after_round);
+                match polled {
                     Poll::Task(t) => return ServerMsg::Task(t),
                     Poll::Finished {
                         last_round,
                         model_hash,
                     } => {
+                        sh.engine().told_finished(name);
                         return ServerMsg::Finished {
                             last_round,
                             model_hash,

@@ -219,6 +219,8 @@ pub struct Engine {
     strategy: Box<dyn Strategy>,
     opt_state: Option<OptState>,
     rules: RoundRules,
+    /// Sites told that training is over.
+    told: BTreeSet<String>,
 }
 
 impl Engine {
@@ -239,7 +241,18 @@ impl Engine {
             strategy: strategy::build(&StrategyConfig::default()),
             opt_state: None,
             rules: RoundRules::default(),
+            told: BTreeSet::new(),
         }
+    }
+
+    /// Records that `name` was told training is over.
+    pub fn told_finished(&mut self, name: &str) {
+        self.told.insert(name.to_string());
+    }
+
+    /// True when every site in `names` was told training is over.
+    pub fn all_told_finished(&self, names: &[String]) -> bool {
+        names.iter().all(|n| self.told.contains(n))
     }
 
     /// Merges updates with `cfg`'s strategy, resuming its server-optimizer state `opt`.

@@ -155,6 +155,15 @@ impl Store {
             .join(format!("global-{version:06}.safetensors"))
     }
 
+    /// Every client that ever connected to this run.
+    pub fn client_names(&self) -> anyhow::Result<Vec<String>> {
+        let mut st = self.db.prepare("SELECT name FROM clients ORDER BY name")?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// Records that a client connected.
     pub fn touch_client(&self, name: &str, num_samples: u64) -> anyhow::Result<()> {
         self.db.execute(
