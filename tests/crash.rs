@@ -214,9 +214,11 @@ fn kill_9_of_the_server_and_of_clients_loses_no_acknowledged_update() {
     clients[4] = start_client(4, "after-kill");
 
     // The server dies once at least two round-2 updates are acknowledged.
-    wait_for("two accepted round-2 updates", Duration::from_secs(300), || {
-        accepted_in(&db, 2).len() >= 2
-    });
+    wait_for(
+        "two accepted round-2 updates",
+        Duration::from_secs(300),
+        || accepted_in(&db, 2).len() >= 2,
+    );
     server.kill9();
     let before_crash = accepted_in(&db, 2);
     assert!(
@@ -297,7 +299,11 @@ fn kill_9_of_the_server_and_of_clients_loses_no_acknowledged_update() {
         acc.fold(&w, 1.0).unwrap();
     }
     let want = v1.add(&acc.mean().unwrap()).unwrap();
-    assert_eq!(want.hash(), v2.hash(), "the committed model is not v1 + mean(updates)");
+    assert_eq!(
+        want.hash(),
+        v2.hash(),
+        "the committed model is not v1 + mean(updates)"
+    );
 }
 
 /// Runs `f` when dropped (the logs are printed when an assertion failed).

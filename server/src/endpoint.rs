@@ -640,7 +640,7 @@ async fn dispatch(
                         return ServerMsg::Finished {
                             last_round,
                             model_hash,
-                        }
+                        };
                     }
                     Poll::Wait => {}
                 }
