@@ -316,3 +316,107 @@ fn scopeguard<F: FnMut()>(f: F) -> impl Drop {
     }
     G(f)
 }
+
+/// Chaos: 3 of 10 client processes (30 %) are killed right after round 1 opens. The
+/// round closes at its deadline with the other 7, the next round runs with the survivors,
+/// and the run completes.
+#[test]
+fn a_round_closes_at_its_deadline_when_30_percent_of_the_clients_die() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let certs_dir = common::make_certs(dir.path(), &refs);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = 20.0;
+    // Rounds start once 7 sites are connected (round 1 may select 7 to 10 of them).
+    let mut scfg: ServerConfig = common::server_config(dir.path(), &certs_dir, 2, 7);
+    scfg.listen = addr;
+    scfg.round_deadline_secs = deadline;
+    scfg.plan.privacy = PrivacyPlan {
+        mechanism: PrivacyMechanism::None,
+        ..PrivacyPlan::default()
+    };
+    let server_toml = write_toml(&dir.path().join("server.toml"), &scfg);
+    let db = scfg.run_dir.join("fedssl.db");
+    let metrics = scfg.run_dir.join("metrics.jsonl");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let show_logs = || {
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(logs.join("server.log")).unwrap_or_default();
+            eprintln!("--- server log\n{text}");
+        }
+    };
+    let _guard = scopeguard(show_logs);
+    let mut server = Proc::spawn(
+        &["server", "--config", server_toml.to_str().unwrap()],
+        &logs.join("server.log"),
+        "the server",
+    );
+    let mut clients = vec![];
+    for (i, n) in names.iter().enumerate() {
+        let mut c: ClientConfig = common::client_config(dir.path(), &certs_dir, n, addr);
+        c.data.shard = Some(Shard {
+            index: i,
+            count: 40,
+        });
+        c.epsilon_budget = f64::INFINITY;
+        let toml = write_toml(&dir.path().join(format!("{n}.toml")), &c);
+        clients.push(Proc::spawn(
+            &["client", "--config", toml.to_str().unwrap()],
+            &logs.join(format!("{n}.log")),
+            n,
+        ));
+    }
+    let mut selected: Vec<String> = vec![];
+    wait_for("round 1 to open", Duration::from_secs(120), || {
+        selected = query(&db, |c| {
+            c.query_row("SELECT state FROM round_state WHERE round = 1", [], |r| {
+                r.get::<_, String>(0)
+            })
+        })
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["nonces"].as_object().map(|o| o.keys().cloned().collect()))
+        .unwrap_or_default();
+        !selected.is_empty()
+    });
+    // Kill 3 of the selected sites.
+    let victims: Vec<usize> = selected
+        .iter()
+        .take(3)
+        .map(|n| names.iter().position(|m| m == n).unwrap())
+        .collect();
+    for &v in &victims {
+        clients[v].kill9();
+    }
+    let killed_at = Instant::now();
+    assert!(
+        server.wait_ok(Duration::from_secs(300)),
+        "the server failed (logs in {})",
+        logs.display()
+    );
+    let total = killed_at.elapsed().as_secs_f64();
+    for (i, c) in clients.iter_mut().enumerate() {
+        if !victims.contains(&i) {
+            let what = c.what.clone();
+            assert!(c.wait_ok(Duration::from_secs(60)), "{what} failed");
+        }
+    }
+    let lines = committed_lines(&metrics);
+    assert_eq!(lines.len(), 2);
+    let k = selected.len();
+    assert_eq!(lines[0]["clients_sampled"], k);
+    assert_eq!(lines[0]["clients_accepted"], k - 3);
+    let r1 = lines[0]["seconds"].as_f64().unwrap();
+    assert!(
+        r1 >= deadline - 0.5 && r1 < deadline + 15.0,
+        "round 1 closed at its deadline: {r1:.1} s"
+    );
+    assert_eq!(
+        lines[1]["clients_sampled"], 7,
+        "round 2 runs with the survivors"
+    );
+    assert_eq!(lines[1]["clients_accepted"], 7);
+    eprintln!("chaos test: round 1 closed after {r1:.1} s (deadline {deadline} s) with {} of {k} selected; the run ended {total:.1} s after the kills", k - 3);
+}
