@@ -547,4 +547,36 @@ mod tests {
         plan.model.parts.batch_norm = BatchNormPlacement::Global;
         assert!(names(&plan).iter().any(|n| n.ends_with("running_var")));
     }
+
+    /// FedProx's step by hand: with η·μ = 0.5 every shared value moves halfway to the
+    /// global one; local-only tensors (BatchNorm statistics) are untouched; μ = 0 is a no-op.
+    #[test]
+    fn the_proximal_step_moves_halfway_to_the_global_model() {
+        type B = Autodiff<Flex>;
+        let dev = Default::default();
+        let mut plan = plan_for(Objective::SimClr, SampleShape::GRAY_28, 1);
+        let model = init_model::<B>(&plan.model, &dev, 1).unwrap();
+        let global = Weights::global_from_module(&init_model::<B>(&plan.model, &dev, 2).unwrap());
+        let before = Weights::from_module(&model);
+        let same = proximal_step(model.clone(), &global, &plan).unwrap();
+        assert_eq!(Weights::from_module(&same), before, "μ = 0 changes nothing");
+        plan.learning_rate = 0.5;
+        plan.proximal_mu = 1.0;
+        let after = Weights::from_module(&proximal_step(model, &global, &plan).unwrap());
+        let g: std::collections::HashMap<&str, &[f32]> = global
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.values.as_slice()))
+            .collect();
+        for (a, b) in after.tensors.iter().zip(&before.tensors) {
+            match g.get(a.name.as_str()) {
+                Some(gv) => {
+                    for ((x, x0), gx) in a.values.iter().zip(&b.values).zip(gv.iter()) {
+                        assert!((x - (x0 + gx) / 2.0).abs() < 1e-6, "{}", a.name);
+                    }
+                }
+                None => assert_eq!(a.values, b.values, "{} is local", a.name),
+            }
+        }
+    }
 }

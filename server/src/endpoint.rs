@@ -196,7 +196,7 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     };
     let ep = endpoint::server(cfg.listen, crypto, settings)?;
     let addr = ep.local_addr()?;
-    info!(%addr, rounds = cfg.rounds, min_clients = cfg.min_clients, "server listening (QUIC, mutual TLS 1.3)");
+    info!(%addr, rounds = cfg.rounds, min_clients = cfg.min_clients, strategy = cfg.plan.strategy.name.name(), min_updates = cfg.effective_min_updates(), "server listening (QUIC, mutual TLS 1.3)");
     if let Some(tx) = opts.ready {
         let _ = tx.send(addr);
     }

@@ -72,7 +72,7 @@ pub enum Step {
     Close,
     /// The round was short of updates at its deadline and was extended (and topped up with
     /// sites not selected before): persist the new state.
-    Extended(RoundState),
+    Extended(Box<RoundState>),
     /// The round cannot reach its minimum: record it as failed with this reason. The model
     /// version does not advance.
     Failed(String),
@@ -480,7 +480,7 @@ impl Engine {
             r.extensions += 1;
             r.deadline = now + deadline_secs;
             return match self.round_state() {
-                Some(s) => Step::Extended(s),
+                Some(s) => Step::Extended(Box::new(s)),
                 None => Step::Wait,
             };
         }
