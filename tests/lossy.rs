@@ -118,7 +118,10 @@ async fn a_run_completes_all_its_rounds_through_a_lossy_reordering_relay() {
     for c in clients {
         let r = c.await.unwrap().unwrap();
         assert_eq!(r.rounds_trained, vec![1, 2, 3]);
-        assert_eq!(r.final_model_hash.as_deref(), Some(report.final_hash.as_str()));
+        assert_eq!(
+            r.final_model_hash.as_deref(),
+            Some(report.final_hash.as_str())
+        );
     }
     let (f, d, u, l) = (
         tally.forwarded.load(Ordering::Relaxed),
