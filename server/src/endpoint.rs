@@ -579,31 +579,14 @@ async fn dispatch(
     }
     match msg {
         ClientMsg::Hello(h) => {
-            if h.protocol_version != fedssl_common::PROTOCOL_VERSION {
-                Counters::inc(&c.version_mismatches);
-                warn!(%name, client = h.protocol_version, "protocol version mismatch");
-                return ServerMsg::error(
-                    ErrorCode::VersionMismatch,
-                    format!(
-                        "server speaks protocol {} (fedssl {}), client speaks {} (fedssl {}): \
-                         install the same fedssl version on both sides",
-                        fedssl_common::PROTOCOL_VERSION,
-                        fedssl_common::SOFTWARE_VERSION,
-                        h.protocol_version,
-                        h.software_version
-                    ),
-                );
-            }
-            if h.claimed_name != name {
-                Counters::inc(&c.name_mismatches);
-                warn!(certificate = %name, claimed = %h.claimed_name, "client claims a name that is not in its certificate");
-                return ServerMsg::error(
-                    ErrorCode::NameMismatch,
-                    format!(
-                        "your certificate identifies you as `{name}`, not `{}`",
-                        h.claimed_name
-                    ),
-                );
+            if let Err(r) = crate::engine::check_hello(name, &h) {
+                let counter = match r.code {
+                    ErrorCode::VersionMismatch => &c.version_mismatches,
+                    _ => &c.name_mismatches,
+                };
+                Counters::inc(counter);
+                warn!(certificate = %name, claimed = %h.claimed_name, client_protocol = h.protocol_version, reason = %r.reason, "handshake refused");
+                return ServerMsg::error(r.code, r.reason);
             }
             if let Err(e) = sh.store().touch_client(name, h.num_samples.unwrap_or(0)) {
                 return ServerMsg::error(ErrorCode::Internal, format!("database error: {e}"));

@@ -78,6 +78,34 @@ pub enum Step {
     Failed(String),
 }
 
+/// The handshake rules: the client must speak this server's protocol version, and the name
+/// it claims must be the one its verified certificate carries (`cert_name`).
+pub fn check_hello(cert_name: &str, h: &fedssl_common::protocol::Hello) -> Result<(), Rejection> {
+    if h.protocol_version != fedssl_common::PROTOCOL_VERSION {
+        return Err(Rejection::new(
+            ErrorCode::VersionMismatch,
+            format!(
+                "server speaks protocol {} (fedssl {}), client speaks {} (fedssl {}): install \
+                 the same fedssl version on both sides",
+                fedssl_common::PROTOCOL_VERSION,
+                fedssl_common::SOFTWARE_VERSION,
+                h.protocol_version,
+                h.software_version
+            ),
+        ));
+    }
+    if h.claimed_name != cert_name {
+        return Err(Rejection::new(
+            ErrorCode::NameMismatch,
+            format!(
+                "your certificate identifies you as `{cert_name}`, not `{}`",
+                h.claimed_name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// An upload that passed validation, ready to be made durable and then applied.
 #[derive(Debug)]
 pub struct Checked {
@@ -1417,5 +1445,34 @@ mod tests {
         let mut u = upload(&t, [0.0; 3], 1);
         u.update = ModelPayload::from_weights(&big(1.0));
         assert_eq!(e.submit("a", &u).unwrap_err().code, ErrorCode::NoiseMissing);
+    }
+
+    /// Handshake rules without sockets: a version mismatch and a forged name are refused
+    /// with the reason; the certificate's own name passes.
+    #[test]
+    fn the_handshake_refuses_other_versions_and_forged_names() {
+        let hello = |v: u32, name: &str| fedssl_common::protocol::Hello {
+            protocol_version: v,
+            software_version: "x".into(),
+            capabilities: vec![],
+            claimed_name: name.into(),
+            num_samples: None,
+        };
+        let v = fedssl_common::PROTOCOL_VERSION;
+        assert!(check_hello("site-a", &hello(v, "site-a")).is_ok());
+        let e = check_hello("site-a", &hello(v - 1, "site-a")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::VersionMismatch);
+        assert!(
+            e.reason.contains("install the same fedssl version"),
+            "{}",
+            e.reason
+        );
+        let e = check_hello("site-a", &hello(v, "site-b")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NameMismatch);
+        assert!(
+            e.reason.contains("identifies you as `site-a`"),
+            "{}",
+            e.reason
+        );
     }
 }
