@@ -1,6 +1,7 @@
 #![no_main]
 //! Fuzz target `data`: see `fuzz/targets.rs`.
 
+#[allow(dead_code)] // each binary uses one of the shared bodies
 #[path = "../targets.rs"]
 mod targets;
 
