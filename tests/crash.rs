@@ -71,6 +71,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A 2-round server config on a fixed free loopback port (a restarted process must come
+/// back on the same address), and that address.
+fn fixed_port_server(
+    dir: &Path,
+    certs_dir: &Path,
+    min_clients: usize,
+    deadline: f64,
+) -> (ServerConfig, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cfg = common::server_config(dir, certs_dir, 2, min_clients);
+    cfg.listen = addr;
+    cfg.round_deadline_secs = deadline;
+    (cfg, addr)
+}
+
 fn write_toml<T: serde::Serialize>(path: &Path, v: &T) -> PathBuf {
     std::fs::write(path, toml::to_string(v).unwrap()).unwrap();
     path.to_path_buf()
@@ -137,12 +152,8 @@ fn kill_9_of_the_server_and_of_clients_loses_no_acknowledged_update() {
     let dir = tempfile::tempdir().unwrap();
     let names = ["s0", "s1", "s2", "s3", "s4"];
     let certs_dir = common::make_certs(dir.path(), &names);
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = 240.0;
-    let mut scfg: ServerConfig = common::server_config(dir.path(), &certs_dir, 2, 5);
-    scfg.listen = addr;
-    scfg.round_deadline_secs = deadline;
+    let (mut scfg, addr) = fixed_port_server(dir.path(), &certs_dir, 5, deadline);
     scfg.plan.privacy = PrivacyPlan {
         mechanism: PrivacyMechanism::ClientLevel,
         client: ClientLevelParams {
@@ -326,13 +337,9 @@ fn a_round_closes_at_its_deadline_when_30_percent_of_the_clients_die() {
     let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let certs_dir = common::make_certs(dir.path(), &refs);
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = 20.0;
     // Rounds start once 7 sites are connected (round 1 may select 7 to 10 of them).
-    let mut scfg: ServerConfig = common::server_config(dir.path(), &certs_dir, 2, 7);
-    scfg.listen = addr;
-    scfg.round_deadline_secs = deadline;
+    let (mut scfg, addr) = fixed_port_server(dir.path(), &certs_dir, 7, deadline);
     scfg.plan.privacy = PrivacyPlan {
         mechanism: PrivacyMechanism::None,
         ..PrivacyPlan::default()

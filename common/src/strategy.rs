@@ -197,12 +197,4 @@ impl StrategyConfig {
         }
         Ok(())
     }
-
-    /// The fewest updates the rule needs to say anything (Krum: 2f + 3).
-    pub fn min_updates(&self) -> usize {
-        match self.name {
-            StrategyKind::Krum | StrategyKind::MultiKrum => 2 * self.byzantine + 3,
-            _ => 1,
-        }
-    }
 }

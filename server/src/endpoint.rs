@@ -640,10 +640,7 @@ async fn dispatch(
             let res = {
                 let mut e = sh.engine();
                 match e.check(name, &u) {
-                    Ok(None) => Ok(crate::engine::Accepted {
-                        duplicate: true,
-                        norm: f64::NAN,
-                    }),
+                    Ok(None) => Ok(crate::engine::Accepted::DUPLICATE),
                     Ok(Some(checked)) => match sh.store().accept_update(name, &u, checked.norm()) {
                         Ok(()) => e.apply(name, &u, checked),
                         Err(err) => {

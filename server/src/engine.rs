@@ -148,6 +148,14 @@ pub struct Accepted {
     pub norm: f64,
 }
 
+impl Accepted {
+    /// An idempotent resend of an update already accepted (not folded again).
+    pub const DUPLICATE: Accepted = Accepted {
+        duplicate: true,
+        norm: f64::NAN,
+    };
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Answer {
     Accepted { update_hash: String },
@@ -599,10 +607,7 @@ impl Engine {
     /// persists, then [`Engine::apply`].
     pub fn submit(&mut self, name: &str, upload: &Upload) -> Result<Accepted, Rejection> {
         match self.check(name, upload)? {
-            None => Ok(Accepted {
-                duplicate: true,
-                norm: f64::NAN,
-            }),
+            None => Ok(Accepted::DUPLICATE),
             Some(c) => self.apply(name, upload, c),
         }
     }

@@ -4,7 +4,52 @@
 use anyhow::ensure;
 use fedssl_common::model::{Weights, WeightsSpec};
 
-use super::flat;
+use super::{flat, unflat, Aggregator};
+
+/// How a buffering rule turns the round's (non-empty) updates into one flattened update.
+pub type Reduce = Box<dyn Fn(&Buffer) -> anyhow::Result<Vec<f32>> + Send>;
+
+/// The aggregator of every buffering rule: keep the updates, reduce them at the end.
+pub struct Buffered {
+    buf: Buffer,
+    reduce: Reduce,
+}
+
+impl Buffered {
+    /// An empty buffer for updates of `spec`, reduced by `reduce`.
+    pub fn new(spec: &WeightsSpec, reduce: Reduce) -> Self {
+        Self {
+            buf: Buffer::new(spec),
+            reduce,
+        }
+    }
+}
+
+impl std::fmt::Debug for Buffered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffered")
+            .field("updates", &self.buf.updates.len())
+            .finish()
+    }
+}
+
+impl Aggregator for Buffered {
+    fn fold(&mut self, update: Weights, weight: f64) -> anyhow::Result<()> {
+        self.buf.push(update, weight)
+    }
+    fn count(&self) -> usize {
+        self.buf.updates.len()
+    }
+    fn sum(&self) -> Option<Weights> {
+        None
+    }
+    fn aggregate(&self) -> anyhow::Result<Option<Weights>> {
+        if self.buf.updates.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(unflat(&self.buf.spec, (self.reduce)(&self.buf)?)))
+    }
+}
 
 /// A round's updates, kept whole.
 #[derive(Debug, Clone)]

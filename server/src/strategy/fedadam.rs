@@ -1,47 +1,30 @@
 //! FedAdam: v ← β₂·v + (1 − β₂)·Δ² (see `fedopt.rs` for the shared step).
 
-use fedssl_common::model::{Weights, WeightsSpec};
-use fedssl_common::strategy::StrategyKind;
-
-use super::fedopt::{FedOpt, OptState};
-use super::{Aggregator, Mean, Strategy};
-
-/// FedAdam.
-#[derive(Debug, Clone, Copy)]
-pub struct FedAdam(pub FedOpt);
-
-impl Strategy for FedAdam {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::Fedadam
-    }
-    fn aggregator(&self, spec: &WeightsSpec) -> Box<dyn Aggregator> {
-        Box::new(Mean::new(spec))
-    }
-    fn step(
-        &self,
-        global: &Weights,
-        update: &Weights,
-        state: Option<&OptState>,
-    ) -> anyhow::Result<(Weights, Option<OptState>)> {
-        self.0
-            .step(global, update, state, |v, d2, b2| b2 * v + (1.0 - b2) * d2)
-    }
+/// FedAdam's second moment.
+pub fn second_moment(v: f64, d2: f64, beta2: f64) -> f64 {
+    beta2 * v + (1.0 - beta2) * d2
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::flat;
+    use super::super::fedopt::{Adaptive, FedOpt};
     use super::super::testing::{close, w};
-    use super::*;
+    use super::super::{flat, Strategy};
+    use super::second_moment;
+    use fedssl_common::strategy::StrategyKind;
 
     #[test]
     fn two_rounds_by_hand() {
-        let s = FedAdam(FedOpt {
-            eta: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            tau: 1e-3,
-        });
+        let s = Adaptive {
+            kind: StrategyKind::Fedadam,
+            opt: FedOpt {
+                eta: 0.1,
+                beta1: 0.9,
+                beta2: 0.99,
+                tau: 1e-3,
+            },
+            rule: second_moment,
+        };
         // Round 1, Δ = (1, −2): m = (0.1, −0.2), v = (0.01, 0.04),
         // w = 0 + 0.1·m/(√v + τ) = (0.1·0.1/0.101, −0.1·0.2/0.201).
         let (g, st) = s.step(&w(&[0.0, 0.0]), &w(&[1.0, -2.0]), None).unwrap();

@@ -8,11 +8,44 @@
 //! the step count are persisted with every commit, so a restarted server resumes exactly.
 
 use anyhow::ensure;
-use fedssl_common::model::Weights;
-use fedssl_common::strategy::StrategyConfig;
+use fedssl_common::model::{Weights, WeightsSpec};
+use fedssl_common::strategy::{StrategyConfig, StrategyKind};
 use serde::{Deserialize, Serialize};
 
-use super::{flat, unflat};
+use super::{flat, unflat, Aggregator, Mean, Strategy};
+
+/// A second-moment rule `v ← rule(v, Δ², β₂)` (one per file: `fedadam.rs`, `fedyogi.rs`,
+/// `fedadagrad.rs`).
+pub type SecondMoment = fn(f64, f64, f64) -> f64;
+
+/// FedAdam, FedYogi or FedAdagrad: the weighted mean of the updates, applied by the shared
+/// server step with the rule's second moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Adaptive {
+    /// Which of the three.
+    pub kind: StrategyKind,
+    /// η, β₁, β₂, τ.
+    pub opt: FedOpt,
+    /// Its second-moment rule.
+    pub rule: SecondMoment,
+}
+
+impl Strategy for Adaptive {
+    fn kind(&self) -> StrategyKind {
+        self.kind
+    }
+    fn aggregator(&self, spec: &WeightsSpec) -> Box<dyn Aggregator> {
+        Box::new(Mean::new(spec))
+    }
+    fn step(
+        &self,
+        global: &Weights,
+        update: &Weights,
+        state: Option<&OptState>,
+    ) -> anyhow::Result<(Weights, Option<OptState>)> {
+        self.opt.step(global, update, state, self.rule)
+    }
+}
 
 /// The server optimizer's moments after a commit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 use fedssl_common::model::WeightsSpec;
 use fedssl_common::strategy::StrategyKind;
 
-use super::{Aggregator, Mean, Strategy};
+use super::{Aggregator, Strategy};
 
 /// FedProx (its μ travels in the plan, not here).
 #[derive(Debug, Clone, Copy)]
@@ -16,7 +16,7 @@ impl Strategy for FedProx {
         StrategyKind::Fedprox
     }
     fn aggregator(&self, spec: &WeightsSpec) -> Box<dyn Aggregator> {
-        Box::new(Mean::new(spec))
+        super::FedAvg.aggregator(spec)
     }
 }
 

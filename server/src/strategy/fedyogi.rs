@@ -1,58 +1,37 @@
 //! FedYogi: v ← v − (1 − β₂)·Δ²·sign(v − Δ²) (see `fedopt.rs` for the shared step).
 
-use fedssl_common::model::{Weights, WeightsSpec};
-use fedssl_common::strategy::StrategyKind;
-
-use super::fedopt::{FedOpt, OptState};
-use super::{Aggregator, Mean, Strategy};
-
-/// FedYogi.
-#[derive(Debug, Clone, Copy)]
-pub struct FedYogi(pub FedOpt);
-
-fn sign(x: f64) -> f64 {
-    if x > 0.0 {
+/// FedYogi's second moment.
+pub fn second_moment(v: f64, d2: f64, beta2: f64) -> f64 {
+    let sign = if v > d2 {
         1.0
-    } else if x < 0.0 {
+    } else if v < d2 {
         -1.0
     } else {
         0.0
-    }
-}
-
-impl Strategy for FedYogi {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::Fedyogi
-    }
-    fn aggregator(&self, spec: &WeightsSpec) -> Box<dyn Aggregator> {
-        Box::new(Mean::new(spec))
-    }
-    fn step(
-        &self,
-        global: &Weights,
-        update: &Weights,
-        state: Option<&OptState>,
-    ) -> anyhow::Result<(Weights, Option<OptState>)> {
-        self.0.step(global, update, state, |v, d2, b2| {
-            v - (1.0 - b2) * d2 * sign(v - d2)
-        })
-    }
+    };
+    v - (1.0 - beta2) * d2 * sign
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::flat;
+    use super::super::fedopt::{Adaptive, FedOpt};
     use super::super::testing::{close, w};
-    use super::*;
+    use super::super::{flat, Strategy};
+    use super::second_moment;
+    use fedssl_common::strategy::StrategyKind;
 
     #[test]
     fn two_rounds_by_hand() {
-        let s = FedYogi(FedOpt {
-            eta: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            tau: 1e-3,
-        });
+        let s = Adaptive {
+            kind: StrategyKind::Fedyogi,
+            opt: FedOpt {
+                eta: 0.1,
+                beta1: 0.9,
+                beta2: 0.99,
+                tau: 1e-3,
+            },
+            rule: second_moment,
+        };
         // Round 1, Δ = 2: m = 0.2, v = 0 − 0.01·4·sign(−4) = 0.04, w = 0.1·0.2/(0.2 + τ).
         let (g, st) = s.step(&w(&[0.0]), &w(&[2.0]), None).unwrap();
         close(&flat(&g), &[0.02 / 0.201], 1e-6);

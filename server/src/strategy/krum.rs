@@ -4,10 +4,11 @@
 //! mean of the m lowest. Needs n ≥ 2f + 3.
 
 use anyhow::ensure;
-use fedssl_common::model::{Weights, WeightsSpec};
+use fedssl_common::model::WeightsSpec;
 use fedssl_common::strategy::StrategyKind;
 
-use super::{unflat, Aggregator, Buffer, Strategy};
+use super::buffer::Buffered;
+use super::{Aggregator, Buffer, Strategy};
 
 /// Krum (`keep` = 1) or multi-Krum (`keep` = m).
 #[derive(Debug, Clone, Copy)]
@@ -27,20 +28,12 @@ impl Strategy for Krum {
         }
     }
     fn aggregator(&self, spec: &WeightsSpec) -> Box<dyn Aggregator> {
-        Box::new(KrumAgg {
-            buf: Buffer::new(spec),
-            rule: *self,
-        })
+        let rule = *self;
+        Box::new(Buffered::new(spec, Box::new(move |b| rule.reduce(b))))
     }
     fn min_updates(&self) -> usize {
         2 * self.byzantine + 3
     }
-}
-
-#[derive(Debug)]
-struct KrumAgg {
-    buf: Buffer,
-    rule: Krum,
 }
 
 /// Krum scores of `updates` tolerating `f` arbitrary ones.
@@ -75,22 +68,11 @@ pub(crate) fn scores(updates: &[Vec<f32>], f: usize) -> Vec<f64> {
         .collect()
 }
 
-impl Aggregator for KrumAgg {
-    fn fold(&mut self, update: Weights, weight: f64) -> anyhow::Result<()> {
-        self.buf.push(update, weight)
-    }
-    fn count(&self) -> usize {
-        self.buf.updates.len()
-    }
-    fn sum(&self) -> Option<Weights> {
-        None
-    }
-    fn aggregate(&self) -> anyhow::Result<Option<Weights>> {
-        let u = &self.buf.updates;
-        if u.is_empty() {
-            return Ok(None);
-        }
-        let f = self.rule.byzantine;
+impl Krum {
+    /// The mean of the `keep` best-scored updates (Krum: the best one).
+    fn reduce(&self, b: &Buffer) -> anyhow::Result<Vec<f32>> {
+        let u = &b.updates;
+        let f = self.byzantine;
         ensure!(
             u.len() >= 2 * f + 3,
             "Krum tolerating f = {f} needs at least {} updates, the round has {}",
@@ -100,19 +82,15 @@ impl Aggregator for KrumAgg {
         let s = scores(u, f);
         let mut order: Vec<usize> = (0..u.len()).collect();
         order.sort_by(|&a, &b| s[a].total_cmp(&s[b]).then(a.cmp(&b)));
-        let keep = &order[..self.rule.keep.min(u.len())];
-        let d = self.buf.dim();
-        let mut mean = vec![0.0f64; d];
+        let keep = &order[..self.keep.min(u.len())];
+        let mut mean = vec![0.0f64; b.dim()];
         for &k in keep {
             for (acc, &x) in mean.iter_mut().zip(&u[k]) {
                 *acc += x as f64;
             }
         }
         let kn = keep.len() as f64;
-        Ok(Some(unflat(
-            &self.buf.spec,
-            mean.into_iter().map(|x| (x / kn) as f32),
-        )))
+        Ok(mean.into_iter().map(|x| (x / kn) as f32).collect())
     }
 }
 

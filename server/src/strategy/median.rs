@@ -2,10 +2,11 @@
 //! median of the sites' values (the mean of the two middle ones for an even count, as
 //! `numpy.median`). Tolerates fewer than half of the sites being arbitrary.
 
-use fedssl_common::model::{Weights, WeightsSpec};
+use fedssl_common::model::WeightsSpec;
 use fedssl_common::strategy::StrategyKind;
 
-use super::{unflat, Aggregator, Buffer, Strategy};
+use super::buffer::Buffered;
+use super::{Aggregator, Strategy};
 
 /// Coordinate-wise median.
 #[derive(Debug, Clone, Copy)]
@@ -16,12 +17,12 @@ impl Strategy for Median {
         StrategyKind::Median
     }
     fn aggregator(&self, spec: &WeightsSpec) -> Box<dyn Aggregator> {
-        Box::new(MedianAgg(Buffer::new(spec)))
+        Box::new(Buffered::new(
+            spec,
+            Box::new(|b| Ok(b.per_coordinate(median))),
+        ))
     }
 }
-
-#[derive(Debug)]
-struct MedianAgg(Buffer);
 
 /// The median of `v` (reordered in place), as `numpy.median`.
 pub(crate) fn median(v: &mut [f32]) -> f32 {
@@ -31,24 +32,6 @@ pub(crate) fn median(v: &mut [f32]) -> f32 {
         v[n / 2]
     } else {
         ((v[n / 2 - 1] as f64 + v[n / 2] as f64) / 2.0) as f32
-    }
-}
-
-impl Aggregator for MedianAgg {
-    fn fold(&mut self, update: Weights, weight: f64) -> anyhow::Result<()> {
-        self.0.push(update, weight)
-    }
-    fn count(&self) -> usize {
-        self.0.updates.len()
-    }
-    fn sum(&self) -> Option<Weights> {
-        None
-    }
-    fn aggregate(&self) -> anyhow::Result<Option<Weights>> {
-        if self.0.updates.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(unflat(&self.0.spec, self.0.per_coordinate(median))))
     }
 }
 

@@ -23,7 +23,6 @@ use std::fmt::Debug;
 
 use fedssl_common::model::{Weights, WeightsSpec};
 use fedssl_common::strategy::{StrategyConfig, StrategyKind};
-use serde::{Deserialize, Serialize};
 
 pub use buffer::Buffer;
 pub use fedavg::{FedAvg, Mean};
@@ -70,9 +69,9 @@ pub fn build(cfg: &StrategyConfig) -> Box<dyn Strategy> {
     match cfg.name {
         StrategyKind::Fedavg => Box::new(FedAvg),
         StrategyKind::Fedprox => Box::new(fedprox::FedProx),
-        StrategyKind::Fedadam => Box::new(fedadam::FedAdam(fedopt::FedOpt::of(cfg))),
-        StrategyKind::Fedyogi => Box::new(fedyogi::FedYogi(fedopt::FedOpt::of(cfg))),
-        StrategyKind::Fedadagrad => Box::new(fedadagrad::FedAdagrad(fedopt::FedOpt::of(cfg))),
+        StrategyKind::Fedadam => adaptive(cfg, fedadam::second_moment),
+        StrategyKind::Fedyogi => adaptive(cfg, fedyogi::second_moment),
+        StrategyKind::Fedadagrad => adaptive(cfg, fedadagrad::second_moment),
         StrategyKind::Median => Box::new(median::Median),
         StrategyKind::TrimmedMean => Box::new(trimmed_mean::TrimmedMean {
             fraction: cfg.trim_fraction,
@@ -88,6 +87,14 @@ pub fn build(cfg: &StrategyConfig) -> Box<dyn Strategy> {
     }
 }
 
+fn adaptive(cfg: &StrategyConfig, rule: fedopt::SecondMoment) -> Box<dyn Strategy> {
+    Box::new(fedopt::Adaptive {
+        kind: cfg.name,
+        opt: fedopt::FedOpt::of(cfg),
+        rule,
+    })
+}
+
 /// How many updates of `spec` a buffering rule may hold within `max_buffer_mib`
 /// (`usize::MAX` for streaming rules).
 pub fn capacity(cfg: &StrategyConfig, spec: &WeightsSpec) -> usize {
@@ -96,13 +103,6 @@ pub fn capacity(cfg: &StrategyConfig, spec: &WeightsSpec) -> usize {
     }
     let bytes = 4 * spec.num_params().max(1) as u64;
     ((cfg.max_buffer_mib << 20) / bytes) as usize
-}
-
-/// The strategy's state that must survive a restart with the commit it belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Persisted {
-    /// Server optimizer moments.
-    pub opt: Option<OptState>,
 }
 
 /// Flattens weights into one vector (the spec's order).

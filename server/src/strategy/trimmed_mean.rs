@@ -2,10 +2,11 @@
 //! k = ⌊β·n⌋ largest and k smallest values and average the rest (`scipy.stats.trim_mean`'s
 //! convention).
 
-use fedssl_common::model::{Weights, WeightsSpec};
+use fedssl_common::model::WeightsSpec;
 use fedssl_common::strategy::StrategyKind;
 
-use super::{unflat, Aggregator, Buffer, Strategy};
+use super::buffer::Buffered;
+use super::{Aggregator, Strategy};
 
 /// Trimmed mean with fraction β at each end.
 #[derive(Debug, Clone, Copy)]
@@ -19,41 +20,19 @@ impl Strategy for TrimmedMean {
         StrategyKind::TrimmedMean
     }
     fn aggregator(&self, spec: &WeightsSpec) -> Box<dyn Aggregator> {
-        Box::new(TrimmedAgg {
-            buf: Buffer::new(spec),
-            fraction: self.fraction,
-        })
-    }
-}
-
-#[derive(Debug)]
-struct TrimmedAgg {
-    buf: Buffer,
-    fraction: f64,
-}
-
-impl Aggregator for TrimmedAgg {
-    fn fold(&mut self, update: Weights, weight: f64) -> anyhow::Result<()> {
-        self.buf.push(update, weight)
-    }
-    fn count(&self) -> usize {
-        self.buf.updates.len()
-    }
-    fn sum(&self) -> Option<Weights> {
-        None
-    }
-    fn aggregate(&self) -> anyhow::Result<Option<Weights>> {
-        let n = self.buf.updates.len();
-        if n == 0 {
-            return Ok(None);
-        }
-        let k = (self.fraction * n as f64).floor() as usize;
-        let vals = self.buf.per_coordinate(|col| {
-            col.sort_unstable_by(f32::total_cmp);
-            let kept = &col[k..n - k];
-            (kept.iter().map(|&x| x as f64).sum::<f64>() / kept.len() as f64) as f32
-        });
-        Ok(Some(unflat(&self.buf.spec, vals)))
+        let fraction = self.fraction;
+        Box::new(Buffered::new(
+            spec,
+            Box::new(move |b| {
+                let n = b.updates.len();
+                let k = (fraction * n as f64).floor() as usize;
+                Ok(b.per_coordinate(|col| {
+                    col.sort_unstable_by(f32::total_cmp);
+                    let kept = &col[k..n - k];
+                    (kept.iter().map(|&x| x as f64).sum::<f64>() / kept.len() as f64) as f32
+                }))
+            }),
+        ))
     }
 }
 
