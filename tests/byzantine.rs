@@ -1,8 +1,9 @@
 //! Byzantine sites over loopback: 2 of 10 sites (20 %) train honestly, then send their
-//! update sign-flipped and scaled by 10. The run is made under FedAvg, the coordinate-wise
-//! median, the trimmed mean and Krum. From the updates the server stored, the test checks
+//! update sign-flipped and scaled by 10, or a random vector at 10 × its norm. Each run is
+//! made under FedAvg, the coordinate-wise median, the trimmed mean and Krum. From the updates the server stored, the test checks
 //! that the server committed exactly previous + rule(updates), and measures how far the two
-//! attackers moved each rule's aggregate from the same rule over the honest sites alone.
+//! attackers moved each rule's aggregate from the same rule over the honest sites alone
+//! (for Krum: that it returned an honest site's update unchanged).
 //! The table (with the server's probe, which two short rounds on generated data do not
 //! move beyond its noise) goes to stderr.
 
@@ -29,13 +30,28 @@ fn site_data(i: usize) -> Dataset {
     synthetic::generate(240, 100 + i as u64).unlabeled()
 }
 
-/// A site that trains like an honest one and sends −10 × its update.
-async fn sign_flipper(
+/// What a Byzantine site sends instead of its update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Attack {
+    /// −10 × its honest update.
+    SignFlip,
+    /// A random Gaussian direction scaled to 10 × its honest update's norm (these runs have
+    /// no DP clip bound, so the attacker's norm is tied to the honest scale instead).
+    Random,
+}
+
+/// A site that trains like an honest one and then sends what `attack` says.
+async fn attacker(
     addr: SocketAddr,
     certs_dir: &Path,
     name: &str,
     data: Dataset,
+    attack: Attack,
+    seed: u64,
 ) -> anyhow::Result<()> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let (cert, key) = certs::client_files(certs_dir, name);
     let files = TlsFiles {
         ca: certs_dir.join(certs::CA_CERT),
@@ -80,7 +96,19 @@ async fn sign_flipper(
                 })
                 .await??;
                 let mut update = out.global.sub(&global)?;
-                update.scale(-10.0);
+                match attack {
+                    Attack::SignFlip => update.scale(-10.0),
+                    Attack::Random => {
+                        let norm = update.l2_norm();
+                        for t in &mut update.tensors {
+                            for v in &mut t.values {
+                                *v = rand_distr::StandardNormal.sample(&mut rng);
+                            }
+                        }
+                        let r = update.l2_norm();
+                        update.scale((10.0 * norm / r) as f32);
+                    }
+                }
                 let up = Upload {
                     round: task.round,
                     nonce: task.nonce,
@@ -121,7 +149,7 @@ struct Outcome {
     after: Weights,
 }
 
-async fn run(strategy: StrategyConfig, attacked: bool) -> Outcome {
+async fn run(strategy: StrategyConfig, attack: Option<Attack>) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = (0..SITES).map(|i| format!("site{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -139,10 +167,12 @@ async fn run(strategy: StrategyConfig, attacked: bool) -> Outcome {
     let mut tasks = vec![];
     for (i, n) in names.iter().enumerate() {
         let data = site_data(i);
-        if attacked && i < BYZANTINE {
+        if let Some(attack) = attack.filter(|_| i < BYZANTINE) {
             let (c, n) = (certs_dir.clone(), n.clone());
             tasks.push(tokio::spawn(async move {
-                sign_flipper(addr, &c, &n, data).await.map(|_| ())
+                attacker(addr, &c, &n, data, attack, 1000 + i as u64)
+                    .await
+                    .map(|_| ())
             }));
         } else {
             let mut c = common::client_config(dir.path(), &certs_dir, n, addr);
@@ -202,7 +232,7 @@ fn aggregate(s: &StrategyConfig, updates: &[&Weights]) -> Weights {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn robust_rules_hold_against_sign_flipping_sites_and_fedavg_does_not() {
+async fn robust_rules_hold_against_byzantine_sites_and_fedavg_does_not() {
     let base = StrategyConfig::default();
     let rules = [
         ("fedavg", base),
@@ -230,51 +260,71 @@ async fn robust_rules_hold_against_sign_flipping_sites_and_fedavg_does_not() {
             },
         ),
     ];
-    let clean = run(base, false).await;
-    let mut rows = vec![];
-    for (name, s) in rules {
-        let o = run(s, true).await;
-        // The server applied the rule: the committed model is the previous one plus the
-        // rule's aggregate of the stored updates.
-        let all: Vec<&Weights> = o.updates.iter().map(|(_, w)| w).collect();
-        let agg = aggregate(&s, &all);
-        assert!(
-            distance(&o.before.add(&agg).unwrap(), &o.after) < 1e-4 * (1.0 + o.after.l2_norm()),
-            "{name}: the committed model is not previous + rule(updates)"
-        );
-        // What the two sign-flipping sites changed: the rule over all sites against the
-        // rule over the honest ones, relative to the latter.
-        let honest: Vec<&Weights> = o
-            .updates
-            .iter()
-            .filter(|(n, _)| !(0..BYZANTINE).any(|i| *n == format!("site{i}")))
-            .map(|(_, w)| w)
-            .collect();
-        assert_eq!(honest.len(), SITES - BYZANTINE);
-        let reference = aggregate(&s, &honest);
-        let shift = distance(&agg, &reference) / reference.l2_norm();
-        rows.push((name, o.probe, shift));
-    }
+    let clean = run(base, None).await;
     eprintln!(
-        "| rule (2 of 10 sites send −10 × their update) | probe after {ROUNDS} rounds | ‖rule(all) − rule(honest)‖ / ‖rule(honest)‖, last round |"
+        "| rule (2 of 10 sites attack) | attack | probe after {ROUNDS} rounds | ‖rule(all) − rule(honest)‖ / ‖rule(honest)‖, last round (Krum: to the nearest honest update) |"
     );
-    eprintln!("|---|---|---|");
-    eprintln!("| fedavg, no attack | {:.2} % | 0 |", 100.0 * clean.probe);
-    for (n, p, d) in &rows {
-        eprintln!("| {n} | {:.2} % | {d:.3} |", 100.0 * p);
-    }
-    let fedavg = rows[0].2;
-    assert!(
-        fedavg > 1.0,
-        "FedAvg follows the attackers: shift {fedavg:.3}"
-    );
-    for (n, _, d) in &rows[1..] {
-        // A robust rule's shift is bounded by the honest updates' spread (one order
-        // statistic for the median and trimmed mean, none for Krum when it picks an honest
-        // update), whatever the attackers' scale; FedAvg's grows with it.
+    eprintln!("|---|---|---|---|");
+    eprintln!("| fedavg | none | {:.2} % | 0 |", 100.0 * clean.probe);
+    for attack in [Attack::SignFlip, Attack::Random] {
+        let mut rows = vec![];
+        for (name, s) in rules {
+            let o = run(s, Some(attack)).await;
+            // The server applied the rule: the committed model is the previous one plus
+            // the rule's aggregate of the stored updates.
+            let all: Vec<&Weights> = o.updates.iter().map(|(_, w)| w).collect();
+            let agg = aggregate(&s, &all);
+            assert!(
+                distance(&o.before.add(&agg).unwrap(), &o.after) < 1e-4 * (1.0 + o.after.l2_norm()),
+                "{name}: the committed model is not previous + rule(updates)"
+            );
+            // What the two attackers changed: the rule over all sites against the rule
+            // over the honest ones, relative to the latter.
+            let honest: Vec<&Weights> = o
+                .updates
+                .iter()
+                .filter(|(n, _)| !(0..BYZANTINE).any(|i| *n == format!("site{i}")))
+                .map(|(_, w)| w)
+                .collect();
+            assert_eq!(honest.len(), SITES - BYZANTINE);
+            let shift = if s.name == StrategyKind::Krum {
+                // Krum returns one site's update. Over all sites and over the honest ones
+                // it may pick different honest sites, so the check is the rule's own
+                // guarantee: what it picked is an honest site's update, exactly.
+                honest
+                    .iter()
+                    .map(|h| distance(&agg, h) / h.l2_norm())
+                    .fold(f64::INFINITY, f64::min)
+            } else {
+                let reference = aggregate(&s, &honest);
+                distance(&agg, &reference) / reference.l2_norm()
+            };
+            eprintln!(
+                "| {name} | {attack:?} | {:.2} % | {shift:.3} |",
+                100.0 * o.probe
+            );
+            rows.push((name, shift));
+        }
+        let fedavg = rows[0].1;
         assert!(
-            *d < 1.0 && *d < fedavg / 4.0,
-            "{n} keeps the honest sites' aggregate: shift {d:.3} (FedAvg {fedavg:.3})"
+            fedavg > 1.0,
+            "{attack:?}: FedAvg follows the attackers: shift {fedavg:.3}"
         );
+        for (n, d) in &rows[1..] {
+            // A robust rule's shift is bounded by the honest updates' spread (one order
+            // statistic for the median and trimmed mean), whatever the attackers' scale;
+            // FedAvg's grows with it. Krum must return an honest update unchanged.
+            if n.starts_with("krum") {
+                assert!(
+                    *d < 1e-6,
+                    "{attack:?}: {n} picked an attacker's update ({d:.3} from every honest one)"
+                );
+            } else {
+                assert!(
+                    *d < 1.0 && *d < fedavg / 4.0,
+                    "{attack:?}: {n} keeps the honest sites' aggregate: shift {d:.3} (FedAvg {fedavg:.3})"
+                );
+            }
+        }
     }
 }
