@@ -8,10 +8,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use fedssl_common::config::PlanConfig;
-use fedssl_common::data::{sensors, SampleShape};
-use fedssl_common::federation::Federation;
-use fedssl_common::ssl::Objective;
+use fedssl_core::federation::Federation;
+use fedssl_ml::data::{sensors, SampleShape};
+use fedssl_ml::ssl::Objective;
+use fedssl_server::config::PlanConfig;
 
 fn main() -> anyhow::Result<()> {
     let objective = common::objective_arg(Objective::Cpc)?;

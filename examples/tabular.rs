@@ -8,9 +8,9 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use fedssl_common::config::PlanConfig;
-use fedssl_common::data::{records, SampleShape};
-use fedssl_common::ssl::Objective;
+use fedssl_ml::data::{records, SampleShape};
+use fedssl_ml::ssl::Objective;
+use fedssl_server::config::PlanConfig;
 
 fn main() -> anyhow::Result<()> {
     let objective = common::objective_arg(Objective::SimClr)?;

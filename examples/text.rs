@@ -8,8 +8,8 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use fedssl_common::config::PlanConfig;
-use fedssl_common::ssl::Objective;
+use fedssl_ml::ssl::Objective;
+use fedssl_server::config::PlanConfig;
 
 fn main() -> anyhow::Result<()> {
     let objective = common::objective_arg(Objective::Masked)?;

@@ -2,10 +2,11 @@
 //! and by `tests/fuzz_corpus.rs`, which replays every stored corpus input on stable. Each
 //! takes arbitrary bytes and must return without panicking, whatever they hold.
 
-use fedssl_common::config::{ClientConfig, PlanConfig, ServerConfig};
-use fedssl_common::data::SampleShape;
-use fedssl_common::model::WeightsSpec;
-use fedssl_common::protocol::{decode_message, ClientMsg, FrameDecoder, ModelPayload, ServerMsg};
+use fedssl_client::config::ClientConfig;
+use fedssl_ml::data::SampleShape;
+use fedssl_ml::model::WeightsSpec;
+use fedssl_protocol::{decode_message, ClientMsg, FrameDecoder, ModelPayload, ServerMsg};
+use fedssl_server::config::{PlanConfig, ServerConfig};
 
 /// A small model layout for payload decoding.
 fn spec() -> WeightsSpec {
@@ -75,8 +76,8 @@ pub fn data(data: &[u8]) {
         return;
     };
     if which % 5 == 0 {
-        if let Ok(a) = fedssl_common::data::idx::parse(body) {
-            let _ = fedssl_common::data::idx::to_dataset(a, None);
+        if let Ok(a) = fedssl_ml::data::idx::parse(body) {
+            let _ = fedssl_ml::data::idx::to_dataset(a, None);
         }
         return;
     }
@@ -103,6 +104,6 @@ pub fn data(data: &[u8]) {
     };
     let path = dir.path().join(format!("input.{ext}"));
     if std::fs::write(&path, body).is_ok() {
-        let _ = fedssl_common::data::load_splits(Some(&path), shape, 1);
+        let _ = fedssl_ml::data::load_splits(Some(&path), shape, 1);
     }
 }

@@ -14,5 +14,5 @@ pub fn init() {
         )
         .with_writer(std::io::stderr)
         .init();
-    fedssl_common::kernels::tune_allocator();
+    fedssl_kernels::tune_allocator();
 }

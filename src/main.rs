@@ -1,5 +1,6 @@
 //! The `fedssl` command line.
 
+use fedssl_ml::prelude::*;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -7,11 +8,11 @@ use clap::{Parser, Subcommand};
 
 use fedssl::bench;
 use fedssl::simulate::{render_report, simulate, SimulateArgs};
-use fedssl_common::config::{read_toml, PlanConfig, ServerConfig};
-use fedssl_common::data::{Partition, SampleShape};
-use fedssl_common::eval::FinetuneConfig;
-use fedssl_common::federation::Federation;
-use fedssl_common::model::EncoderConfig;
+use fedssl_core::federation::Federation;
+use fedssl_ml::data::{Partition, SampleShape};
+use fedssl_ml::eval::FinetuneConfig;
+use fedssl_ml::model::EncoderConfig;
+use fedssl_server::config::{read_toml, PlanConfig, ServerConfig};
 use fedssl_server::evaluate::EvalOptions;
 
 #[derive(Parser)]
@@ -223,7 +224,7 @@ enum PrivacyCmd {
 
 /// `fedssl privacy epsilon|sigma`: the answer as text or JSON.
 fn privacy_command(cmd: PrivacyCmd) -> anyhow::Result<String> {
-    use fedssl_common::dp::rdp;
+    use fedssl_privacy::rdp;
     let check = |q: f64, steps: u64, delta: f64| -> anyhow::Result<()> {
         anyhow::ensure!(q > 0.0 && q <= 1.0, "--q must be in (0, 1], got {q}");
         anyhow::ensure!(steps >= 1, "--steps must be at least 1");
@@ -262,7 +263,7 @@ fn privacy_command(cmd: PrivacyCmd) -> anyhow::Result<String> {
             // opendp's zCDP figure where it applies (no subsampling).
             let opendp = (q == 1.0)
                 .then(|| {
-                    fedssl_common::dp::epsilon_from_rho(steps as f64 / (2.0 * sigma * sigma), delta)
+                    fedssl_privacy::epsilon_from_rho(steps as f64 / (2.0 * sigma * sigma), delta)
                 })
                 .transpose()?;
             if json(&format)? {
@@ -374,7 +375,7 @@ struct SimArgs {
     /// Privacy mechanism: dp-sgd (record level), client-level, dp-sgd+client-level or none
     /// (default: the --plan file's, or the default plan's).
     #[arg(long)]
-    privacy: Option<fedssl_common::dp::plan::PrivacyMechanism>,
+    privacy: Option<fedssl_privacy::plan::PrivacyMechanism>,
     /// DP-SGD: a fixed noise multiplier σ (per-step noise std over a record's sensitivity);
     /// without it each site calibrates σ to --target-epsilon (default 8).
     #[arg(long)]
@@ -417,7 +418,7 @@ struct SimArgs {
     /// Self-supervised objective: simclr, simsiam, vicreg, byol, masked, denoising, cpc,
     /// clip, reorder (default simclr, or the --plan file's).
     #[arg(long)]
-    objective: Option<fedssl_common::ssl::Objective>,
+    objective: Option<fedssl_ml::ssl::Objective>,
     /// Modality of the generated data: image (28×28 shapes), rgb (32×32 colour shapes),
     /// series (6-channel sensor windows of 64 steps), tabular (records of 16 features) or
     /// text (lines of 64 bytes about four topics).
@@ -430,7 +431,7 @@ struct SimArgs {
     encoder: Option<EncoderArg>,
     /// Normalization layers: batch or group (default: group under DP-SGD, batch otherwise).
     #[arg(long)]
-    norm: Option<fedssl_common::model::Norm>,
+    norm: Option<fedssl_ml::model::Norm>,
     /// Federated SSL algorithm: fedavg, fedema[:TAU] (default τ 0.7) or fedu[:THRESHOLD]
     /// (default 5.0; makes the predictor global).
     #[arg(long)]
@@ -526,7 +527,7 @@ fn simulate_plan(a: &SimArgs) -> anyhow::Result<PlanConfig> {
         &mut plan.privacy.client.noise_multiplier,
     );
     if let Some(q) = a.client_adaptive_quantile {
-        plan.privacy.client.adaptive = Some(fedssl_common::config::AdaptiveClipConfig {
+        plan.privacy.client.adaptive = Some(fedssl_server::config::AdaptiveClipConfig {
             target_quantile: q,
             learning_rate: a.adaptive_clip_lr,
             count_noise_multiplier: a.clip_count_noise.unwrap_or(1.0),
@@ -549,7 +550,7 @@ fn simulate_plan(a: &SimArgs) -> anyhow::Result<PlanConfig> {
     if let Some(FederationArg(f)) = a.federation {
         plan.federation = f;
         if matches!(f, Federation::FedU { .. }) {
-            plan.parts.predictor = fedssl_common::model::Placement::Global;
+            plan.parts.predictor = fedssl_ml::model::Placement::Global;
         }
     }
     Ok(plan)
@@ -604,7 +605,7 @@ fn main() -> anyhow::Result<()> {
                     },
                 ),
                 delta: a.delta,
-                site_report: fedssl_common::config::ReportConfig::parse_list(&a.site_report)?,
+                site_report: fedssl_client::config::ReportConfig::parse_list(&a.site_report)?,
                 plan,
                 train_samples: a.train_samples,
                 probe_train: a.probe_train,
@@ -617,12 +618,12 @@ fn main() -> anyhow::Result<()> {
                 progress: true,
                 schedule: a.schedule,
                 central_dp: a.central_noise_multiplier.map(|z| {
-                    fedssl_common::config::CentralDpConfig {
+                    fedssl_server::config::CentralDpConfig {
                         noise_multiplier: z,
                         clip_norm: a.central_clip_norm,
                         sample_rate: a.central_sample_rate,
                         adaptive: a.adaptive_clip_quantile.map(|q| {
-                            fedssl_common::config::AdaptiveClipConfig {
+                            fedssl_server::config::AdaptiveClipConfig {
                                 target_quantile: q,
                                 learning_rate: a.adaptive_clip_lr,
                                 count_noise_multiplier: a.clip_count_noise.unwrap_or(
@@ -707,7 +708,7 @@ fn main() -> anyhow::Result<()> {
                     round_samples,
                     opendp_max,
                 } => {
-                    let mut p = vec![fedssl_common::model::ModelSpec::default()
+                    let mut p = vec![fedssl_ml::model::ModelSpec::default()
                         .initial_global(0)
                         .map_err(anyhow::Error::msg)?
                         .num_params()];
@@ -725,14 +726,14 @@ fn main() -> anyhow::Result<()> {
                 server_name,
                 clients,
             } => {
-                fedssl_common::net::certs::init(&out, &server_name, &clients)?;
+                fedssl_net::certs::init(&out, &server_name, &clients)?;
                 println!(
                     "certificates written to {} (private keys mode 0600)",
                     out.display()
                 );
             }
             CertCmd::AddClient { dir, name } => {
-                fedssl_common::net::certs::add_client(&dir, &name)?;
+                fedssl_net::certs::add_client(&dir, &name)?;
                 println!(
                     "issued client certificate for `{name}` in {}",
                     dir.display()
@@ -742,7 +743,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Server { config } => {
             let cfg: ServerConfig = read_toml(&config, "server config")?;
             std::fs::create_dir_all(&cfg.run_dir)?;
-            fedssl_common::atomic_write(
+            fedssl_core::atomic_write(
                 &cfg.run_dir.join("config.toml"),
                 toml::to_string_pretty(&cfg)?.as_bytes(),
             )?;
@@ -777,15 +778,15 @@ fn main() -> anyhow::Result<()> {
             finetune_steps,
             seed,
         } => {
-            let w = fedssl_common::model::Weights::load(&model)?;
+            let w = fedssl_ml::model::Weights::load(&model)?;
             let spec = match &plan {
                 Some(path) => read_toml::<PlanConfig>(path, "plan")?.model_spec(),
-                None => fedssl_common::model::ModelSpec::default(),
+                None => fedssl_ml::model::ModelSpec::default(),
             };
-            let splits = fedssl_common::data::load_splits(data.as_deref(), spec.shape, seed)?;
+            let splits = fedssl_ml::data::load_splits(data.as_deref(), spec.shape, seed)?;
             let test = match &test_data {
                 Some(path) => {
-                    let t = fedssl_common::data::load_test_set(path, spec.shape)?;
+                    let t = fedssl_ml::data::load_test_set(path, spec.shape)?;
                     anyhow::ensure!(
                         t.num_classes == splits.train.num_classes,
                         "{}: {} classes, the training set has {}; a probe can only score a test set with the same classes (CSV labels are numbered in sorted order per file, so both files need the same label values)",
@@ -837,15 +838,15 @@ impl Modality {
                 width: 32,
             },
             Self::Text => SampleShape::Text {
-                length: fedssl_common::data::topics::LENGTH,
+                length: fedssl_ml::data::topics::LENGTH,
             },
-            Self::ImageText => fedssl_common::data::captions::SHAPE,
+            Self::ImageText => fedssl_ml::data::captions::SHAPE,
             Self::Series => SampleShape::Series {
-                channels: fedssl_common::data::sensors::CHANNELS,
-                length: fedssl_common::data::sensors::LENGTH,
+                channels: fedssl_ml::data::sensors::CHANNELS,
+                length: fedssl_ml::data::sensors::LENGTH,
             },
             Self::Tabular => SampleShape::Tabular {
-                features: fedssl_common::data::records::FEATURES,
+                features: fedssl_ml::data::records::FEATURES,
             },
         }
     }
@@ -950,7 +951,7 @@ mod tests {
         let path = file.to_str().unwrap();
         let plan = simulate_plan(&sim_args(&["--plan", path])).unwrap();
         assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (64, 5, 7));
-        assert_eq!(plan.objective, fedssl_common::ssl::Objective::Byol);
+        assert_eq!(plan.objective, fedssl_ml::ssl::Objective::Byol);
         let plan = simulate_plan(&sim_args(&[
             "--plan",
             path,

@@ -9,13 +9,14 @@ use indicatif::MultiProgress;
 use serde::Serialize;
 use tracing::info;
 
+use fedssl_client::config::{ClientConfig, ClientData, ReportConfig};
 use fedssl_client::{ClientReport, Compute, Schedule};
-use fedssl_common::config::ServerEvalConfig;
-use fedssl_common::config::{ClientConfig, ClientData, PlanConfig, ReportConfig, ServerConfig};
-use fedssl_common::data::partition::partition;
-use fedssl_common::data::{load_splits, Dataset, Partition};
-use fedssl_common::net::certs;
-use fedssl_common::net::tls::TlsFiles;
+use fedssl_ml::data::partition::partition;
+use fedssl_ml::data::{load_splits, Dataset, Partition};
+use fedssl_net::certs;
+use fedssl_net::tls::TlsFiles;
+use fedssl_server::config::ServerEvalConfig;
+use fedssl_server::config::{PlanConfig, ServerConfig};
 use fedssl_server::evaluate::{evaluate, render_eval, EvalOptions, EvalReport};
 use fedssl_server::metrics::{CounterSnapshot, RoundMetrics};
 use fedssl_server::{run_server, ServerOptions};
@@ -66,7 +67,7 @@ pub struct SimulateArgs {
     /// How the sites share this machine's cores.
     pub schedule: Schedule,
     /// Central DP at the server (DP-FedAvg), if any.
-    pub central_dp: Option<fedssl_common::config::CentralDpConfig>,
+    pub central_dp: Option<fedssl_server::config::CentralDpConfig>,
 }
 
 /// `summary.json`'s `privacy`: the mechanism, whose privacy it protects and how, and the
@@ -173,10 +174,10 @@ impl RoundEpsilon {
 pub fn epsilon_by_round(
     clients_dir: &Path,
     sites: &[String],
-    unit: fedssl_common::dp::ledger::Unit,
+    unit: fedssl_privacy::ledger::Unit,
     rounds: u64,
 ) -> anyhow::Result<Vec<RoundEpsilon>> {
-    use fedssl_common::dp::ledger::PrivacyLedger;
+    use fedssl_privacy::ledger::PrivacyLedger;
     let mut ledgers = Vec::new();
     for name in sites {
         let path = clients_dir.join(name).join("privacy-ledger.json");
@@ -214,7 +215,7 @@ pub fn epsilon_by_round(
 impl PrivacySummary {
     /// The summary of a run of `plan` from its sites' reports.
     pub fn of(plan: &PlanConfig, delta: f64, sites: &[ClientReport]) -> Self {
-        use fedssl_common::dp::ledger::Unit;
+        use fedssl_privacy::ledger::Unit;
         let mech = plan.privacy.mechanism;
         let unit = mech.unit();
         let eps_of = |r: &ClientReport, u: Unit| match u {
@@ -249,7 +250,7 @@ impl PrivacySummary {
                 None
             },
             delta,
-            accountant: fedssl_common::dp::ledger::AccountantKind::Rdp.name().into(),
+            accountant: fedssl_privacy::ledger::AccountantKind::Rdp.name().into(),
             sigma: event.map(|e| e.noise_multiplier),
             q: event.map(|e| e.sampling_rate),
             steps: worst.map(|w| w.steps_total).filter(|_| event.is_some()),
@@ -403,7 +404,7 @@ impl SimulateArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     /// The self-supervised objective trained.
-    pub objective: fedssl_common::ssl::Objective,
+    pub objective: fedssl_ml::ssl::Objective,
     /// Rounds committed.
     pub rounds_completed: u64,
     /// Clients.
@@ -426,7 +427,7 @@ pub struct Summary {
     pub final_model_hash: String,
     /// The final global encoder (in `server/checkpoints/` on disk too).
     #[serde(skip)]
-    pub final_model: fedssl_common::model::Weights,
+    pub final_model: fedssl_ml::model::Weights,
     /// Evaluation details.
     pub eval: Option<EvalReport>,
     /// Per-client reports.
@@ -457,12 +458,9 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     // Generated images: as many as asked for (the default set has 6000).
     if args.data.is_none()
         && args.train_samples > splits.train.len()
-        && matches!(
-            args.plan.data,
-            fedssl_common::data::SampleShape::Image { .. }
-        )
+        && matches!(args.plan.data, fedssl_ml::data::SampleShape::Image { .. })
     {
-        splits.train = fedssl_common::data::synthetic::generate_shaped(
+        splits.train = fedssl_ml::data::synthetic::generate_shaped(
             args.train_samples,
             args.plan.data,
             args.plan.seed,
@@ -512,7 +510,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         round_deadline_secs: args.round_deadline_secs,
         wait_for_clients_secs: 120.0,
         idle_timeout_secs: 30.0,
-        max_frame_bytes: fedssl_common::config::DEFAULT_MAX_FRAME,
+        max_frame_bytes: fedssl_protocol::DEFAULT_MAX_FRAME,
         max_connections: 1024,
         plan: args.plan.clone(),
         delta: args.delta,
@@ -573,7 +571,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
             device: args.device.clone(),
             epsilon_budget: args.epsilon_budget,
             delta: args.delta,
-            max_frame_bytes: fedssl_common::config::DEFAULT_MAX_FRAME,
+            max_frame_bytes: fedssl_protocol::DEFAULT_MAX_FRAME,
             idle_timeout_secs: 30.0,
             max_reconnect_attempts: 20,
             local_eval_labels: args.site_labels,
@@ -644,7 +642,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         server_counters: report.counters,
         rounds: report.rounds,
     };
-    fedssl_common::atomic_write(
+    fedssl_core::atomic_write(
         &run.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
@@ -665,7 +663,7 @@ fn write_effective_config(
         simulate: args,
         server,
     })?;
-    fedssl_common::atomic_write(&run.join("config.toml"), text.as_bytes())?;
+    fedssl_core::atomic_write(&run.join("config.toml"), text.as_bytes())?;
     Ok(())
 }
 
@@ -778,7 +776,7 @@ mod tests {
 
     #[test]
     fn epsilon_by_round_reads_each_sites_ledger_up_to_each_round() {
-        use fedssl_common::dp::ledger::{
+        use fedssl_privacy::ledger::{
             GaussianEvent, LedgerEntry, MechanismKind, Neighbour, PrivacyLedger, Release, Unit,
         };
         let dir = tempfile::tempdir().unwrap();
@@ -813,8 +811,8 @@ mod tests {
         assert_eq!(by.len(), 3);
         let a: Vec<f64> = by.iter().map(|r| r.sites[0].1.unwrap()).collect();
         // The same events through the accountant directly: 50 and 100 steps.
-        let one = fedssl_common::dp::rdp::epsilon(0.1, 1.0, 50, 1e-5);
-        let two = fedssl_common::dp::rdp::epsilon(0.1, 1.0, 100, 1e-5);
+        let one = fedssl_privacy::rdp::epsilon(0.1, 1.0, 50, 1e-5);
+        let two = fedssl_privacy::rdp::epsilon(0.1, 1.0, 100, 1e-5);
         assert!(
             (a[0] / one - 1.0).abs() < 1e-6 && (a[1] / two - 1.0).abs() < 1e-6,
             "{a:?} vs {one} {two}"

@@ -13,14 +13,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use fedssl_common::config::ServerEvalConfig;
-use fedssl_common::data::{synthetic, Dataset};
-use fedssl_common::device::ComputeDevice;
-use fedssl_common::dp::plan::{PrivacyMechanism, PrivacyPlan};
-use fedssl_common::model::Weights;
-use fedssl_common::net::{certs, io, tls::TlsFiles};
-use fedssl_common::protocol::{ClientMsg, Hello, ModelPayload, ServerMsg, SiteReport, Upload};
-use fedssl_common::strategy::{StrategyConfig, StrategyKind};
+use fedssl_core::device::ComputeDevice;
+use fedssl_ml::data::{synthetic, Dataset};
+use fedssl_ml::model::Weights;
+use fedssl_net::{certs, io, tls::TlsFiles};
+use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
+use fedssl_protocol::{ClientMsg, Hello, ModelPayload, ServerMsg, SiteReport, Upload};
+use fedssl_server::config::ServerEvalConfig;
+use fedssl_server::strategy::config::{StrategyConfig, StrategyKind};
 
 const SITES: usize = 10;
 const BYZANTINE: usize = 2;
@@ -59,11 +59,11 @@ async fn attacker(
         key,
     };
     let (_ep, conn) = common::raw_connect(addr, &files).await?;
-    let max = fedssl_common::config::DEFAULT_MAX_FRAME;
+    let max = fedssl_protocol::DEFAULT_MAX_FRAME;
     let t = Duration::from_secs(300);
     let hello = ClientMsg::Hello(Hello {
-        protocol_version: fedssl_common::PROTOCOL_VERSION,
-        software_version: fedssl_common::SOFTWARE_VERSION.into(),
+        protocol_version: fedssl_protocol::PROTOCOL_VERSION,
+        software_version: fedssl_protocol::SOFTWARE_VERSION.into(),
         capabilities: vec![],
         claimed_name: name.into(),
         num_samples: None,
@@ -130,7 +130,7 @@ async fn attacker(
     }
 }
 
-fn plan() -> fedssl_common::config::PlanConfig {
+fn plan() -> fedssl_server::config::PlanConfig {
     let mut p = common::tiny_plan();
     p.privacy = PrivacyPlan {
         mechanism: PrivacyMechanism::None,

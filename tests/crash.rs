@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fedssl_common::config::{ClientConfig, ServerConfig, Shard};
-use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
+use fedssl_client::config::{ClientConfig, Shard};
+use fedssl_privacy::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
+use fedssl_server::config::ServerConfig;
 
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
 struct Proc {
@@ -298,13 +299,13 @@ fn kill_9_of_the_server_and_of_clients_loses_no_acknowledged_update() {
     assert_eq!(&order[..before_crash.len()], &before_crash[..]);
 
     // The accumulator check: v2 = v1 + mean of the stored updates, in their order.
-    let v1 = fedssl_common::model::Weights::load(
+    let v1 = fedssl_ml::model::Weights::load(
         &scfg.run_dir.join("checkpoints/global-000001.safetensors"),
     )
     .unwrap();
     let (v, v2) = store.latest_model().unwrap().unwrap();
     assert_eq!(v, 2);
-    let mut acc = fedssl_common::aggregate::FedAvg::new(v1.spec());
+    let mut acc = fedssl_server::strategy::mean::FedAvg::new(v1.spec());
     for (_, u) in &kept {
         let w = u.update.decode(&v1.spec()).unwrap();
         acc.fold(&w, 1.0).unwrap();

@@ -3,7 +3,7 @@
 mod common;
 
 use fedssl::simulate::{simulate, SimulateArgs};
-use fedssl_common::data::Partition;
+use fedssl_ml::data::Partition;
 use fedssl_server::evaluate::EvalOptions;
 use fedssl_server::metrics::RoundMetrics;
 
@@ -22,7 +22,7 @@ async fn three_clients_two_rounds_learn_and_persist() {
         delta: 1e-5,
         // The sites opt in to every plain figure (outside ε) so that the server's per-round
         // records can be checked.
-        site_report: fedssl_common::config::ReportConfig::ALL,
+        site_report: fedssl_client::config::ReportConfig::ALL,
         plan: common::tiny_plan(),
         train_samples: 96,
         probe_train: 100,
@@ -50,10 +50,9 @@ async fn three_clients_two_rounds_learn_and_persist() {
         assert!(r.bytes_up > 3 * 900_000, "three ~1 MB updates went up");
     }
     // The global model changed and every client received the final one.
-    let initial = fedssl_common::model::Weights::load(
-        &run.join("server/checkpoints/global-000000.safetensors"),
-    )
-    .unwrap();
+    let initial =
+        fedssl_ml::model::Weights::load(&run.join("server/checkpoints/global-000000.safetensors"))
+            .unwrap();
     assert_ne!(initial.hash(), s.final_model_hash);
     for c in &s.client_reports {
         assert_eq!(
@@ -80,10 +79,9 @@ async fn three_clients_two_rounds_learn_and_persist() {
         )
         .unwrap();
     assert_eq!(accepted, 6);
-    let last = fedssl_common::model::Weights::load(
-        &run.join("server/checkpoints/global-000002.safetensors"),
-    )
-    .unwrap();
+    let last =
+        fedssl_ml::model::Weights::load(&run.join("server/checkpoints/global-000002.safetensors"))
+            .unwrap();
     assert_eq!(last.hash(), s.final_model_hash);
     let metrics = std::fs::read_to_string(run.join("server/metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2);

@@ -1,6 +1,7 @@
 //! The plan files in `examples/plans/` parse, validate, and describe a model that builds.
 
-use fedssl_common::config::PlanConfig;
+use fedssl_ml::prelude::*;
+use fedssl_server::config::PlanConfig;
 
 #[test]
 fn every_example_plan_is_valid() {
@@ -28,7 +29,8 @@ fn every_example_plan_is_valid() {
 /// read, and their plan validates: the deployment guide cannot drift from the code.
 #[test]
 fn the_readme_config_files_parse() {
-    use fedssl_common::config::{ClientConfig, ServerConfig};
+    use fedssl_client::config::ClientConfig;
+    use fedssl_server::config::ServerConfig;
     let readme =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
             .unwrap();

@@ -51,11 +51,9 @@ fn the_data_reader_corpus_replays_without_a_panic() {
 #[test]
 #[ignore]
 fn write_seed_corpus() {
-    use fedssl_common::model::weights::WeightTensor;
-    use fedssl_common::model::Weights;
-    use fedssl_common::protocol::{
-        encode_message, ClientMsg, Hello, ModelPayload, SiteReport, Upload,
-    };
+    use fedssl_ml::model::weights::WeightTensor;
+    use fedssl_ml::model::Weights;
+    use fedssl_protocol::{encode_message, ClientMsg, Hello, ModelPayload, SiteReport, Upload};
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let w = Weights {
         tensors: vec![
@@ -74,7 +72,7 @@ fn write_seed_corpus() {
     let payload = ModelPayload::from_weights(&w);
     let msgs = [
         ClientMsg::Hello(Hello {
-            protocol_version: fedssl_common::PROTOCOL_VERSION,
+            protocol_version: fedssl_protocol::PROTOCOL_VERSION,
             software_version: "0.1.0".into(),
             capabilities: vec!["simclr".into()],
             claimed_name: "site-a".into(),

@@ -24,12 +24,12 @@
 mod common;
 
 use fedssl::simulate::{simulate, SimulateArgs};
-use fedssl_common::config::PlanConfig;
-use fedssl_common::data::{records, sensors, topics, Partition, SampleShape};
-use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
-use fedssl_common::federation::Federation;
-use fedssl_common::model::{BatchNormPlacement, EncoderConfig, Parts, Placement};
-use fedssl_common::ssl::Objective;
+use fedssl_core::federation::Federation;
+use fedssl_ml::data::{records, sensors, topics, Partition, SampleShape};
+use fedssl_ml::model::{BatchNormPlacement, EncoderConfig, Parts, Placement};
+use fedssl_ml::ssl::Objective;
+use fedssl_privacy::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
+use fedssl_server::config::PlanConfig;
 use fedssl_server::evaluate::EvalOptions;
 
 struct Case {
@@ -294,7 +294,7 @@ async fn every_objective_beats_its_random_init_encoder() {
 /// 0.704 against 0.385 and zero-shot 0.342 against 0.117 (75 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn image_text_alignment_beats_random_init_and_classifies_zero_shot() {
-    let shape = fedssl_common::data::captions::SHAPE;
+    let shape = fedssl_ml::data::captions::SHAPE;
     let c = Case {
         // Both towers' updates are large (norm ≈ 10): with client-level clipping at 1 and 4
         // rounds of 1 epoch, zero-shot reached only 0.186 (random init 0.117).

@@ -12,7 +12,7 @@
 //! - never more than 0.5 % below dp_accounting's PLD ε (the PLD figure is the tighter one: an
 //!   accountant that reports less than it would claim privacy the mechanism does not give).
 
-use fedssl_common::dp::rdp::RdpAccountant;
+use fedssl_privacy::rdp::RdpAccountant;
 
 struct Row {
     q: f64,

@@ -3,17 +3,16 @@
 //! round 1 again under a new nonce (the site must send the very same bytes), then once more
 //! from another base model (the site must refuse). The ledger holds one spend.
 
+use fedssl_ml::prelude::*;
 mod common;
 
 use std::time::Duration;
 
-use fedssl_common::config::PlanConfig;
-use fedssl_common::dp::plan::{PrivacyMechanism, PrivacyPlan};
-use fedssl_common::net::tls::TlsFiles;
-use fedssl_common::net::{certs, endpoint, io, tls};
-use fedssl_common::protocol::{
-    ClientMsg, ErrorCode, ModelPayload, ServerMsg, Task, Upload, Welcome,
-};
+use fedssl_net::tls::TlsFiles;
+use fedssl_net::{certs, endpoint, io, tls};
+use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
+use fedssl_protocol::{ClientMsg, ErrorCode, ModelPayload, ServerMsg, Task, Upload, Welcome};
+use fedssl_server::config::PlanConfig;
 
 /// What the scripted server saw.
 #[derive(Debug, Default)]
@@ -27,7 +26,7 @@ async fn a_round_asked_again_gets_the_same_bytes_or_a_refusal_never_fresh_noise(
     let dir = tempfile::tempdir().unwrap();
     let certs_dir = common::make_certs(dir.path(), &["a"]);
     let plan = PlanConfig {
-        objective: fedssl_common::ssl::Objective::Masked,
+        objective: fedssl_ml::ssl::Objective::Masked,
         batch_size: 16,
         privacy: PrivacyPlan {
             mechanism: PrivacyMechanism::DpSgd,
@@ -85,7 +84,7 @@ async fn a_round_asked_again_gets_the_same_bytes_or_a_refusal_never_fresh_noise(
                 .unwrap();
             let reply = match msg {
                 ClientMsg::Hello(_) => ServerMsg::Welcome(Welcome {
-                    protocol_version: fedssl_common::PROTOCOL_VERSION,
+                    protocol_version: fedssl_protocol::PROTOCOL_VERSION,
                     software_version: "scripted".into(),
                     client_name: "a".into(),
                     committed_round: 0,

@@ -6,18 +6,18 @@ mod common;
 use std::path::PathBuf;
 
 use fedssl::simulate::{simulate, SimulateArgs};
-use fedssl_common::config::PlanConfig;
-use fedssl_common::data::Partition;
-use fedssl_common::dp::plan::{PrivacyMechanism, PrivacyPlan};
-use fedssl_common::model::Norm;
-use fedssl_common::ssl::Objective;
+use fedssl_ml::data::Partition;
+use fedssl_ml::model::Norm;
+use fedssl_ml::ssl::Objective;
+use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
+use fedssl_server::config::PlanConfig;
 use fedssl_server::evaluate::EvalOptions;
 
-use fedssl_common::data::{idx, Splits};
-use fedssl_common::eval::{
+use fedssl_ml::data::{idx, Splits};
+use fedssl_ml::eval::{
     collapse_metrics, encode_with_weights, knn_accuracy, linear_probe, KnnConfig, ProbeConfig,
 };
-use fedssl_common::model::IMAGE_PIXELS;
+use fedssl_ml::model::IMAGE_PIXELS;
 
 fn fashion_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fashion-mnist");

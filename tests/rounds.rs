@@ -4,10 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use fedssl_common::net::certs;
-use fedssl_common::net::io;
-use fedssl_common::net::tls::TlsFiles;
-use fedssl_common::protocol::{ClientMsg, Hello, ServerMsg};
+use fedssl_net::certs;
+use fedssl_net::io;
+use fedssl_net::tls::TlsFiles;
+use fedssl_protocol::{ClientMsg, Hello, ServerMsg};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_vanishes_mid_round_does_not_block_past_the_deadline() {
@@ -27,7 +27,7 @@ async fn a_client_that_vanishes_mid_round_does_not_block_past_the_deadline() {
     let ghost = tokio::spawn(async move {
         let (ep, conn) = common::raw_connect(addr, &files).await.unwrap();
         let hello = ClientMsg::Hello(Hello {
-            protocol_version: fedssl_common::PROTOCOL_VERSION,
+            protocol_version: fedssl_protocol::PROTOCOL_VERSION,
             software_version: "ghost".into(),
             capabilities: vec![],
             claimed_name: "ghost".into(),
@@ -167,7 +167,7 @@ async fn a_site_whose_data_do_not_fit_the_plan_declines_with_the_reason() {
     let (addr, server) = common::start_server(cfg).await;
     let good = common::client_config(dir.path(), &certs_dir, "images", addr);
     let wrong = common::client_config(dir.path(), &certs_dir, "sensors", addr);
-    let series = fedssl_common::data::sensors::generate(32, 6, 64, 1).unlabeled();
+    let series = fedssl_ml::data::sensors::generate(32, 6, 64, 1).unlabeled();
     let a = tokio::spawn(fedssl_client::run_client(good, common::tiny_data(1), None));
     let b = tokio::spawn(fedssl_client::run_client(wrong, series, None));
     let report = tokio::time::timeout(Duration::from_secs(120), server)
@@ -190,8 +190,8 @@ async fn a_site_whose_data_do_not_fit_the_plan_declines_with_the_reason() {
 /// store instead of starting again at zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn central_dp_is_charged_every_round_and_survives_a_restart() {
-    use fedssl_common::config::{AdaptiveClipConfig, CentralDpConfig};
-    use fedssl_common::dp::plan::{PrivacyMechanism, PrivacyPlan};
+    use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
+    use fedssl_server::config::{AdaptiveClipConfig, CentralDpConfig};
     let dir = tempfile::tempdir().unwrap();
     let certs_dir = common::make_certs(dir.path(), &["a", "b"]);
     let mut cfg = common::server_config(dir.path(), &certs_dir, 2, 2);
@@ -210,7 +210,7 @@ async fn central_dp_is_charged_every_round_and_survives_a_restart() {
             count_noise_multiplier: 0.5,
         }),
     });
-    let run = |cfg: fedssl_common::config::ServerConfig| {
+    let run = |cfg: fedssl_server::config::ServerConfig| {
         let dir = dir.path().to_path_buf();
         let certs_dir = certs_dir.clone();
         async move {
@@ -276,7 +276,7 @@ async fn central_dp_is_charged_every_round_and_survives_a_restart() {
 /// round's plan carries the new bound, which the sites then clip to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn client_level_adaptive_clipping_moves_the_bound_the_sites_clip_to() {
-    use fedssl_common::dp::plan::{
+    use fedssl_privacy::plan::{
         AdaptiveClipConfig, ClientLevelParams, PrivacyMechanism, PrivacyPlan,
     };
     let dir = tempfile::tempdir().unwrap();

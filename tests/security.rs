@@ -4,14 +4,14 @@ mod common;
 
 use std::time::Duration;
 
-use fedssl_common::net::certs;
-use fedssl_common::net::io;
-use fedssl_common::net::tls::TlsFiles;
-use fedssl_common::protocol::{ClientMsg, ErrorCode, Hello, ServerMsg};
+use fedssl_net::certs;
+use fedssl_net::io;
+use fedssl_net::tls::TlsFiles;
+use fedssl_protocol::{ClientMsg, ErrorCode, Hello, ServerMsg};
 
 fn hello(name: &str) -> ClientMsg {
     ClientMsg::Hello(Hello {
-        protocol_version: fedssl_common::PROTOCOL_VERSION,
+        protocol_version: fedssl_protocol::PROTOCOL_VERSION,
         software_version: "test".into(),
         capabilities: vec![],
         claimed_name: name.into(),
@@ -92,7 +92,7 @@ async fn foreign_ca_forged_names_and_bad_frames_are_refused_and_the_server_keeps
 
     // 2b. A client of another protocol version (the right name): refused with VersionMismatch.
     let mut old = Hello {
-        protocol_version: fedssl_common::PROTOCOL_VERSION - 1,
+        protocol_version: fedssl_protocol::PROTOCOL_VERSION - 1,
         ..match hello("a") {
             ClientMsg::Hello(h) => h,
             _ => unreachable!(),

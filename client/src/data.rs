@@ -1,7 +1,7 @@
 //! Loading a site's training data from its configuration.
 
-use fedssl_common::config::ClientData;
-use fedssl_common::data::{load_splits, partition::partition, Dataset, Partition};
+use crate::config::ClientData;
+use fedssl_ml::data::{load_splits, partition::partition, Dataset, Partition};
 
 /// The site's training data (labels, where the source has them, are used only for
 /// federated evaluation when `local_eval_labels` asks for it).

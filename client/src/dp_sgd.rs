@@ -7,7 +7,7 @@
 //!
 //! Two ways to the clipped sum, same result:
 //! - [`clipped_sum_per_example`]: one forward and one backward pass over a chunk of records
-//!   with fedssl's per-example kernels ([`fedssl_common::kernels::per_example`]), on the CPU
+//!   with fedssl's per-example kernels ([`fedssl_kernels::per_example`]), on the CPU
 //!   backend for encoders built from convolutions, linear layers and group normalization;
 //! - [`clipped_sum_one_at_a_time`]: one forward and backward pass per record (microbatches
 //!   of one), on any backend and model: the CUDA path, the Transformer's, and the reference
@@ -20,14 +20,15 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use fedssl_ml::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 
-use fedssl_common::data::SampleShape;
-use fedssl_common::kernels::{per_example, AutodiffKernels, Kernels};
-use fedssl_common::model::{scalar, EncoderConfig, SslModel};
-use fedssl_common::protocol::RoundPlan;
-use fedssl_common::ssl::{Inputs, LossContext};
+use fedssl_kernels::{per_example, AutodiffKernels, Kernels};
+use fedssl_ml::data::SampleShape;
+use fedssl_ml::model::{scalar, EncoderConfig, SslModel};
+use fedssl_ml::ssl::{Inputs, LossContext};
+use fedssl_protocol::RoundPlan;
 
 use crate::privacy::DpSgdSetup;
 
@@ -226,7 +227,7 @@ pub fn clipped_sum_per_example<B: AutodiffKernels>(
         model,
         target: cx.target,
         spec,
-        ops: fedssl_common::kernels::Ops::Kernels,
+        ops: fedssl_kernels::Ops::Kernels,
         device: cx.device,
     };
     let losses = if units.grouped {
@@ -325,7 +326,7 @@ pub fn clipped_sum_one_at_a_time<B: AutodiffKernels>(
     inputs: Inputs,
     units: &Units,
     clip: f64,
-    ops: fedssl_common::kernels::Ops,
+    ops: fedssl_kernels::Ops,
 ) -> anyhow::Result<ClippedSum> {
     let plan = cx.plan;
     let spec = &plan.model;
@@ -425,7 +426,7 @@ pub fn privatized_gradient<B: AutodiffKernels>(
                 inputs,
                 &units,
                 setup.clip_norm,
-                fedssl_common::kernels::Ops::Kernels,
+                fedssl_kernels::Ops::Kernels,
             )?
         };
         loss_sum += part.losses.iter().map(|&l| l as f64).sum::<f64>();
@@ -512,11 +513,11 @@ pub fn poisson_sample(rng: &mut ChaCha20Rng, n: usize, q: f64) -> Vec<usize> {
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
-    use fedssl_common::config::PlanConfig;
-    use fedssl_common::data::{records, sensors, synthetic, Dataset, SampleShape};
-    use fedssl_common::dp::plan::{PrivacyMechanism, PrivacyPlan};
-    use fedssl_common::kernels::Ops;
-    use fedssl_common::ssl::{Objective, ViewMaker};
+    use fedssl_kernels::Ops;
+    use fedssl_ml::data::{records, sensors, synthetic, Dataset, SampleShape};
+    use fedssl_ml::ssl::{Objective, ViewMaker};
+    use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
+    use fedssl_server::config::PlanConfig;
 
     type A = Autodiff<Flex>;
 
@@ -819,7 +820,7 @@ mod tests {
     fn batch_norm_and_coupled_objectives_are_refused_with_the_reason() {
         let mut cfg = PlanConfig {
             objective: Objective::Masked,
-            norm: Some(fedssl_common::model::Norm::Batch),
+            norm: Some(fedssl_ml::model::Norm::Batch),
             ..PlanConfig::default()
         };
         cfg.privacy.mechanism = PrivacyMechanism::DpSgd;
@@ -828,7 +829,7 @@ mod tests {
         cfg.norm = None;
         cfg.validate().unwrap();
         cfg.objective = Objective::Cpc;
-        cfg.data = fedssl_common::data::SampleShape::Series {
+        cfg.data = fedssl_ml::data::SampleShape::Series {
             channels: 6,
             length: 64,
         };

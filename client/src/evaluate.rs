@@ -4,10 +4,10 @@
 
 use tracing::warn;
 
-use fedssl_common::data::Dataset;
-use fedssl_common::eval::{collapse_metrics, encode_with_weights, Labels, Scorer};
-use fedssl_common::model::{ModelSpec, Weights};
-use fedssl_common::protocol::{LocalCollapse, SiteEval};
+use fedssl_ml::data::Dataset;
+use fedssl_ml::eval::{collapse_metrics, encode_with_weights, Labels, Scorer};
+use fedssl_ml::model::{ModelSpec, Weights};
+use fedssl_protocol::{LocalCollapse, SiteEval};
 
 /// Local samples the collapse monitors look at.
 const MONITOR_SAMPLES: usize = 512;
@@ -78,7 +78,7 @@ pub fn local_collapse(
     let dim = feats[0].len() / sample.len().max(1);
     let reference = match reference {
         Some(r) => r,
-        None => fedssl_common::eval::init_rank(spec, seed, &sample)?,
+        None => fedssl_ml::eval::init_rank(spec, seed, &sample)?,
     };
     let c = collapse_metrics(&feats[0], dim).with_reference(reference);
     for w in c.warnings() {

@@ -2,8 +2,8 @@
 //! global model, as the plan's federated algorithm says (FedAvg, FedEMA, FedU). Computed
 //! on the site, from tensors it already has.
 
-use fedssl_common::federation::Federation;
-use fedssl_common::model::{ModelSpec, Weights};
+use fedssl_core::federation::Federation;
+use fedssl_ml::model::{ModelSpec, Weights};
 
 /// What the merge did, for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
@@ -88,9 +88,9 @@ pub fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedssl_common::model::weights::WeightTensor;
-    use fedssl_common::model::{Parts, Placement};
-    use fedssl_common::ssl::Objective;
+    use fedssl_ml::model::weights::WeightTensor;
+    use fedssl_ml::model::{Parts, Placement};
+    use fedssl_ml::ssl::Objective;
 
     fn w(enc: f32, pred: f32) -> Weights {
         let t = |name: &str, v: f32| WeightTensor {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use fedssl_common::dp::ledger::{LedgerEntry, PrivacyLedger};
+use fedssl_privacy::ledger::{LedgerEntry, PrivacyLedger};
 
 use crate::state::SiteState;
 
@@ -160,7 +160,7 @@ impl LedgerStore {
 
 fn save(path: &Path, ledger: &PrivacyLedger) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(ledger)?;
-    fedssl_common::atomic_write(path, text.as_bytes())
+    fedssl_core::atomic_write(path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -194,7 +194,7 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedssl_common::dp::ledger::Release;
+    use fedssl_privacy::ledger::Release;
 
     fn entry(round: u64) -> LedgerEntry {
         LedgerEntry {

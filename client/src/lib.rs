@@ -14,6 +14,7 @@
 //! - [`data`]: loading the site's data from its configuration.
 
 pub mod compute;
+pub mod config;
 pub mod data;
 pub mod dp_sgd;
 pub mod evaluate;

@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,quinn=warn".into()),
         )
         .init();
-    fedssl_common::kernels::tune_allocator();
+    fedssl_kernels::tune_allocator();
     let args = Args::parse();
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()

@@ -2,12 +2,13 @@
 //! concrete parameters for this site's data (DP-SGD's sampling rate, steps and noise, the
 //! client-level mechanism) and the [`Release`] the ledger will hold.
 
-use fedssl_common::dp::discrete_gaussian::GridGaussian;
-use fedssl_common::dp::ledger::{GaussianEvent, MechanismKind, Neighbour, Release, Unit};
-use fedssl_common::dp::plan::PrivacyMechanism;
-use fedssl_common::dp::{rdp, GaussianMechanism, Mechanism};
-use fedssl_common::protocol::RoundPlan;
-use fedssl_common::ssl::DpUnit;
+use fedssl_ml::prelude::*;
+use fedssl_ml::ssl::DpUnit;
+use fedssl_privacy::discrete_gaussian::GridGaussian;
+use fedssl_privacy::ledger::{GaussianEvent, MechanismKind, Neighbour, Release, Unit};
+use fedssl_privacy::plan::PrivacyMechanism;
+use fedssl_privacy::{rdp, GaussianMechanism, Mechanism};
+use fedssl_protocol::RoundPlan;
 
 /// DP-SGD's parameters for one round on this site.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -199,12 +200,12 @@ impl RoundPrivacy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedssl_common::config::PlanConfig;
-    use fedssl_common::dp::ledger::PrivacyLedger;
+    use fedssl_privacy::ledger::PrivacyLedger;
+    use fedssl_server::config::PlanConfig;
 
     #[test]
     fn adaptive_clipping_charges_the_noised_indicator_for_site_and_record() {
-        use fedssl_common::dp::plan::AdaptiveClipConfig;
+        use fedssl_privacy::plan::AdaptiveClipConfig;
         let mut cfg = PlanConfig::default();
         cfg.privacy.mechanism = PrivacyMechanism::ClientLevel;
         cfg.privacy.client.noise_multiplier = 2.0;
@@ -219,7 +220,7 @@ mod tests {
         assert_eq!(releases.len(), 2);
         assert_eq!(releases[1].what, "clip-count");
         let mut ledger = PrivacyLedger::new(1e-5, 0);
-        ledger.entries.push(fedssl_common::dp::ledger::LedgerEntry {
+        ledger.entries.push(fedssl_privacy::ledger::LedgerEntry {
             round: 1,
             base_model_hash: String::new(),
             at: 0,
@@ -264,7 +265,7 @@ mod tests {
         assert!((s.sampling_rate - 0.064).abs() < 1e-12);
         let mut ledger = PrivacyLedger::new(1e-5, 0);
         for r in 1..=5 {
-            ledger.entries.push(fedssl_common::dp::ledger::LedgerEntry {
+            ledger.entries.push(fedssl_privacy::ledger::LedgerEntry {
                 round: r,
                 base_model_hash: String::new(),
                 at: 0,

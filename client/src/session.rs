@@ -1,6 +1,7 @@
 //! The client's session with the server: handshake, long-poll for tasks, train, privatize,
 //! upload; reconnect with exponential backoff when the server is gone, resuming where it was.
 
+use fedssl_ml::prelude::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,14 +10,14 @@ use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
-use fedssl_common::config::{ClientConfig, ReportConfig};
-use fedssl_common::data::Dataset;
-use fedssl_common::device::{self, ComputeDevice};
-use fedssl_common::dp::ledger::{GaussianEvent, LedgerEntry, MechanismKind, Unit};
-use fedssl_common::dp::Mechanism;
-use fedssl_common::model::{ModelSpec, WeightsSpec};
-use fedssl_common::net::{endpoint, io, tls};
-use fedssl_common::protocol::{
+use crate::config::{ClientConfig, ReportConfig};
+use fedssl_core::device::{self, ComputeDevice};
+use fedssl_ml::data::Dataset;
+use fedssl_ml::model::{ModelSpec, WeightsSpec};
+use fedssl_net::{endpoint, io, tls};
+use fedssl_privacy::ledger::{GaussianEvent, LedgerEntry, MechanismKind, Unit};
+use fedssl_privacy::Mechanism;
+use fedssl_protocol::{
     ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, SiteReport, Task, Upload,
 };
 
@@ -138,7 +139,7 @@ pub async fn run_client_on(
             epsilon_record: ledger.ledger.epsilon(Unit::Record),
             epsilon_site: ledger.ledger.epsilon(Unit::Site),
             delta: cfg.delta,
-            accountant: fedssl_common::dp::ledger::AccountantKind::Rdp.name().into(),
+            accountant: fedssl_privacy::ledger::AccountantKind::Rdp.name().into(),
             mechanism: String::new(),
             disclosed_outside_epsilon: vec![],
             last_event: None,
@@ -228,8 +229,8 @@ impl Session {
             .with_context(|| format!("cannot connect to {addr}"))?;
         self.report.connections += 1;
         let hello = ClientMsg::Hello(Hello {
-            protocol_version: fedssl_common::PROTOCOL_VERSION,
-            software_version: fedssl_common::SOFTWARE_VERSION.into(),
+            protocol_version: fedssl_protocol::PROTOCOL_VERSION,
+            software_version: fedssl_protocol::SOFTWARE_VERSION.into(),
             capabilities: vec![
                 "simclr".into(),
                 "dp-gaussian".into(),
@@ -660,7 +661,7 @@ pub async fn run_from_file(
     path: &std::path::Path,
     init_ledger: bool,
 ) -> anyhow::Result<ClientReport> {
-    let mut cfg: ClientConfig = fedssl_common::config::read_toml(path, "client config")?;
+    let mut cfg: ClientConfig = fedssl_core::read_toml(path, "client config")?;
     cfg.init_ledger = init_ledger;
     cfg.validate()
         .with_context(|| format!("invalid client config {}", path.display()))?;

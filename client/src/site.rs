@@ -2,8 +2,8 @@
 //! per round, ever: a round the ledger charged is answered with the very bytes that were
 //! privatized then (while they are kept) or refused, never noised again.
 
-use fedssl_common::dp::ledger::PrivacyLedger;
-use fedssl_common::protocol::Upload;
+use fedssl_privacy::ledger::PrivacyLedger;
+use fedssl_protocol::Upload;
 
 /// What to do with a task for `round` from base model `base`.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,8 +75,8 @@ fn short(h: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedssl_common::dp::ledger::{LedgerEntry, Release};
-    use fedssl_common::protocol::{ModelPayload, SiteReport};
+    use fedssl_privacy::ledger::{LedgerEntry, Release};
+    use fedssl_protocol::{ModelPayload, SiteReport};
 
     fn upload(round: u64, base: &str) -> Upload {
         Upload {

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use fedssl_common::model::Weights;
-use fedssl_common::protocol::{frame, Upload};
+use fedssl_ml::model::Weights;
+use fedssl_protocol::{frame, Upload};
 
 const PENDING: &str = "pending-upload.bin";
 const PREPARED: &str = "pending-upload.bin.prepared";
@@ -95,7 +95,7 @@ impl SiteState {
 
     /// Saves FedEMA's λ.
     pub fn save_fedema_lambda(&self, lambda: f64) -> anyhow::Result<()> {
-        Ok(fedssl_common::atomic_write(
+        Ok(fedssl_core::atomic_write(
             &self.dir.join("fedema-lambda.txt"),
             format!("{lambda}\n").as_bytes(),
         )?)
@@ -119,10 +119,7 @@ impl SiteState {
     /// First phase of storing a privatized update: written, not yet in force.
     pub fn prepare_pending(&self, u: &Upload) -> anyhow::Result<()> {
         let bytes = bincode::serde::encode_to_vec(u, bincode::config::standard())?;
-        Ok(fedssl_common::atomic_write(
-            &self.dir.join(PREPARED),
-            &bytes,
-        )?)
+        Ok(fedssl_core::atomic_write(&self.dir.join(PREPARED), &bytes)?)
     }
 
     /// Second phase, after the ledger entry is durable: the prepared update becomes the
@@ -175,7 +172,7 @@ impl SiteState {
             round,
             ledger_entries,
         };
-        Ok(fedssl_common::atomic_write(
+        Ok(fedssl_core::atomic_write(
             &self.dir.join(ACKNOWLEDGED),
             serde_json::to_string(&a)?.as_bytes(),
         )?)

@@ -1,7 +1,8 @@
 //! Local self-supervised training: the plan's objective on the site's samples, starting
 //! from the global model merged into the site's own ([`crate::federation`]).
 
-use fedssl_common::kernels::{AutodiffKernels, Ops};
+use fedssl_kernels::{AutodiffKernels, Ops};
+use fedssl_ml::prelude::*;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -16,12 +17,12 @@ use rand::SeedableRng;
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 use tracing::warn;
 
-use fedssl_common::data::Dataset;
-use fedssl_common::device::ComputeDevice;
-use fedssl_common::model::ema::ema_update;
-use fedssl_common::model::{scalar, ModelSpec, SslModel, Weights};
-use fedssl_common::protocol::RoundPlan;
-use fedssl_common::ssl::{LossContext, ViewMaker};
+use fedssl_core::device::ComputeDevice;
+use fedssl_ml::data::Dataset;
+use fedssl_ml::model::ema::ema_update;
+use fedssl_ml::model::{scalar, ModelSpec, SslModel, Weights};
+use fedssl_ml::ssl::{LossContext, ViewMaker};
+use fedssl_protocol::RoundPlan;
 
 use crate::dp_sgd;
 use crate::federation::{merge, MergeReport};
@@ -228,7 +229,7 @@ pub fn train_on<B: AutodiffKernels>(
         let mut seen = dp_sgd::StepStats::default();
         for step in 0..total_steps {
             let sampled = dp_sgd::poisson_sample(&mut sampler, n, setup.sampling_rate);
-            let labels = (setup.unit == fedssl_common::ssl::DpUnit::Group)
+            let labels = (setup.unit == fedssl_ml::ssl::DpUnit::Group)
                 .then(|| dp_sgd::group_labels(&mut sampler, sampled.len(), setup.groups));
             let step_seed = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let cx = dp_sgd::StepInputs {
@@ -342,26 +343,26 @@ pub fn train_on<B: AutodiffKernels>(
 /// SimCLR's loss on a batch of flat samples holding two views (first half, second half) of
 /// each sample, with the chosen implementation of the encoder's operations (the benchmark
 /// and the kernel tests compare [`Ops::Kernels`] with [`Ops::Burn`] on it).
-pub fn simclr_loss_with<B: fedssl_common::kernels::Kernels>(
+pub fn simclr_loss_with<B: fedssl_kernels::Kernels>(
     model: &SslModel<B>,
     x: Tensor<B, 2>,
     temperature: f64,
     ops: Ops,
 ) -> Tensor<B, 1> {
     let k = x.dims()[0] / 2;
-    let z = model.project(x, fedssl_common::model::BnMode::Train, ops);
-    fedssl_common::ssl::nt_xent(z.clone().slice(0..k), z.slice(k..2 * k), temperature)
+    let z = model.project(x, fedssl_ml::model::BnMode::Train, ops);
+    fedssl_ml::ssl::nt_xent(z.clone().slice(0..k), z.slice(k..2 * k), temperature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedssl_common::config::PlanConfig;
-    use fedssl_common::data::{records, sensors, synthetic, SampleShape};
-    use fedssl_common::model::convnet::is_bn_statistic;
-    use fedssl_common::model::{BatchNormPlacement, Parts};
-    use fedssl_common::ssl::pairs::two_views;
-    use fedssl_common::ssl::{AugmentConfig, Augmenter, Objective};
+    use fedssl_ml::data::{records, sensors, synthetic, SampleShape};
+    use fedssl_ml::model::convnet::is_bn_statistic;
+    use fedssl_ml::model::{BatchNormPlacement, Parts};
+    use fedssl_ml::ssl::pairs::two_views;
+    use fedssl_ml::ssl::{AugmentConfig, Augmenter, Objective};
+    use fedssl_server::config::PlanConfig;
 
     fn plan_for(objective: Objective, shape: SampleShape, epochs: u32) -> RoundPlan {
         PlanConfig {
@@ -374,9 +375,9 @@ mod tests {
             data: shape,
             // Colour images train the ResNet (narrow, to stay quick).
             encoder: matches!(shape, SampleShape::Image { channels: 3, .. })
-                .then_some(fedssl_common::model::EncoderConfig::Resnet { width: 8 }),
+                .then_some(fedssl_ml::model::EncoderConfig::Resnet { width: 8 }),
             // Plain training (no DP-SGD) of the BatchNorm models.
-            norm: Some(fedssl_common::model::Norm::Batch),
+            norm: Some(fedssl_ml::model::Norm::Batch),
             ..PlanConfig::default()
         }
         .plan(1)
@@ -437,8 +438,8 @@ mod tests {
         let images = synthetic::generate(64, 3).unlabeled();
         let series = sensors::generate(64, 6, 64, 3).unlabeled();
         let table = records::generate(64, 16, 3).unlabeled();
-        let text = fedssl_common::data::topics::generate(64, 32, 3).unlabeled();
-        let rgb = fedssl_common::data::synthetic::generate_shaped(
+        let text = fedssl_ml::data::topics::generate(64, 32, 3).unlabeled();
+        let rgb = fedssl_ml::data::synthetic::generate_shaped(
             64,
             SampleShape::Image {
                 channels: 3,
@@ -536,8 +537,8 @@ mod tests {
         assert!(default.iter().any(|n| n.ends_with("bn.gamma")));
         assert!(!default.iter().any(|n| n.ends_with("running_mean")));
         plan.model.parts = Parts {
-            projector: fedssl_common::model::Placement::Global,
-            predictor: fedssl_common::model::Placement::Global,
+            projector: fedssl_ml::model::Placement::Global,
+            predictor: fedssl_ml::model::Placement::Global,
             batch_norm: BatchNormPlacement::Local,
         };
         let fedbn = names(&plan);

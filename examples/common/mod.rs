@@ -2,9 +2,9 @@
 //! its report. Each example only chooses its plan.
 
 use fedssl::simulate::{render_report, simulate, SimulateArgs};
-use fedssl_common::config::PlanConfig;
-use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
-use fedssl_common::ssl::Objective;
+use fedssl_ml::ssl::Objective;
+use fedssl_privacy::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
+use fedssl_server::config::PlanConfig;
 
 /// The examples demonstrate objectives and modalities, not privacy: client-level noise at
 /// z = 0.01 on updates clipped to 1, the setting their README figures were measured with.

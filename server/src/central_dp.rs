@@ -22,13 +22,13 @@ use anyhow::Context;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use fedssl_common::config::CentralDpConfig;
-use fedssl_common::dp::clip::clip_l2;
-use fedssl_common::dp::discrete_gaussian::GridGaussian;
-use fedssl_common::dp::ledger::{
+use crate::config::CentralDpConfig;
+use fedssl_ml::model::Weights;
+use fedssl_privacy::clip::clip_l2;
+use fedssl_privacy::discrete_gaussian::GridGaussian;
+use fedssl_privacy::ledger::{
     GaussianEvent, LedgerEntry, MechanismKind, PrivacyLedger, Release, Unit,
 };
-use fedssl_common::model::Weights;
 
 /// What one round of central DP released; stored with the round's commit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -228,8 +228,8 @@ pub fn epsilon(rounds: &[CentralRound], delta: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedssl_common::config::AdaptiveClipConfig;
-    use fedssl_common::model::weights::WeightTensor;
+    use crate::config::AdaptiveClipConfig;
+    use fedssl_ml::model::weights::WeightTensor;
     use rand::SeedableRng;
 
     fn weights(values: Vec<f32>) -> Weights {
@@ -348,7 +348,7 @@ mod tests {
         let z = rounds[0].effective_noise_multiplier;
         assert!(rounds.iter().all(|r| r.effective_noise_multiplier == z));
         let ours = epsilon(&rounds, 1e-5).unwrap();
-        let reference = fedssl_common::dp::rdp::epsilon(0.1, z, 5, 1e-5);
+        let reference = fedssl_privacy::rdp::epsilon(0.1, z, 5, 1e-5);
         assert!(
             (ours / reference - 1.0).abs() < 1e-6,
             "{ours} vs {reference}"

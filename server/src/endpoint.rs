@@ -1,6 +1,7 @@
 //! The async shell around [`Engine`]: accepts QUIC + mTLS connections, answers requests on
 //! streams, runs the rounds, and persists what the engine decides.
 
+use fedssl_ml::prelude::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,11 +13,11 @@ use rand::SeedableRng;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use fedssl_common::config::ServerConfig;
-use fedssl_common::model::Weights;
-use fedssl_common::net::io::{read_msg, write_msg, NetError};
-use fedssl_common::net::{endpoint, tls};
-use fedssl_common::protocol::{ClientMsg, ErrorCode, FrameError, ModelPayload, ServerMsg, Welcome};
+use crate::config::ServerConfig;
+use fedssl_ml::model::Weights;
+use fedssl_net::io::{read_msg, write_msg, NetError};
+use fedssl_net::{endpoint, tls};
+use fedssl_protocol::{ClientMsg, ErrorCode, FrameError, ModelPayload, ServerMsg, Welcome};
 
 use crate::engine::{Engine, Poll, RoundRules, Step};
 use crate::metrics::{append_jsonl, CounterSnapshot, Counters, RoundMetrics};
@@ -95,7 +96,7 @@ impl Shared {
 /// Loads the last committed model, or creates and persists a seeded initial one.
 fn initial_state(
     store: &mut Store,
-    spec: &fedssl_common::model::ModelSpec,
+    spec: &fedssl_ml::model::ModelSpec,
     seed: u64,
 ) -> anyhow::Result<(u64, Weights)> {
     let w = spec.initial_global(seed).map_err(anyhow::Error::msg)?;
@@ -600,8 +601,8 @@ async fn dispatch(
             sh.notify();
             info!(%name, samples = ?h.num_samples, "client joined");
             ServerMsg::Welcome(Welcome {
-                protocol_version: fedssl_common::PROTOCOL_VERSION,
-                software_version: fedssl_common::SOFTWARE_VERSION.into(),
+                protocol_version: fedssl_protocol::PROTOCOL_VERSION,
+                software_version: fedssl_protocol::SOFTWARE_VERSION.into(),
                 client_name: name.to_string(),
                 committed_round: committed,
                 total_rounds: total,

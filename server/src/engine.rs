@@ -11,11 +11,11 @@ use std::sync::Arc;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use fedssl_common::model::{Weights, WeightsSpec};
-use fedssl_common::protocol::{ErrorCode, ModelPayload, RoundPlan, SiteEval, Task, Upload};
+use crate::strategy::config::{StrategyConfig, Weighting};
+use fedssl_ml::model::{Weights, WeightsSpec};
+use fedssl_protocol::{ErrorCode, ModelPayload, RoundPlan, SiteEval, Task, Upload};
 #[cfg(test)]
-use fedssl_common::protocol::{LocalCollapse, SiteReport};
-use fedssl_common::strategy::{StrategyConfig, Weighting};
+use fedssl_protocol::{LocalCollapse, SiteReport};
 use serde::{Deserialize, Serialize};
 
 use crate::central_dp::{CentralDp, CentralRound, RoundCounts};
@@ -80,15 +80,15 @@ pub enum Step {
 
 /// The handshake rules: the client must speak this server's protocol version, and the name
 /// it claims must be the one its verified certificate carries (`cert_name`).
-pub fn check_hello(cert_name: &str, h: &fedssl_common::protocol::Hello) -> Result<(), Rejection> {
-    if h.protocol_version != fedssl_common::PROTOCOL_VERSION {
+pub fn check_hello(cert_name: &str, h: &fedssl_protocol::Hello) -> Result<(), Rejection> {
+    if h.protocol_version != fedssl_protocol::PROTOCOL_VERSION {
         return Err(Rejection::new(
             ErrorCode::VersionMismatch,
             format!(
                 "server speaks protocol {} (fedssl {}), client speaks {} (fedssl {}): install \
                  the same fedssl version on both sides",
-                fedssl_common::PROTOCOL_VERSION,
-                fedssl_common::SOFTWARE_VERSION,
+                fedssl_protocol::PROTOCOL_VERSION,
+                fedssl_protocol::SOFTWARE_VERSION,
                 h.protocol_version,
                 h.software_version
             ),
@@ -881,8 +881,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
-    use fedssl_common::model::weights::WeightTensor;
+    use fedssl_ml::model::weights::WeightTensor;
+    use fedssl_privacy::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
     use rand::SeedableRng;
 
     fn weights(v: [f32; 3]) -> Weights {
@@ -950,7 +950,7 @@ mod tests {
 
     #[test]
     fn central_dp_clips_weighs_equally_noises_and_divides_by_the_expected_count() {
-        use fedssl_common::config::CentralDpConfig;
+        use crate::config::CentralDpConfig;
         let cfg = CentralDpConfig {
             // Negligible noise, so the arithmetic shows: (clip(a) + b) / (q·N).
             noise_multiplier: 1e-6,
@@ -1024,7 +1024,7 @@ mod tests {
 
     #[test]
     fn client_level_adaptive_clipping_moves_the_next_plans_bound() {
-        use fedssl_common::config::AdaptiveClipConfig;
+        use crate::config::AdaptiveClipConfig;
         let mut e = Engine::new(weights([0.0, 0.0, 0.0]), 0, 3);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         e.connect("a", 1, 1);
@@ -1146,7 +1146,7 @@ mod tests {
 
     #[test]
     fn reported_figures_are_checked_and_federated_eval_is_weighted() {
-        use fedssl_common::protocol::SiteEval;
+        use fedssl_protocol::SiteEval;
         let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         e.connect("a", 10, 1);
@@ -1410,7 +1410,7 @@ mod tests {
     /// Krum raises the minimum to 2f + 3; central DP's minimum stays 0.
     #[test]
     fn the_strategy_sets_the_least_number_of_updates() {
-        use fedssl_common::strategy::StrategyKind;
+        use crate::strategy::config::StrategyKind;
         let krum = StrategyConfig {
             name: StrategyKind::Krum,
             byzantine: 2,
@@ -1456,14 +1456,14 @@ mod tests {
     /// with the reason; the certificate's own name passes.
     #[test]
     fn the_handshake_refuses_other_versions_and_forged_names() {
-        let hello = |v: u32, name: &str| fedssl_common::protocol::Hello {
+        let hello = |v: u32, name: &str| fedssl_protocol::Hello {
             protocol_version: v,
             software_version: "x".into(),
             capabilities: vec![],
             claimed_name: name.into(),
             num_samples: None,
         };
-        let v = fedssl_common::PROTOCOL_VERSION;
+        let v = fedssl_protocol::PROTOCOL_VERSION;
         assert!(check_hello("site-a", &hello(v, "site-a")).is_ok());
         let e = check_hello("site-a", &hello(v - 1, "site-a")).unwrap_err();
         assert_eq!(e.code, ErrorCode::VersionMismatch);

@@ -3,17 +3,18 @@
 //! pixels) and optional label-efficiency rows (probe / fine-tune / supervised from scratch
 //! on class-balanced fractions of the labels).
 
+use fedssl_ml::prelude::*;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use fedssl_common::data::{captions, Dataset, SampleShape};
-use fedssl_common::eval::zero_shot::zero_shot_with_weights;
-use fedssl_common::eval::{
+use fedssl_ml::data::{captions, Dataset, SampleShape};
+use fedssl_ml::eval::zero_shot::zero_shot_with_weights;
+use fedssl_ml::eval::{
     collapse_metrics, encode_with_weights, finetune, linear_probe, CollapseMetrics, FinetuneConfig,
     KnnConfig, Labels, ProbeConfig, Scorer,
 };
-use fedssl_common::model::{ModelSpec, Weights};
+use fedssl_ml::model::{ModelSpec, Weights};
 
 /// What to evaluate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@
 //! - [`round_eval`]: the per-round evaluation on a labeled set the server holds.
 
 pub mod central_dp;
+pub mod config;
 pub mod endpoint;
 pub mod engine;
 pub mod evaluate;

@@ -146,7 +146,7 @@ pub struct RoundMetrics {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct ServerEval {
     /// Collapse monitors of the global encoder on the evaluation set (every round).
-    pub collapse: fedssl_common::eval::CollapseMetrics,
+    pub collapse: fedssl_ml::eval::CollapseMetrics,
     /// Linear-probe accuracy (every `eval.every` rounds and after the last).
     pub linear_probe_accuracy: Option<f64>,
     /// Weighted-kNN accuracy (same rounds).

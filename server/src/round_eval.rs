@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use tracing::warn;
 
-use fedssl_common::config::ServerEvalConfig;
-use fedssl_common::data::{load_splits, Dataset};
-use fedssl_common::eval::{collapse_metrics, encode_with_weights, init_rank, Labels, Scorer};
-use fedssl_common::model::{ModelSpec, Weights};
+use crate::config::ServerEvalConfig;
+use fedssl_ml::data::{load_splits, Dataset};
+use fedssl_ml::eval::{collapse_metrics, encode_with_weights, init_rank, Labels, Scorer};
+use fedssl_ml::model::{ModelSpec, Weights};
 
 use crate::metrics::ServerEval;
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use fedssl_common::model::Weights;
-use fedssl_common::protocol::Upload;
+use fedssl_ml::model::Weights;
+use fedssl_protocol::Upload;
 
 use crate::engine::RoundState;
 use crate::strategy::OptState;

@@ -1,8 +1,8 @@
 //! Validation of uploads: round, nonce, base model, hash, shapes, finiteness and norm.
 
-use fedssl_common::dp::gaussian::{max_plausible_norm, min_plausible_norm};
-use fedssl_common::model::{Weights, WeightsSpec};
-use fedssl_common::protocol::{ErrorCode, RoundPlan, SiteReport, Upload};
+use fedssl_ml::model::{Weights, WeightsSpec};
+use fedssl_privacy::gaussian::{max_plausible_norm, min_plausible_norm};
+use fedssl_protocol::{ErrorCode, RoundPlan, SiteReport, Upload};
 
 /// Why an upload was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,10 +115,10 @@ pub fn check_update(
     }
     check_report(&upload.report)?;
     let w = upload.update.decode(spec).map_err(|e| match e {
-        fedssl_common::protocol::PayloadError::HashMismatch { .. } => {
+        fedssl_protocol::PayloadError::HashMismatch { .. } => {
             Rejection::new(ErrorCode::HashMismatch, e.to_string())
         }
-        fedssl_common::protocol::PayloadError::Shape(_) => {
+        fedssl_protocol::PayloadError::Shape(_) => {
             Rejection::new(ErrorCode::ShapeMismatch, e.to_string())
         }
     })?;

@@ -4,10 +4,10 @@
 
 use std::time::Instant;
 
-use fedssl_common::aggregate::FedAvg;
-use fedssl_common::model::weights::WeightTensor;
-use fedssl_common::model::Weights;
-use fedssl_common::protocol::ModelPayload;
+use fedssl_ml::model::weights::WeightTensor;
+use fedssl_ml::model::Weights;
+use fedssl_protocol::ModelPayload;
+use fedssl_server::strategy::mean::FedAvg;
 use rand::{Rng, SeedableRng};
 
 use super::table::{machine, num, Table};

@@ -3,15 +3,16 @@
 //! opendp's exact sampler at the same σ on the same machine, against the time of one local
 //! ConvNet-S round.
 
+use fedssl_ml::prelude::*;
 use std::time::Instant;
 
 use fedssl_client::trainer::{self, TrainJob};
-use fedssl_common::data::synthetic;
-use fedssl_common::device::ComputeDevice;
-use fedssl_common::dp::discrete_gaussian::GridGaussian;
-use fedssl_common::dp::{GaussianMechanism, Mechanism};
-use fedssl_common::model::weights::WeightTensor;
-use fedssl_common::model::Weights;
+use fedssl_core::device::ComputeDevice;
+use fedssl_ml::data::synthetic;
+use fedssl_ml::model::weights::WeightTensor;
+use fedssl_ml::model::Weights;
+use fedssl_privacy::discrete_gaussian::GridGaussian;
+use fedssl_privacy::{GaussianMechanism, Mechanism};
 use opendp::domains::{AtomDomain, VectorDomain};
 use opendp::measurements::make_gaussian;
 use opendp::measures::ZeroConcentratedDivergence;
@@ -42,9 +43,9 @@ fn opendp_noise(values: &mut [f32], sigma: f64, k: i32) -> anyhow::Result<()> {
 /// Runs the benchmark: each P in `params` with fedssl's sampler, and with opendp's for the
 /// P up to `opendp_max`; one local round on `round_samples` generated images.
 pub fn run(params: &[usize], round_samples: usize, opendp_max: usize) -> anyhow::Result<Table> {
-    let plan_cfg = fedssl_common::config::PlanConfig {
-        privacy: fedssl_common::dp::plan::PrivacyPlan {
-            mechanism: fedssl_common::dp::plan::PrivacyMechanism::None,
+    let plan_cfg = fedssl_server::config::PlanConfig {
+        privacy: fedssl_privacy::plan::PrivacyPlan {
+            mechanism: fedssl_privacy::plan::PrivacyMechanism::None,
             ..Default::default()
         },
         ..Default::default()

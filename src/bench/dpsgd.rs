@@ -7,6 +7,7 @@
 //! Without `--python`, the bench makes a venv under its output folder and installs the
 //! pinned `bench/requirements-opacus.txt` into it (torch is a large download).
 
+use fedssl_ml::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -20,13 +21,13 @@ use tracing::info;
 use fedssl_client::dp_sgd::{privatized_gradient, StepInputs};
 use fedssl_client::privacy::RoundPrivacy;
 use fedssl_client::trainer::{init_model, optimizer, trainable_params};
-use fedssl_common::config::PlanConfig;
-use fedssl_common::data::synthetic;
-use fedssl_common::dp::plan::{PrivacyMechanism, PrivacyPlan};
-use fedssl_common::kernels::Ops;
-use fedssl_common::model::weights::WeightTensor;
-use fedssl_common::model::{scalar, Weights};
-use fedssl_common::ssl::{LossContext, Objective, ViewMaker};
+use fedssl_kernels::Ops;
+use fedssl_ml::data::synthetic;
+use fedssl_ml::model::weights::WeightTensor;
+use fedssl_ml::model::{scalar, Weights};
+use fedssl_ml::ssl::{LossContext, Objective, ViewMaker};
+use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
+use fedssl_server::config::PlanConfig;
 
 use super::table::{machine, num, Table};
 
@@ -111,7 +112,7 @@ pub fn run(cfg: &DpSgdBench) -> anyhow::Result<Table> {
     }
     .save(&input)?;
 
-    let loss_of = |m: &fedssl_common::model::SslModel<B>| {
+    let loss_of = |m: &fedssl_ml::model::SslModel<B>| {
         let cx = LossContext {
             model: m,
             target: None,

@@ -10,14 +10,14 @@ use std::time::Instant;
 use anyhow::Context;
 use tracing::info;
 
-use fedssl_common::config::PlanConfig;
-use fedssl_common::data::{idx, Dataset, Partition};
-use fedssl_common::dp::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
-use fedssl_common::eval::finetune::supervised_encoder;
-use fedssl_common::eval::{
+use fedssl_ml::data::{idx, Dataset, Partition};
+use fedssl_ml::eval::finetune::supervised_encoder;
+use fedssl_ml::eval::{
     balanced_subset, encode_with_weights, finetune, FinetuneConfig, Labels, Scorer,
 };
-use fedssl_common::model::{ModelSpec, Norm, Weights};
+use fedssl_ml::model::{ModelSpec, Norm, Weights};
+use fedssl_privacy::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
+use fedssl_server::config::PlanConfig;
 
 use super::table::{machine, num, pct, Table};
 use crate::simulate::{simulate, SimulateArgs};
@@ -136,7 +136,7 @@ impl Labeled {
 /// z such that `rounds` rounds of client-level Gaussian noise cost `epsilon` per site at δ
 /// (RDP accountant, every site in every round: no amplification by sampling).
 pub fn calibrate_noise(epsilon: f64, delta: f64, rounds: u64) -> anyhow::Result<f64> {
-    fedssl_common::dp::rdp::calibrate_sigma(1.0, rounds, delta, epsilon)
+    fedssl_privacy::rdp::calibrate_sigma(1.0, rounds, delta, epsilon)
         .ok_or_else(|| anyhow::anyhow!("no noise multiplier reaches ε = {epsilon}"))
 }
 
@@ -464,7 +464,7 @@ fn local_steps(
     plan: &PlanConfig,
     rounds: u64,
 ) -> anyhow::Result<usize> {
-    let parts = fedssl_common::data::partition::partition(
+    let parts = fedssl_ml::data::partition::partition(
         pool.len(),
         pool.labels.as_deref(),
         clients,

@@ -89,7 +89,7 @@ impl Table {
     pub fn write(&self, dir: &Path, stem: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
         std::fs::create_dir_all(dir)?;
         let json = dir.join(format!("{stem}.json"));
-        fedssl_common::atomic_write(&json, serde_json::to_string_pretty(self)?.as_bytes())?;
+        fedssl_core::atomic_write(&json, serde_json::to_string_pretty(self)?.as_bytes())?;
         let csv_path = dir.join(format!("{stem}.csv"));
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(&self.headers)?;
@@ -97,7 +97,7 @@ impl Table {
             w.write_record(r)?;
         }
         let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-        fedssl_common::atomic_write(&csv_path, &bytes)?;
+        fedssl_core::atomic_write(&csv_path, &bytes)?;
         Ok((json, csv_path))
     }
 }

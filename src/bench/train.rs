@@ -3,6 +3,7 @@
 //! side with the same model, loss, batch and optimizer in PyTorch (`bench/pytorch_reference.py`),
 //! after checking that both compute the same loss on the same weights and input.
 
+use fedssl_ml::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,13 +14,13 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use fedssl_client::trainer::{init_model, optimizer, simclr_loss_with};
-use fedssl_common::data::synthetic;
-use fedssl_common::kernels::{profile, Ops};
-use fedssl_common::model::weights::WeightTensor;
-use fedssl_common::model::{scalar, BnMode, ConvNetS, Encoder, ModelSpec, Weights, IMAGE_SIDE};
-use fedssl_common::ssl::pairs::two_views;
-use fedssl_common::ssl::ViewMaker;
-use fedssl_common::ssl::{AugmentConfig, Augmenter};
+use fedssl_kernels::{profile, Ops};
+use fedssl_ml::data::synthetic;
+use fedssl_ml::model::weights::WeightTensor;
+use fedssl_ml::model::{scalar, BnMode, ConvNetS, Encoder, ModelSpec, Weights, IMAGE_SIDE};
+use fedssl_ml::ssl::pairs::two_views;
+use fedssl_ml::ssl::ViewMaker;
+use fedssl_ml::ssl::{AugmentConfig, Augmenter};
 
 use super::table::{machine, num, Table};
 
@@ -216,7 +217,7 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
     Ok(table)
 }
 
-type SslModelB = fedssl_common::model::SslModel<B>;
+type SslModelB = fedssl_ml::model::SslModel<B>;
 
 /// Speeds of one implementation of the layer operations.
 struct Timed {
@@ -247,7 +248,7 @@ fn convnet_s_flops(enc: &ConvNetS<B>) -> (f64, f64) {
 /// GFLOP/s of a 1024³ single-precision matrix product on the compute pool (best of 3): what
 /// the same GEMM kernels reach on large, well-shaped matrices.
 fn gemm_rate() -> f64 {
-    use fedssl_common::eval::linalg::{matmul, MatRef};
+    use fedssl_ml::eval::linalg::{matmul, MatRef};
     let n = 1024;
     let a = vec![0.5f32; n * n];
     let b = vec![0.25f32; n * n];

@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fedssl_common::config::{ClientConfig, ClientData, PlanConfig, ServerConfig};
-use fedssl_common::data::{synthetic, Dataset};
-use fedssl_common::net::certs;
-use fedssl_common::net::tls::TlsFiles;
+use fedssl_client::config::{ClientConfig, ClientData};
+use fedssl_ml::data::{synthetic, Dataset};
+use fedssl_net::certs;
+use fedssl_net::tls::TlsFiles;
+use fedssl_server::config::{PlanConfig, ServerConfig};
 
 pub fn tiny_plan() -> PlanConfig {
     PlanConfig {
@@ -48,7 +49,7 @@ pub fn server_config(
         round_deadline_secs: 120.0,
         wait_for_clients_secs: 120.0,
         idle_timeout_secs: 5.0,
-        max_frame_bytes: fedssl_common::config::DEFAULT_MAX_FRAME,
+        max_frame_bytes: fedssl_protocol::DEFAULT_MAX_FRAME,
         max_connections: 64,
         plan: tiny_plan(),
         delta: 1e-5,
@@ -76,12 +77,12 @@ pub fn client_config(run: &Path, certs_dir: &Path, name: &str, addr: SocketAddr)
             shard: None,
             partition: "iid".into(),
             seed: 1,
-            shape: fedssl_common::data::SampleShape::GRAY_28,
+            shape: fedssl_ml::data::SampleShape::GRAY_28,
         },
         device: "cpu".into(),
         epsilon_budget: 1e9,
         delta: 1e-5,
-        max_frame_bytes: fedssl_common::config::DEFAULT_MAX_FRAME,
+        max_frame_bytes: fedssl_protocol::DEFAULT_MAX_FRAME,
         idle_timeout_secs: 5.0,
         max_reconnect_attempts: 5,
         local_eval_labels: 0,
@@ -118,8 +119,8 @@ pub async fn raw_connect(
     addr: SocketAddr,
     files: &TlsFiles,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
-    let crypto = fedssl_common::net::tls::client_crypto(files)?;
-    let ep = fedssl_common::net::endpoint::client(addr, crypto, Default::default())?;
+    let crypto = fedssl_net::tls::client_crypto(files)?;
+    let ep = fedssl_net::endpoint::client(addr, crypto, Default::default())?;
     let conn = ep.connect(addr, "localhost")?.await?;
     Ok((ep, conn))
 }

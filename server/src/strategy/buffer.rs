@@ -2,7 +2,7 @@
 //! (4·d bytes each). The engine selects no more sites than `max_buffer_mib` holds.
 
 use anyhow::ensure;
-use fedssl_common::model::{Weights, WeightsSpec};
+use fedssl_ml::model::{Weights, WeightsSpec};
 
 use super::{flat, unflat, Aggregator};
 

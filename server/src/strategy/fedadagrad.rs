@@ -11,7 +11,7 @@ mod tests {
     use super::super::testing::{close, w};
     use super::super::{flat, Strategy};
     use super::second_moment;
-    use fedssl_common::strategy::StrategyKind;
+    use crate::strategy::config::StrategyKind;
 
     #[test]
     fn two_rounds_by_hand() {

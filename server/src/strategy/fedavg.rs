@@ -1,8 +1,8 @@
 //! FedAvg (McMahan et al. 2017): the weighted mean of the updates, streamed into one f64
 //! accumulator as they arrive, so memory does not grow with the number of sites.
 
-use fedssl_common::model::{Weights, WeightsSpec};
-use fedssl_common::strategy::StrategyKind;
+use crate::strategy::config::StrategyKind;
+use fedssl_ml::model::{Weights, WeightsSpec};
 
 use super::{Aggregator, Strategy};
 
@@ -21,12 +21,12 @@ impl Strategy for FedAvg {
 
 /// The streaming weighted mean every mean-based strategy uses.
 #[derive(Debug, Clone)]
-pub struct Mean(fedssl_common::aggregate::FedAvg);
+pub struct Mean(crate::strategy::mean::FedAvg);
 
 impl Mean {
     /// An empty mean of updates of `spec`.
     pub fn new(spec: &WeightsSpec) -> Self {
-        Self(fedssl_common::aggregate::FedAvg::new(spec.clone()))
+        Self(crate::strategy::mean::FedAvg::new(spec.clone()))
     }
 }
 

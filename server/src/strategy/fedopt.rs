@@ -7,9 +7,9 @@
 //! with m = v = 0 before the first round and no bias correction (as in the paper). m, v and
 //! the step count are persisted with every commit, so a restarted server resumes exactly.
 
+use crate::strategy::config::{StrategyConfig, StrategyKind};
 use anyhow::ensure;
-use fedssl_common::model::{Weights, WeightsSpec};
-use fedssl_common::strategy::{StrategyConfig, StrategyKind};
+use fedssl_ml::model::{Weights, WeightsSpec};
 use serde::{Deserialize, Serialize};
 
 use super::{flat, unflat, Aggregator, Mean, Strategy};

@@ -2,8 +2,8 @@
 //! its local objective. μ reaches the sites in the round's plan (`RoundPlan::proximal_mu`),
 //! and the client applies it after every local optimizer step (`client/src/trainer.rs`).
 
-use fedssl_common::model::WeightsSpec;
-use fedssl_common::strategy::StrategyKind;
+use crate::strategy::config::StrategyKind;
+use fedssl_ml::model::WeightsSpec;
 
 use super::{Aggregator, Strategy};
 
@@ -22,8 +22,8 @@ impl Strategy for FedProx {
 
 #[cfg(test)]
 mod tests {
-    use fedssl_common::config::PlanConfig;
-    use fedssl_common::strategy::{StrategyConfig, StrategyKind};
+    use crate::config::PlanConfig;
+    use crate::strategy::config::{StrategyConfig, StrategyKind};
 
     #[test]
     fn the_plan_carries_mu_only_under_fedprox() {

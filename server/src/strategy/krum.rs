@@ -3,9 +3,9 @@
 //! nearest other updates; Krum returns the update with the lowest score, multi-Krum the
 //! mean of the m lowest. Needs n ≥ 2f + 3.
 
+use crate::strategy::config::StrategyKind;
 use anyhow::ensure;
-use fedssl_common::model::WeightsSpec;
-use fedssl_common::strategy::StrategyKind;
+use fedssl_ml::model::WeightsSpec;
 
 use super::buffer::Buffered;
 use super::{Aggregator, Buffer, Strategy};

@@ -2,8 +2,8 @@
 //! median of the sites' values (the mean of the two middle ones for an even count, as
 //! `numpy.median`). Tolerates fewer than half of the sites being arbitrary.
 
-use fedssl_common::model::WeightsSpec;
-use fedssl_common::strategy::StrategyKind;
+use crate::strategy::config::StrategyKind;
+use fedssl_ml::model::WeightsSpec;
 
 use super::buffer::Buffered;
 use super::{Aggregator, Strategy};

@@ -9,6 +9,7 @@
 //! | median, trimmed mean, Krum, multi-Krum | every update (4·d bytes each), bounded by `max_buffer_mib` | uniform | `median.rs`, `trimmed_mean.rs`, `krum.rs` |
 
 mod buffer;
+pub mod config;
 mod fedadagrad;
 mod fedadam;
 mod fedavg;
@@ -16,15 +17,16 @@ mod fedopt;
 mod fedprox;
 mod fedyogi;
 mod krum;
+pub mod mean;
 mod median;
 mod trimmed_mean;
 
 use std::fmt::Debug;
 
-use fedssl_common::model::{Weights, WeightsSpec};
-use fedssl_common::strategy::{StrategyConfig, StrategyKind};
+use fedssl_ml::model::{Weights, WeightsSpec};
 
 pub use buffer::Buffer;
+pub use config::{StrategyConfig, StrategyKind, Weighting};
 pub use fedavg::{FedAvg, Mean};
 pub use fedopt::OptState;
 
@@ -122,7 +124,7 @@ pub(crate) fn unflat(spec: &WeightsSpec, values: impl IntoIterator<Item = f32>) 
             .iter()
             .map(|(name, shape)| {
                 let n: usize = shape.iter().product();
-                fedssl_common::model::weights::WeightTensor {
+                fedssl_ml::model::weights::WeightTensor {
                     name: name.clone(),
                     shape: shape.clone(),
                     values: it.by_ref().take(n).collect(),

@@ -2,8 +2,8 @@
 //! k = ⌊β·n⌋ largest and k smallest values and average the rest (`scipy.stats.trim_mean`'s
 //! convention).
 
-use fedssl_common::model::WeightsSpec;
-use fedssl_common::strategy::StrategyKind;
+use crate::strategy::config::StrategyKind;
+use fedssl_ml::model::WeightsSpec;
 
 use super::buffer::Buffered;
 use super::{Aggregator, Strategy};

@@ -1,0 +1,104 @@
+//! Framed messages on QUIC streams: the async shell over [`fedssl_protocol::frame`].
+
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use fedssl_protocol::frame::{
+    check_length, decode_message, encode_message, FrameError, HEADER_LEN,
+};
+use fedssl_protocol::{ClientMsg, ServerMsg};
+
+/// Transport or framing failure on one exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// Bad frame from the peer.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The connection failed or was closed.
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Reading failed.
+    #[error("read: {0}")]
+    Read(String),
+    /// Writing failed.
+    #[error("write: {0}")]
+    Write(String),
+    /// The peer did not answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Writes one framed message and finishes the stream. Returns the bytes written.
+pub async fn write_msg<T: Serialize>(
+    send: &mut quinn::SendStream,
+    msg: &T,
+    max_len: usize,
+) -> Result<usize, NetError> {
+    let frame = encode_message(msg, max_len)?;
+    send.write_all(&frame)
+        .await
+        .map_err(|e| NetError::Write(e.to_string()))?;
+    send.finish().map_err(|e| NetError::Write(e.to_string()))?;
+    Ok(frame.len())
+}
+
+/// Reads one framed message. The announced length is checked before the body is allocated.
+pub async fn read_msg<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max_len: usize,
+) -> Result<(T, usize), NetError> {
+    let mut header = [0u8; HEADER_LEN];
+    read_exact(recv, &mut header, HEADER_LEN as u64).await?;
+    let len = check_length(header, max_len)?;
+    let mut body = vec![0u8; len];
+    read_exact(recv, &mut body, len as u64).await?;
+    Ok((decode_message(&body)?, HEADER_LEN + len))
+}
+
+async fn read_exact(
+    recv: &mut quinn::RecvStream,
+    buf: &mut [u8],
+    expected: u64,
+) -> Result<(), NetError> {
+    recv.read_exact(buf).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(got) => NetError::Frame(FrameError::Truncated {
+            expected,
+            got: got as u64,
+        }),
+        quinn::ReadExactError::ReadError(e) => NetError::Read(e.to_string()),
+    })
+}
+
+/// Bytes moved by one exchange.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Traffic {
+    /// Bytes sent by the client.
+    pub up: u64,
+    /// Bytes sent by the server.
+    pub down: u64,
+}
+
+/// One request/response exchange on a fresh bidirectional stream.
+pub async fn request(
+    conn: &quinn::Connection,
+    msg: &ClientMsg,
+    max_len: usize,
+    timeout: Duration,
+) -> Result<(ServerMsg, Traffic), NetError> {
+    let fut = async {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let up = write_msg(&mut send, msg, max_len).await?;
+        let (resp, down) = read_msg::<ServerMsg>(&mut recv, max_len).await?;
+        Ok::<_, NetError>((
+            resp,
+            Traffic {
+                up: up as u64,
+                down: down as u64,
+            },
+        ))
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| NetError::Timeout(timeout))?
+}
