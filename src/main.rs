@@ -9,10 +9,11 @@ use clap::{Parser, Subcommand};
 use fedssl::bench;
 use fedssl::simulate::{render_report, simulate, SimulateArgs};
 use fedssl_core::federation::Federation;
+use fedssl_core::read_toml;
 use fedssl_ml::data::{Partition, SampleShape};
 use fedssl_ml::eval::FinetuneConfig;
 use fedssl_ml::model::EncoderConfig;
-use fedssl_server::config::{read_toml, PlanConfig, ServerConfig};
+use fedssl_server::config::{PlanConfig, ServerConfig};
 use fedssl_server::evaluate::EvalOptions;
 
 #[derive(Parser)]

@@ -9,8 +9,6 @@ use fedssl_core::spec::SampleShape;
 use fedssl_net::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 
-pub use fedssl_core::read_toml;
-
 fn d_frame() -> usize {
     fedssl_protocol::DEFAULT_MAX_FRAME
 }

@@ -63,6 +63,56 @@ pub enum WeightsError {
     },
 }
 
+/// The element-type tag of little-endian `f32` data in the content hash.
+pub const F32_TAG: u8 = 1;
+
+/// The canonical content hash of a set of named tensors: SHA-256 over the tensor count, then
+/// per tensor its name, shape (`u32` dimensions), element-type tag, byte length and
+/// little-endian bytes, each length as a `u64`. [`Weights::hash`] and the wire payload's hash
+/// are both this, so a model hashes the same in memory, on disk and on the wire.
+pub struct ContentHasher(sha2::Sha256);
+
+impl ContentHasher {
+    /// Starts a hash of `tensors` tensors.
+    pub fn new(tensors: usize) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update((tensors as u64).to_le_bytes());
+        Self(h)
+    }
+
+    /// Starts the next tensor; its `byte_len` bytes follow through [`ContentHasher::bytes`].
+    pub fn tensor(
+        &mut self,
+        name: &str,
+        shape: impl ExactSizeIterator<Item = u32>,
+        dtype_tag: u8,
+        byte_len: usize,
+    ) {
+        use sha2::Digest;
+        self.0.update((name.len() as u64).to_le_bytes());
+        self.0.update(name.as_bytes());
+        self.0.update((shape.len() as u64).to_le_bytes());
+        for d in shape {
+            self.0.update(d.to_le_bytes());
+        }
+        self.0.update([dtype_tag]);
+        self.0.update((byte_len as u64).to_le_bytes());
+    }
+
+    /// Data bytes of the current tensor.
+    pub fn bytes(&mut self, data: &[u8]) {
+        use sha2::Digest;
+        self.0.update(data);
+    }
+
+    /// The hash, as lowercase hex.
+    pub fn finish(self) -> String {
+        use sha2::Digest;
+        hex::encode(self.0.finalize())
+    }
+}
+
 /// Whether the tensor named `name` is a BatchNorm running statistic (a direct aggregate of
 /// local data, never trained by gradient).
 pub fn is_bn_statistic(name: &str) -> bool {
@@ -103,26 +153,24 @@ impl Weights {
         self.tensors.iter().map(|t| t.values.len()).sum()
     }
 
-    /// Content hash (the same as the wire payload's).
+    /// Content hash ([`ContentHasher`]: the same as the wire payload's).
     pub fn hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update((self.tensors.len() as u64).to_le_bytes());
+        let mut h = ContentHasher::new(self.tensors.len());
+        let mut buf = Vec::with_capacity(4096);
         for t in &self.tensors {
-            h.update((t.name.len() as u64).to_le_bytes());
-            h.update(t.name.as_bytes());
-            h.update((t.shape.len() as u64).to_le_bytes());
-            for &d in &t.shape {
-                h.update((d as u32).to_le_bytes());
-            }
-            // dtype tag: f32
-            h.update([1u8]);
-            h.update(((t.values.len() * 4) as u64).to_le_bytes());
-            for v in &t.values {
-                h.update(v.to_le_bytes());
+            h.tensor(
+                &t.name,
+                t.shape.iter().map(|&d| d as u32),
+                F32_TAG,
+                t.values.len() * 4,
+            );
+            for chunk in t.values.chunks(1024) {
+                buf.clear();
+                buf.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+                h.bytes(&buf);
             }
         }
-        hex::encode(h.finalize())
+        h.finish()
     }
 
     /// `self − base`, tensor by tensor. Both must have the same spec.

@@ -1,9 +1,8 @@
 //! Model payloads: named tensors (name, shape, dtype, little-endian bytes) and a content hash.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use fedssl_core::weights::{Weights, WeightsSpec};
+use fedssl_core::weights::{ContentHasher, Weights, WeightsSpec, F32_TAG};
 
 /// Element type of a tensor on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,22 +51,15 @@ pub enum PayloadError {
 }
 
 fn hash_tensors(tensors: &[NamedTensor]) -> String {
-    let mut h = Sha256::new();
-    h.update((tensors.len() as u64).to_le_bytes());
+    let mut h = ContentHasher::new(tensors.len());
     for t in tensors {
-        h.update((t.name.len() as u64).to_le_bytes());
-        h.update(t.name.as_bytes());
-        h.update((t.shape.len() as u64).to_le_bytes());
-        for d in &t.shape {
-            h.update(d.to_le_bytes());
-        }
-        h.update([match t.dtype {
-            DType::F32 => 1u8,
-        }]);
-        h.update((t.data.len() as u64).to_le_bytes());
-        h.update(&t.data);
+        let tag = match t.dtype {
+            DType::F32 => F32_TAG,
+        };
+        h.tensor(&t.name, t.shape.iter().copied(), tag, t.data.len());
+        h.bytes(&t.data);
     }
-    hex::encode(h.finalize())
+    h.finish()
 }
 
 impl ModelPayload {
@@ -196,6 +188,7 @@ mod tests {
         let w = weights();
         let p = ModelPayload::from_weights(&w);
         assert_eq!(p.decode(&w.spec()).unwrap(), w);
+        assert_eq!(p.hash, w.hash(), "payload and in-memory hashes agree");
 
         let mut tampered = p.clone();
         tampered.tensors[0].data[0] ^= 1;

@@ -19,9 +19,7 @@ use fedssl_net::tls::TlsFiles;
 use fedssl_privacy::plan::PrivacyPlan;
 use fedssl_protocol::RoundPlan;
 
-pub use fedssl_protocol::DEFAULT_MAX_FRAME;
-
-pub use fedssl_core::read_toml;
+use fedssl_protocol::DEFAULT_MAX_FRAME;
 
 /// Hyper-parameters the server hands out each round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -490,7 +490,7 @@ fn factorial_up_to(n: usize, cap: usize) -> Option<usize> {
 }
 
 /// Steps `p` to the next permutation in lexicographic order; false after the last.
-pub fn next_permutation(p: &mut [usize]) -> bool {
+fn next_permutation(p: &mut [usize]) -> bool {
     let n = p.len();
     if n < 2 {
         return false;

@@ -269,10 +269,7 @@ impl<B: Kernels> ConvNet<B> {
     }
 }
 
-/// Whether a tensor is a BatchNorm running statistic (a direct aggregate of local data).
-pub fn is_bn_statistic(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var")
-}
+pub use fedssl_core::weights::is_bn_statistic;
 
 #[cfg(test)]
 mod tests {
