@@ -1,9 +1,8 @@
-//! The round state machine, free of I/O: who is connected, which round is open, who was
-//! selected, what each selected client answered, the strategy's aggregator, and the round's
-//! deadline. Time is passed in (`now`, seconds since the Unix epoch, so a deadline survives
-//! a restart); the async shell ([`crate::endpoint`]) feeds it events, persists what it must
-//! before answering (the round's [`RoundState`] when it opens or is extended, each accepted
-//! upload before its acknowledgement), and acts on [`Step`].
+//! The round book, free of I/O: who is connected, which round is open, who was selected,
+//! what each selected client answered, the strategy's aggregator, and the round's deadline.
+//! [`super::Engine`] drives it from protocol messages and timers and turns its decisions
+//! into effects; time is passed in (`now`, seconds since the Unix epoch, so a deadline
+//! survives a restart).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -13,9 +12,9 @@ use rand::Rng;
 
 use crate::strategy::config::{StrategyConfig, Weighting};
 use fedssl_ml::model::{Weights, WeightsSpec};
-use fedssl_protocol::{ErrorCode, ModelPayload, RoundPlan, SiteEval, Task, Upload};
 #[cfg(test)]
-use fedssl_protocol::{LocalCollapse, SiteReport};
+use fedssl_protocol::LocalCollapse;
+use fedssl_protocol::{ErrorCode, ModelPayload, RoundPlan, SiteEval, SiteReport, Task, Upload};
 use serde::{Deserialize, Serialize};
 
 use crate::central_dp::{CentralDp, CentralRound, RoundCounts};
@@ -63,10 +62,10 @@ pub struct RoundState {
     pub eligible: usize,
 }
 
-/// What the shell must do about the open round at `now` ([`Engine::handle_timeout`]).
+/// What the shell must do about the open round at `now` ([`Rounds::handle_timeout`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Nothing yet: wake at [`Engine::poll_timeout`] or on the next event.
+    /// Nothing yet: wake at [`Rounds::poll_timeout`] or on the next event.
     Wait,
     /// Close and commit the round.
     Close,
@@ -239,7 +238,7 @@ pub struct RoundResult {
 
 /// The server's round logic.
 #[derive(Debug)]
-pub struct Engine {
+pub struct Rounds {
     spec: WeightsSpec,
     global: Weights,
     global_hash: String,
@@ -259,7 +258,7 @@ pub struct Engine {
     told: BTreeSet<String>,
 }
 
-impl Engine {
+impl Rounds {
     /// An engine whose last committed round is `committed`, holding `global`.
     pub fn new(global: Weights, committed: u64, total_rounds: u64) -> Self {
         Self {
@@ -425,7 +424,7 @@ impl Engine {
     }
 
     /// Re-opens a round a previous process persisted (before the uploads it had accepted
-    /// are replayed into it with [`Engine::submit`]). Its deadline is at least
+    /// are replayed into it with [`Rounds::submit`]). Its deadline is at least
     /// `grace_secs` after `now`, so sites have time to reconnect.
     pub fn resume_round(&mut self, mut state: RoundState, now: f64, grace_secs: f64) {
         state.deadline = state.deadline.max(now + grace_secs);
@@ -478,7 +477,7 @@ impl Engine {
         })
     }
 
-    /// When [`Engine::handle_timeout`] must next be called (the open round's deadline).
+    /// When [`Rounds::handle_timeout`] must next be called (the open round's deadline).
     pub fn poll_timeout(&self) -> Option<f64> {
         self.round.as_ref().map(|r| r.deadline)
     }
@@ -603,18 +602,25 @@ impl Engine {
     }
 
     /// Validates an upload and folds it into the round's aggregate (no durability step:
-    /// for replaying persisted uploads and for tests). The shell uses [`Engine::check`],
-    /// persists, then [`Engine::apply`].
+    /// for replaying persisted uploads and for tests). The shell uses [`Rounds::check`],
+    /// persists, then [`Rounds::apply`].
     pub fn submit(&mut self, name: &str, upload: &Upload) -> Result<Accepted, Rejection> {
         match self.check(name, upload)? {
             None => Ok(Accepted::DUPLICATE),
-            Some(c) => self.apply(name, upload, c),
+            Some(c) => self.apply(
+                name,
+                upload.round,
+                upload.nonce,
+                &upload.update.hash,
+                upload.report,
+                c,
+            ),
         }
     }
 
     /// Validates an upload without changing the round's aggregate: `None` for an
     /// idempotent resend of an update already accepted, else the checked update, which the
-    /// shell makes durable before [`Engine::apply`] and the acknowledgement.
+    /// shell makes durable before [`Rounds::apply`] and the acknowledgement.
     pub fn check(&mut self, name: &str, upload: &Upload) -> Result<Option<Checked>, Rejection> {
         let spec = self.spec.clone();
         let global_hash = self.global_hash.clone();
@@ -685,17 +691,19 @@ impl Engine {
     pub fn apply(
         &mut self,
         name: &str,
-        upload: &Upload,
+        round: u64,
+        nonce: u64,
+        update_hash: &str,
+        report: SiteReport,
         c: Checked,
     ) -> Result<Accepted, Rejection> {
-        let r = self.selected_round(name, upload.round, upload.nonce)?;
+        let r = self.selected_round(name, round, nonce)?;
         if r.answers.contains_key(name) {
             return Ok(Accepted {
                 duplicate: true,
                 norm: c.norm,
             });
         }
-        let report = upload.report;
         if c.within_bound {
             r.within_bound += 1;
         }
@@ -721,7 +729,7 @@ impl Engine {
         r.answers.insert(
             name.to_string(),
             Answer::Accepted {
-                update_hash: upload.update.hash.clone(),
+                update_hash: update_hash.to_string(),
             },
         );
         Ok(Accepted {
@@ -958,7 +966,7 @@ mod tests {
             sample_rate: 1.0,
             adaptive: None,
         };
-        let mut e = Engine::new(weights([0.0, 0.0, 0.0]), 0, 2)
+        let mut e = Rounds::new(weights([0.0, 0.0, 0.0]), 0, 2)
             .with_central_dp(CentralDp::new(cfg, vec![]));
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         for (i, n) in ["a", "b", "c", "d"].into_iter().enumerate() {
@@ -1012,7 +1020,7 @@ mod tests {
             sample_rate: 1e-9,
             adaptive: None,
         };
-        let mut e = Engine::new(weights([0.0, 0.0, 0.0]), 0, 1)
+        let mut e = Rounds::new(weights([0.0, 0.0, 0.0]), 0, 1)
             .with_central_dp(CentralDp::new(cfg, vec![]));
         e.connect("a", 1, 1);
         let sel = e.start_round(0.0, plan(), 1.0, 1, &mut rng);
@@ -1025,7 +1033,7 @@ mod tests {
     #[test]
     fn client_level_adaptive_clipping_moves_the_next_plans_bound() {
         use crate::config::AdaptiveClipConfig;
-        let mut e = Engine::new(weights([0.0, 0.0, 0.0]), 0, 3);
+        let mut e = Rounds::new(weights([0.0, 0.0, 0.0]), 0, 3);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         e.connect("a", 1, 1);
         e.connect("b", 1, 2);
@@ -1067,7 +1075,7 @@ mod tests {
 
     #[test]
     fn a_round_from_selection_to_commit() {
-        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 2);
+        let mut e = Rounds::new(weights([1.0, 1.0, 1.0]), 0, 2);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         e.connect("a", 10, 1);
         e.connect("b", 30, 2);
@@ -1147,7 +1155,7 @@ mod tests {
     #[test]
     fn reported_figures_are_checked_and_federated_eval_is_weighted() {
         use fedssl_protocol::SiteEval;
-        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+        let mut e = Rounds::new(weights([1.0, 1.0, 1.0]), 0, 1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         e.connect("a", 10, 1);
         e.connect("b", 10, 2);
@@ -1209,7 +1217,7 @@ mod tests {
             max_weight: Some(20),
             ..StrategyConfig::default()
         };
-        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1).with_strategy(cfg, None);
+        let mut e = Rounds::new(weights([1.0, 1.0, 1.0]), 0, 1).with_strategy(cfg, None);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         e.connect("a", 10, 1);
         e.connect("b", 30, 2);
@@ -1238,7 +1246,7 @@ mod tests {
 
     #[test]
     fn empty_round_keeps_the_model_and_finish_is_announced() {
-        let mut e = Engine::new(weights([1.0, 2.0, 3.0]), 0, 1);
+        let mut e = Rounds::new(weights([1.0, 2.0, 3.0]), 0, 1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         e.connect("a", 10, 1);
         e.connect("a", 10, 2);
@@ -1276,7 +1284,7 @@ mod tests {
         ];
         let mut p = plan();
         p.privacy.mechanism = PrivacyMechanism::None;
-        let start = |e: &mut Engine| {
+        let start = |e: &mut Rounds| {
             for (i, n) in names.iter().enumerate() {
                 e.connect(n, 1, i as u64);
             }
@@ -1284,7 +1292,7 @@ mod tests {
             e.start_round(100.0, p.clone(), 1.0, 4, &mut rng)
         };
         // Uninterrupted.
-        let mut whole = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+        let mut whole = Rounds::new(weights([1.0, 1.0, 1.0]), 0, 1);
         let st = start(&mut whole);
         let mut uploads = vec![];
         for (n, u) in names.iter().zip(&ups) {
@@ -1296,17 +1304,20 @@ mod tests {
         let want = whole.close_round().unwrap().model_hash;
 
         // Interrupted after a and b: the shell had persisted `st` and their uploads.
-        let mut before = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+        let mut before = Rounds::new(weights([1.0, 1.0, 1.0]), 0, 1);
         let st2 = start(&mut before);
         assert_eq!(st2, st, "same seed, same selection and nonces");
         for i in 0..2 {
             let c = before.check(names[i], &uploads[i]).unwrap().unwrap();
-            before.apply(names[i], &uploads[i], c).unwrap();
+            let u = &uploads[i];
+            before
+                .apply(names[i], u.round, u.nonce, &u.update.hash, u.report, c)
+                .unwrap();
         }
         let persisted = before.round_state().unwrap();
         drop(before);
 
-        let mut after = Engine::new(weights([1.0, 1.0, 1.0]), 0, 1);
+        let mut after = Rounds::new(weights([1.0, 1.0, 1.0]), 0, 1);
         for (i, n) in names.iter().enumerate() {
             after.connect(n, 1, 10 + i as u64);
         }
@@ -1350,7 +1361,7 @@ mod tests {
             min_updates: 2,
             max_extensions: 1,
         };
-        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 3).with_rules(rules);
+        let mut e = Rounds::new(weights([1.0, 1.0, 1.0]), 0, 3).with_rules(rules);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         for (i, n) in ["a", "b", "c"].into_iter().enumerate() {
             e.connect(n, 1, i as u64);
@@ -1384,7 +1395,7 @@ mod tests {
         assert_eq!(e.global(), &weights([1.0, 1.0, 1.0]));
 
         // A round that reaches its minimum closes as soon as every site answered.
-        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 3).with_rules(rules);
+        let mut e = Rounds::new(weights([1.0, 1.0, 1.0]), 0, 3).with_rules(rules);
         e.connect("a", 1, 1);
         e.connect("b", 1, 2);
         e.start_round(0.0, plan(), 1.0, 2, &mut rng);
@@ -1396,7 +1407,7 @@ mod tests {
         assert_eq!(e.handle_timeout(2.0), Step::Close);
 
         // Every site answered, too few accepted, nobody left to ask: fail at once.
-        let mut e = Engine::new(weights([1.0, 1.0, 1.0]), 0, 3).with_rules(rules);
+        let mut e = Rounds::new(weights([1.0, 1.0, 1.0]), 0, 3).with_rules(rules);
         e.connect("a", 1, 1);
         e.connect("b", 1, 2);
         e.start_round(0.0, plan(), 1.0, 2, &mut rng);
@@ -1416,9 +1427,9 @@ mod tests {
             byzantine: 2,
             ..StrategyConfig::default()
         };
-        let e = Engine::new(weights([0.0; 3]), 0, 1).with_strategy(krum, None);
+        let e = Rounds::new(weights([0.0; 3]), 0, 1).with_strategy(krum, None);
         assert_eq!(e.min_updates(), 7);
-        let e = Engine::new(weights([0.0; 3]), 0, 1).with_rules(RoundRules {
+        let e = Rounds::new(weights([0.0; 3]), 0, 1).with_rules(RoundRules {
             min_updates: 0,
             ..RoundRules::default()
         });
@@ -1440,7 +1451,7 @@ mod tests {
                 },
             }],
         };
-        let mut e = Engine::new(big(0.0), 0, 1);
+        let mut e = Rounds::new(big(0.0), 0, 1);
         e.connect("a", 1, 1);
         let mut p = plan();
         p.privacy.client.noise_multiplier = 0.5;
