@@ -26,7 +26,8 @@ use rand_chacha::ChaCha20Rng;
 
 use fedssl_kernels::{per_example, AutodiffKernels, Kernels};
 use fedssl_ml::data::SampleShape;
-use fedssl_ml::model::{scalar, EncoderConfig, SslModel};
+use fedssl_ml::model::{scalar, EncoderConfig};
+use fedssl_ml::ssl::SslModel;
 use fedssl_ml::ssl::{Inputs, LossContext};
 use fedssl_protocol::RoundPlan;
 

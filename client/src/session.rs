@@ -1,7 +1,6 @@
 //! The client's session with the server: handshake, long-poll for tasks, train, privatize,
 //! upload; reconnect with exponential backoff when the server is gone, resuming where it was.
 
-use fedssl_ml::prelude::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,22 +9,19 @@ use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
-use crate::config::{ClientConfig, ReportConfig};
+use crate::config::ClientConfig;
 use fedssl_core::device::{self, ComputeDevice};
 use fedssl_ml::data::Dataset;
-use fedssl_ml::model::{ModelSpec, WeightsSpec};
+use fedssl_ml::model::ModelSpec;
 use fedssl_net::{endpoint, io, tls};
-use fedssl_privacy::ledger::{GaussianEvent, LedgerEntry, MechanismKind, Unit};
+use fedssl_privacy::ledger::{GaussianEvent, MechanismKind, Unit};
 use fedssl_privacy::Mechanism;
-use fedssl_protocol::{
-    ClientMsg, ErrorCode, Hello, ModelPayload, ServerMsg, SiteReport, Task, Upload,
-};
+use fedssl_protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, Task};
 
 use crate::compute::Compute;
 use crate::evaluate::{local_collapse, LocalLabels};
 use crate::ledger::{unix_now, LedgerStore};
-use crate::privacy::RoundPrivacy;
-use crate::site::{decide, Decision};
+use crate::site::{Action, Answered, Fatal, Job, Site, SiteRules, Trained};
 use crate::state::SiteState;
 use crate::trainer::{self, TrainJob};
 
@@ -62,11 +58,6 @@ pub struct ClientReport {
     pub connections: u32,
 }
 
-/// Errors after which retrying cannot help.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Fatal(String);
-
 enum Outcome {
     Finished,
 }
@@ -77,16 +68,14 @@ struct Session {
     data: Arc<Dataset>,
     local_labels: Option<Arc<LocalLabels>>,
     device: ComputeDevice,
-    /// The last plan's model and the names and shapes of its global tensors (built once
-    /// per distinct model, not per round).
-    spec: Option<(ModelSpec, WeightsSpec)>,
+    /// The protocol logic: what to send, decline, resend or train.
+    site: Site,
     /// The random-init encoder's effective rank on this site's monitor samples, for the
     /// model it was measured for: the collapse monitor's reference, measured once per model.
     collapse_reference: Option<(ModelSpec, f64)>,
     state: SiteState,
     ledger: LedgerStore,
     report: ClientReport,
-    last_round: u64,
     progress: Option<MultiProgress>,
     compute: Compute,
 }
@@ -131,6 +120,11 @@ pub async fn run_client_on(
     };
     let local_labels = local_labels.map(Arc::new);
     let data = Arc::new(data.unlabeled());
+    let rules = SiteRules {
+        epsilon_budget: cfg.epsilon_budget,
+        report: cfg.report,
+        local_labels: local_labels.is_some(),
+    };
     let mut s = Session {
         report: ClientReport {
             name: String::new(),
@@ -152,10 +146,9 @@ pub async fn run_client_on(
         local_labels,
         collapse_reference: None,
         device,
-        spec: None,
+        site: Site::new(rules),
         state,
         ledger,
-        last_round: 0,
         progress,
         compute,
     };
@@ -189,6 +182,11 @@ pub async fn run_client_on(
     }
     ep.close(0u32.into(), b"done");
     ep.wait_idle().await;
+    s.report.name = s.site.name.clone();
+    s.report.rounds_trained = s.site.rounds_trained.clone();
+    s.report.rounds_declined = s.site.rounds_declined.clone();
+    s.report.mechanism = s.site.mechanism.clone();
+    s.report.disclosed_outside_epsilon = s.site.disclosed_outside_epsilon.clone();
     let l = &s.ledger.ledger;
     s.report.epsilon_record = l.epsilon(Unit::Record);
     s.report.epsilon_site = l.epsilon(Unit::Site);
@@ -255,11 +253,8 @@ impl Session {
         match resp {
             ServerMsg::Welcome(w) => {
                 info!(name = %w.client_name, server_version = %w.software_version, committed_round = w.committed_round, "connected");
-                self.report.name = w.client_name;
-                self.last_round = crate::site::resume_after(
-                    self.last_round,
-                    self.state.acknowledged().map(|a| a.round),
-                );
+                self.site
+                    .on_welcome(w.client_name, self.state.acknowledged().map(|a| a.round));
             }
             ServerMsg::Error(e) => {
                 return Err(Fatal(format!("the server refused the handshake: {e}")).into())
@@ -267,9 +262,7 @@ impl Session {
             other => bail!("unexpected answer to Hello: {other:?}"),
         }
         loop {
-            let req = ClientMsg::NextTask {
-                after_round: self.last_round,
-            };
+            let req = self.site.next_request();
             let (resp, _) = io::request(&conn, &req, self.max(), Duration::from_secs(120)).await?;
             match resp {
                 ServerMsg::Task(task) => self.handle_task(&conn, *task).await?,
@@ -290,8 +283,8 @@ impl Session {
                     // The server is done: no round of ours can be asked for again.
                     self.state.clear_pending();
                     if let ServerMsg::Model { model, .. } = resp {
-                        let spec = match &self.spec {
-                            Some((_, s)) => s.clone(),
+                        let spec = match self.site.weights_spec() {
+                            Some(s) => s.clone(),
                             None => model.declared_spec(),
                         };
                         let w = model
@@ -322,141 +315,75 @@ impl Session {
 
     async fn handle_task(&mut self, conn: &quinn::Connection, task: Task) -> anyhow::Result<()> {
         let round = task.round;
-        let msg = match self.prepare(task).await? {
-            Ok(upload) => ClientMsg::Upload(Box::new(upload)),
-            Err(decline) => decline,
+        let pending = self.state.pending();
+        let action = self
+            .site
+            .on_task(task, &self.data, &self.ledger.ledger, pending.as_ref())?;
+        let msg = match action {
+            Action::Decline(msg) => msg,
+            Action::Resend(u) => {
+                info!(
+                    round,
+                    "sending the update privatized for this round again (the same bytes; no extra privacy cost)"
+                );
+                ClientMsg::Upload(u)
+            }
+            Action::Train(job) => {
+                if job.clear_pending {
+                    self.state.clear_pending();
+                }
+                let started = Instant::now();
+                let trained = self.train(&job).await?;
+                let prepared = self.site.on_trained(
+                    &job,
+                    trained,
+                    &self.ledger.ledger,
+                    self.data.len(),
+                    unix_now(),
+                )?;
+                // Two phases: the upload is prepared, the spend made durable, then the
+                // upload put in force; nothing leaves before the ledger holds the spend.
+                self.state.prepare_pending(&prepared.upload)?;
+                self.ledger.record(prepared.entry)?;
+                self.state.promote_prepared()?;
+                info!(
+                    round,
+                    epsilon = format!(
+                        "{:.3} per {} (δ = {:e}, RDP, add-or-remove one {})",
+                        prepared.epsilon, prepared.unit, self.ledger.ledger.delta, prepared.unit
+                    ),
+                    secs = format!("{:.1}", started.elapsed().as_secs_f64()),
+                    "local round done"
+                );
+                ClientMsg::Upload(Box::new(prepared.upload))
+            }
         };
         let (resp, _) = io::request(conn, &msg, self.max(), Duration::from_secs(120)).await?;
-        match resp {
-            ServerMsg::UploadAccepted { duplicate, .. } => {
+        match self.site.on_answer(round, resp)? {
+            Answered::Acknowledged { duplicate } => {
                 info!(round, duplicate, "update accepted by the server");
                 // The bytes stay kept until the server moves past the round: a server that
                 // lost them after a crash gets the same bytes again, never fresh noise.
                 self.state
                     .save_acknowledged(round, self.ledger.ledger.entries.len())?;
-                if !self.report.rounds_trained.contains(&round) {
-                    self.report.rounds_trained.push(round);
-                }
-                self.last_round = round;
             }
-            ServerMsg::DeclineNoted { .. } => {
-                self.report.rounds_declined.push(round);
-                self.last_round = round;
+            Answered::Declined => {}
+            Answered::Skip(e) => {
+                warn!(round, error = %e, "the server refused the update; the round is over for this site")
             }
-            ServerMsg::Error(e) => {
+            Answered::Retry(e) => {
                 warn!(round, error = %e, "the server refused the update; its privatized bytes stay kept for this round");
-                match e.code {
-                    // The round is over or not ours: wait for the next one.
-                    ErrorCode::StaleRound | ErrorCode::NotSelected => {
-                        self.last_round = self.last_round.max(round)
-                    }
-                    // Ask for the round again: the same bytes go out under the new nonce.
-                    _ => tokio::time::sleep(Duration::from_secs(1)).await,
-                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            other => bail!("unexpected answer to an upload: {other:?}"),
         }
         Ok(())
     }
 
-    /// Trains and privatizes (or reuses a pending update for the same round and base model).
-    async fn prepare(&mut self, task: Task) -> anyhow::Result<Result<Upload, ClientMsg>> {
-        let spec = match &self.spec {
-            Some((m, s)) if *m == task.plan.model => s.clone(),
-            _ => {
-                let s = task
-                    .plan
-                    .model
-                    .initial_global(0)
-                    .map_err(|e| {
-                        Fatal(format!(
-                            "the server's plan does not describe a valid model: {e}"
-                        ))
-                    })?
-                    .spec();
-                self.spec = Some((task.plan.model, s.clone()));
-                s
-            }
-        };
-        let global = task
-            .model
-            .decode(&spec)
-            .context("the global model from the server is invalid")?;
-        anyhow::ensure!(
-            global.is_finite(),
-            "the global model from the server has NaN values"
-        );
-        let base_hash = task.model.hash.clone();
-        let decline = |reason: String| {
-            Ok(Err(ClientMsg::Decline {
-                round: task.round,
-                nonce: task.nonce,
-                reason,
-            }))
-        };
-        match decide(
-            task.round,
-            &base_hash,
-            task.nonce,
-            self.state.pending().as_ref(),
-            &self.ledger.ledger,
-        ) {
-            Decision::Resend(u) => {
-                info!(
-                    round = task.round,
-                    "sending the update privatized for this round again (the same bytes; no extra privacy cost)"
-                );
-                return Ok(Ok(*u));
-            }
-            Decision::Decline(reason) => {
-                warn!(round = task.round, "declining: {reason}");
-                return decline(reason);
-            }
-            Decision::Fresh { clear_pending } => {
-                if clear_pending {
-                    self.state.clear_pending();
-                }
-            }
-        }
-        self.report.mechanism = task.plan.privacy.mechanism.name().into();
-        if let Err(e) = trainer::check_data(&self.data, &task.plan) {
-            warn!(round = task.round, "declining: {e:#}");
-            return decline(format!("{e:#}"));
-        }
-        let trainable = trainer::trainable_params(&task.plan.model)?;
-        let privacy = match RoundPrivacy::new(
-            &task.plan,
-            self.data.len(),
-            trainable,
-            spec.num_params(),
-            self.ledger.ledger.delta,
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(round = task.round, "declining: {e:#}");
-                return decline(format!("{e:#}"));
-            }
-        };
-        let releases = privacy.releases();
-        if let Err(e) = self
-            .ledger
-            .ledger
-            .check(privacy.unit(), &releases, self.cfg.epsilon_budget)
-        {
-            let reason = if privacy.mechanism.is_private() {
-                e.to_string()
-            } else {
-                format!("the server's plan trains without DP (mechanism \"none\"), and this site's epsilon_budget is {}; only a site with epsilon_budget = inf takes part in such rounds", self.cfg.epsilon_budget)
-            };
-            warn!(round = task.round, "{reason}");
-            return decline(reason);
-        }
-        let steps = match privacy.dp_sgd {
-            Some(s) => s.steps as usize,
-            None => trainer::steps_per_round(self.data.len(), &task.plan),
-        };
+    /// Runs a job on the compute pool: federated evaluation when asked, local training,
+    /// collapse monitors, the site's own state, and the client-level mechanism.
+    async fn train(&mut self, job: &Job) -> anyhow::Result<Trained> {
         let bar = self.progress.as_ref().map(|mp| {
-            let b = mp.add(ProgressBar::new(steps as u64));
+            let b = mp.add(ProgressBar::new(job.steps as u64));
             b.set_style(
                 ProgressStyle::with_template(
                     "{prefix:>10} round {msg:<12} [{bar:30}] {pos}/{len} steps {elapsed}",
@@ -464,31 +391,24 @@ impl Session {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            b.set_prefix(self.report.name.clone());
+            b.set_prefix(self.site.name.clone());
             b
         });
         let started = Instant::now();
-        let site_seed = hash_name(&self.report.name);
-        // What may leave the site next to the update: everything without DP, else what the
-        // site opted in to.
-        let disclose = if privacy.mechanism.is_private() {
-            self.cfg.report
-        } else {
-            ReportConfig::ALL
-        };
-        let site_eval = match (&self.local_labels, task.plan.evaluate && disclose.site_eval) {
+        let site_seed = job.site_seed;
+        let site_eval = match (&self.local_labels, job.site_eval) {
             (Some(l), true) => {
                 // Arc clones: no data is copied.
-                let (l, g, d, seed) = (l.clone(), global.clone(), self.data.clone(), site_seed);
-                let spec = task.plan.model;
+                let (l, g, d) = (l.clone(), job.global.clone(), self.data.clone());
+                let spec = job.plan.model;
                 match self
                     .compute
-                    .run(move || l.evaluate(&spec, &g, &d, seed))
+                    .run(move || l.evaluate(&spec, &g, &d, site_seed))
                     .await?
                 {
                     Ok(e) => {
                         info!(
-                            round = task.round,
+                            round = job.round,
                             probe = e.probe_accuracy,
                             knn = e.knn_accuracy,
                             "evaluated the global model on local labels"
@@ -507,15 +427,15 @@ impl Session {
         let local = self.state.local_model();
         let target = self.state.target();
         let lambda = self.state.fedema_lambda();
-        let plan = task.plan.clone();
+        let plan = job.plan.clone();
         let device = self.device;
         let bar2 = bar.clone();
-        let global2 = global.clone();
-        let dp_sgd = privacy.dp_sgd;
-        let want_collapse = disclose.collapse;
+        let global2 = job.global.clone();
+        let dp_sgd = job.privacy.dp_sgd;
+        let want_collapse = job.disclose.collapse;
         let reference = self
             .collapse_reference
-            .filter(|(spec, _)| *spec == task.plan.model)
+            .filter(|(spec, _)| *spec == job.plan.model)
             .map(|(_, r)| r);
         let (outcome, collapse) = self
             .compute
@@ -552,7 +472,7 @@ impl Session {
             b.finish_and_clear();
         }
         let collapse = collapse.map(|(c, reference)| {
-            self.collapse_reference = Some((task.plan.model, reference));
+            self.collapse_reference = Some((job.plan.model, reference));
             c
         });
         self.state.save_local_model(&outcome.local)?;
@@ -564,26 +484,33 @@ impl Session {
         }
         if !outcome.merge.divergence.is_nan() {
             info!(
-                round = task.round,
+                round = job.round,
                 divergence = outcome.merge.divergence,
                 mu = ?outcome.merge.mu,
                 predictor_replaced = ?outcome.merge.predictor_replaced,
                 "merged the global model into this site's ({})",
-                task.plan.federation.name()
+                job.plan.federation.name()
             );
         }
-        let mut update = outcome.global.sub(&global)?;
-        let mut clip_count = None;
-        if let Some(mech) = privacy.client {
+        let train_seconds = started.elapsed().as_secs_f64();
+        info!(
+            round = job.round,
+            loss = outcome.mean_loss,
+            steps = outcome.steps,
+            "local training done"
+        );
+        let mut update = outcome.global.sub(&job.global)?;
+        let mut norm_before_clip = None;
+        if let Some(mech) = job.privacy.client {
             let (privatized, noised) = self
                 .compute
                 .run(move || mech.privatize(&mut update).map(|p| (p, update)))
                 .await??;
             update = noised;
-            clip_count = privacy.noised_indicator(privatized.norm)?;
+            norm_before_clip = Some(privatized.norm);
             if privatized.norm > mech.clip_norm {
                 info!(
-                    round = task.round,
+                    round = job.round,
                     norm = format!("{:.3}", privatized.norm),
                     clip_norm = mech.clip_norm,
                     "update clipped to the plan's client-level clip_norm (scaled by {:.3})",
@@ -591,67 +518,15 @@ impl Session {
                 );
             }
         }
-        let entry = LedgerEntry {
-            round: task.round,
-            base_model_hash: base_hash.clone(),
-            at: unix_now(),
-            releases,
-        };
-        let unit = privacy.unit();
-        let epsilon = self
-            .ledger
-            .ledger
-            .epsilon_with(unit, &entry.releases)
-            .unwrap_or(f64::INFINITY);
-        let report = SiteReport {
-            num_samples: disclose.sample_count.then_some(self.data.len() as u64),
-            mean_loss: disclose.loss.then_some(outcome.mean_loss),
-            epsilon: (disclose.epsilon && epsilon.is_finite()).then_some(epsilon),
-            train_seconds: disclose
-                .train_seconds
-                .then(|| started.elapsed().as_secs_f64()),
+        Ok(Trained {
+            update,
+            norm_before_clip,
+            mean_loss: outcome.mean_loss,
+            train_seconds,
             collapse,
             site_eval,
-            clip_count,
-        };
-        if privacy.mechanism.is_private() {
-            for f in report.disclosed() {
-                if !self.report.disclosed_outside_epsilon.iter().any(|d| d == f) {
-                    self.report.disclosed_outside_epsilon.push(f.to_string());
-                }
-            }
-        }
-        let upload = Upload {
-            round: task.round,
-            nonce: task.nonce,
-            base_model_hash: base_hash,
-            update: ModelPayload::from_weights(&update),
-            report,
-        };
-        // Two phases: the upload is prepared, the spend made durable, then the upload put
-        // in force; nothing leaves before the ledger holds the spend.
-        self.state.prepare_pending(&upload)?;
-        self.ledger.record(entry)?;
-        self.state.promote_prepared()?;
-        info!(
-            round = task.round,
-            loss = outcome.mean_loss,
-            steps = outcome.steps,
-            epsilon = format!(
-                "{epsilon:.3} per {unit} (δ = {:e}, RDP, add-or-remove one {unit})",
-                self.ledger.ledger.delta
-            ),
-            secs = format!("{:.1}", started.elapsed().as_secs_f64()),
-            "local round done"
-        );
-        Ok(Ok(upload))
+        })
     }
-}
-
-fn hash_name(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// Loads a client configuration file and its data, then runs the client.

@@ -20,7 +20,8 @@ use tracing::warn;
 use fedssl_core::device::ComputeDevice;
 use fedssl_ml::data::Dataset;
 use fedssl_ml::model::ema::ema_update;
-use fedssl_ml::model::{scalar, ModelSpec, SslModel, Weights};
+use fedssl_ml::model::{scalar, ModelSpec, Weights};
+use fedssl_ml::ssl::SslModel;
 use fedssl_ml::ssl::{LossContext, ViewMaker};
 use fedssl_protocol::RoundPlan;
 

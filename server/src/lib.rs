@@ -1,12 +1,16 @@
 //! `fedssl-server`: the aggregation server.
 //!
-//! - [`engine`]: the sans-IO round state machine (selection, validation, streaming FedAvg),
-//!   tested without sockets.
+//! - [`engine`]: the sans-IO server in quinn-proto's shape: `handle(now, req, peer, msg)`,
+//!   `handle_timeout`, `poll_timeout`, `poll_effect` (persist, reply, stop) and `persisted`;
+//!   it owns the handshake, sampling, plans, long polls, deadlines and the order of
+//!   durability, tested without sockets or sleeping.
+//! - [`strategy`]: the aggregation rules, one file each behind one trait.
 //! - [`central_dp`]: DP-FedAvg at the server with adaptive clipping (sans-IO).
 //! - [`validate`]: the checks every upload must pass.
 //! - [`store`]: SQLite state and atomically written model files.
 //! - [`metrics`]: counters and the per-round `metrics.jsonl`.
-//! - [`endpoint`]: the thin async shell: QUIC + mTLS connections, long polls, rounds.
+//! - [`endpoint`]: the thin async shell: one driver task executes the engine's effects;
+//!   connection tasks (QUIC + mTLS) forward requests to it.
 //! - [`evaluate`]: full evaluation of an encoder (probe, kNN, baselines, label efficiency).
 //! - [`round_eval`]: the per-round evaluation on a labeled set the server holds.
 

@@ -112,7 +112,7 @@ pub fn run(cfg: &DpSgdBench) -> anyhow::Result<Table> {
     }
     .save(&input)?;
 
-    let loss_of = |m: &fedssl_ml::model::SslModel<B>| {
+    let loss_of = |m: &fedssl_ml::ssl::SslModel<B>| {
         let cx = LossContext {
             model: m,
             target: None,

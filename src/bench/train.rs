@@ -217,7 +217,7 @@ pub fn run(cfg: &TrainBench) -> anyhow::Result<Table> {
     Ok(table)
 }
 
-type SslModelB = fedssl_ml::model::SslModel<B>;
+type SslModelB = fedssl_ml::ssl::SslModel<B>;
 
 /// Speeds of one implementation of the layer operations.
 struct Timed {

@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::synthetic::{render, Drawn};
+use super::tokens::tokenize;
 use super::{Dataset, SampleShape, Splits};
-use crate::model::transformer::tokenize;
 
 /// Caption tokens per sample.
 pub const TEXT: usize = 64;
@@ -231,7 +231,7 @@ mod tests {
             assert_eq!(bytes, c.as_bytes());
             assert!(s[28 * 28 + c.len()..]
                 .iter()
-                .all(|&v| v as usize == crate::model::transformer::PAD));
+                .all(|&v| v as usize == crate::data::tokens::PAD));
             assert!(s[..28 * 28].iter().all(|v| (0.0..=1.0).contains(v)));
         }
         assert!(named >= 30, "only {named} of 40 captions name the shape");

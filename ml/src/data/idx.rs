@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 
 use super::source::{DataSource, Loaded};
 use super::{Dataset, SampleShape, Splits};
-use crate::model::{IMAGE_PIXELS, IMAGE_SIDE};
+use fedssl_core::spec::{IMAGE_PIXELS, IMAGE_SIDE};
 
 /// Largest number of items accepted in one file.
 pub const MAX_ITEMS: usize = 10_000_000;

@@ -18,6 +18,7 @@ pub mod sensors;
 pub mod source;
 pub mod synthetic;
 pub mod text_lines;
+pub mod tokens;
 pub mod topics;
 pub mod windows;
 

@@ -14,7 +14,7 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
 use super::{Dataset, SampleShape, Splits};
-use crate::model::IMAGE_SIDE;
+use fedssl_core::spec::IMAGE_SIDE;
 
 /// Class names, in label order.
 pub const CLASS_NAMES: [&str; 10] = [

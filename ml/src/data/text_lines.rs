@@ -10,9 +10,9 @@ use std::path::Path;
 use anyhow::bail;
 
 use super::source::{files_with_extension, holds_files, read_capped, DataSource, Loaded};
+use super::tokens::tokenize;
 use super::windows::number_classes;
 use super::{Dataset, SampleShape};
-use crate::model::transformer::tokenize;
 
 /// The largest text file read (bytes).
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
@@ -110,7 +110,7 @@ impl DataSource for TextLines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::transformer::PAD;
+    use crate::data::tokens::PAD;
 
     #[test]
     fn lines_become_padded_byte_tokens_with_optional_labels() {

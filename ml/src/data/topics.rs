@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::tokens::tokenize;
 use super::{Dataset, SampleShape, Splits};
-use crate::model::transformer::tokenize;
 
 /// Number of topics (classes).
 pub const TOPICS: usize = 4;

@@ -6,8 +6,9 @@ use burn::backend::Flex;
 use burn::prelude::*;
 
 use crate::data::Dataset;
-use crate::model::{BnMode, ModelSpec, SslModel, Weights};
+use crate::model::{BnMode, ModelSpec, Weights};
 use crate::ssl::objective::tensor2;
+use crate::ssl::SslModel;
 
 /// Samples `start..end` of `data` as a flat `[N, D]` tensor.
 pub fn batch_tensor<B: Backend>(

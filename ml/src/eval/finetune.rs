@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::features::{batch_tensor, calibrate_bn};
 use super::linear_probe::argmax;
 use crate::data::Dataset;
-use crate::model::{scalar, BnMode, ModelSpec, SslModel, Weights};
+use crate::model::{scalar, BnMode, ModelSpec, Weights};
+use crate::ssl::SslModel;
 
 /// Recipe of a supervised run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

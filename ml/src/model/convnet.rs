@@ -274,7 +274,7 @@ pub use fedssl_core::weights::is_bn_statistic;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prelude::*;
+    use crate::model::weights::ModuleWeights;
     use burn::backend::Flex;
 
     #[test]

@@ -53,14 +53,14 @@ pub fn ema_update<B: Backend, M: Module<B>>(target: M, online: &M, tau: f64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ModelSpec, Weights};
-    use crate::prelude::*;
+    use crate::model::weights::ModuleWeights;
+    use crate::model::{ConvNetSConfig, Weights};
     use burn::backend::Flex;
 
     #[test]
     fn matches_the_mix_of_the_weights() {
         let dev = Default::default();
-        let online = ModelSpec::default().init_seeded::<Flex>(&dev, 1).unwrap();
+        let online = ConvNetSConfig::default().init::<Flex>(&dev);
         let target = online.clone();
         // Move the online model away from the target: reload it with other values.
         let shifted = {

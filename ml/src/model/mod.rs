@@ -1,7 +1,8 @@
 //! Models: the encoders ([`encoder`]: ConvNet-S, the ResNet, the 1-D CNN, the MLP, the
 //! byte-level Transformer), the heads of the
-//! objectives (projector, predictor, decoder, CPC context), the whole model a site trains
-//! ([`SslModel`]) with its global and local parts ([`Parts`]), and weights as plain tensors.
+//! objectives (projector, predictor, decoder, CPC context), and weights as plain
+//! tensors. The whole model a site trains, an encoder with the heads its objective declares,
+//! is `ssl::SslModel`, one layer up.
 //!
 //! The encoder is always global. By default the heads stay on the site, and BatchNorm
 //! running statistics are never sent (they are direct aggregates of private data); whoever
@@ -18,16 +19,15 @@ pub mod mlp;
 pub mod predictor;
 pub mod projector;
 pub mod resnet;
-pub mod ssl_model;
 pub mod transformer;
 pub mod weights;
 
 pub use convnet::{BnMode, Cnn1dConfig, ConvNet, ConvNetS, ConvNetSConfig};
 pub use encoder::{Encoder, EncoderConfig, REPR_DIM};
+pub use fedssl_core::spec::{BatchNormPlacement, ModelSpec, Parts, Placement};
 pub use groupnorm::Norm;
 pub use predictor::{Predictor, PredictorConfig};
 pub use projector::{Projector, ProjectorConfig};
-pub use ssl_model::{BatchNormPlacement, ModelSpec, Parts, Placement, SslModel};
 pub use weights::{Weights, WeightsSpec};
 
 pub use fedssl_core::spec::{IMAGE_PIXELS, IMAGE_SIDE};

@@ -165,7 +165,7 @@ impl<B: Kernels> ResNet<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prelude::*;
+    use crate::model::weights::ModuleWeights;
     use burn::backend::Flex;
 
     #[test]

@@ -8,7 +8,7 @@
 //! On captioned images ([`SampleShape::Captioned`]) the towers are an image encoder and
 //! the byte-level Transformer reading the caption: image–text alignment as in CLIP itself.
 //! Evaluation then sees the image encoder alone, and classifies zero-shot by comparing an
-//! image with each class's captions ([`crate::eval::zero_shot`]).
+//! image with each class's captions (`eval::zero_shot`, one layer up).
 
 use burn::prelude::*;
 

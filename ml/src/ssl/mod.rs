@@ -6,6 +6,9 @@
 //! - masked modeling ([`masked`]) and the denoising autoencoder ([`denoising`]);
 //! - predictive coding ([`cpc`]); cross-modal alignment ([`clip`]);
 //! - reordering: jigsaw for images, segment order for series ([`reorder`]).
+//!
+//! [`SslModel`] ([`model`]) is what a site trains: an encoder from [`crate::model`] with the
+//! heads its objective declares, split into global and local parts.
 
 pub mod augment;
 pub mod byol;
@@ -14,6 +17,7 @@ pub mod cpc;
 pub mod denoising;
 pub mod info_nce;
 pub mod masked;
+pub mod model;
 pub mod objective;
 pub mod pairs;
 pub mod reorder;
@@ -29,6 +33,7 @@ pub use clip::CrossModal;
 pub use cpc::Cpc;
 pub use denoising::Denoising;
 pub use masked::Masked;
+pub use model::{ModelSpecExt, SslModel};
 pub use objective::{
     DpUnit, Heads, Inputs, LossContext, Objective, ObjectiveParams, PairObjective, PairOutputs,
     SslObjective, ALL_OBJECTIVES,

@@ -11,12 +11,13 @@
 
 use burn::prelude::*;
 
+use super::model::SslModel;
 use super::simclr::SimClr;
 use super::simsiam::SimSiam;
 use super::views::ViewMaker;
 use crate::data::{Dataset, SampleShape};
 use crate::kernels::{Kernels, Ops};
-use crate::model::{ModelSpec, SslModel};
+use crate::model::ModelSpec;
 pub use fedssl_core::spec::{Objective, ObjectiveParams, ALL_OBJECTIVES};
 
 /// The heads an objective trains next to the encoder.

@@ -5,16 +5,16 @@ use crate::prelude::*;
 use burn::module::Module;
 use burn::prelude::*;
 
-use super::batchnorm::BnMode;
-use super::context::{context_net, ContextNet};
-use super::decoder::{decoder, Decoder};
-use super::encoder::{Encoder, EncoderConfig, REPR_DIM};
-use super::predictor::{Predictor, PredictorConfig};
-use super::projector::{Projector, ProjectorConfig};
-use super::weights::{ModuleWeights, Weights};
+use super::Objective;
 use crate::data::SampleShape;
 use crate::kernels::{Kernels, Ops};
-use crate::ssl::Objective;
+use crate::model::batchnorm::BnMode;
+use crate::model::context::{context_net, ContextNet};
+use crate::model::decoder::{decoder, Decoder};
+use crate::model::encoder::{Encoder, EncoderConfig, REPR_DIM};
+use crate::model::predictor::{Predictor, PredictorConfig};
+use crate::model::projector::{Projector, ProjectorConfig};
+use crate::model::weights::{ModuleWeights, Weights};
 pub use fedssl_core::spec::{BatchNormPlacement, ModelSpec, Parts, Placement};
 
 /// What the ML crate builds from a [`ModelSpec`]: the model, its heads' sizes and its global weights.
@@ -24,7 +24,7 @@ pub trait ModelSpecExt {
 
     /// Builds a fresh model on `device` (deterministic for the backend's seed). Whether the
     /// objective, with the plan's settings, fits the data is the plan's check
-    /// ([`Objective::fits`](crate::ssl::Objective::fits)), not the model's.
+    /// ([`Objective::fits`](super::SslObjective::fits)), not the model's.
     fn init<B: Backend>(&self, device: &B::Device) -> Result<SslModel<B>, String>;
 
     /// Width of what the decoder reads: a cell of the last feature map for masked image
@@ -149,7 +149,7 @@ impl ModelSpecExt for ModelSpec {
                 "reordering needs at least 2 permutation classes, got {}",
                 self.classes
             )),
-            (_, SampleShape::Text { .. }) => Ok(super::transformer::BYTES),
+            (_, SampleShape::Text { .. }) => Ok(crate::model::transformer::BYTES),
             (Objective::Masked, SampleShape::Image { channels, .. }) => {
                 let [ph, pw] = self.encoder.cell(self.shape).ok_or_else(|| {
                     format!(
