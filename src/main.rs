@@ -764,11 +764,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Client {
             config,
             init_ledger,
-        } => {
-            let report =
-                rt.block_on(fedssl_client::session::run_from_file(&config, init_ledger))?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
+        } => match rt.block_on(fedssl_client::session::run_from_file(&config, init_ledger)) {
+            Ok(report) => println!("{}", serde_json::to_string_pretty(&report)?),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                std::process::exit(fedssl_client::failure::exit_code(&e).into());
+            }
+        },
         Cmd::Probe {
             model,
             plan,

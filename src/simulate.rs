@@ -531,29 +531,13 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     };
     write_effective_config(run, &args, &server_cfg)?;
 
-    let mp = args.progress.then(MultiProgress::new);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(run_server(
-        server_cfg,
-        ServerOptions {
-            progress: args.progress,
-            ready: Some(tx),
-            final_grace: Duration::from_secs(15),
-        },
-    ));
-    let addr = rx.await.context("the server failed to start")?;
-
-    let computes = Compute::shared(names.len(), rayon::current_num_threads(), args.schedule)?;
-    info!(
-        schedule = ?args.schedule,
-        threads_per_site = computes.first().map(Compute::threads).unwrap_or(0),
-        "sites share the cores"
-    );
-    let mut clients = Vec::new();
-    for ((i, name), compute) in names.iter().enumerate().zip(computes) {
+    // Every site's configuration is checked before the server starts: a flag no site can
+    // run with ends the run now, naming the flag, instead of after the wait for clients.
+    let mut site_cfgs = Vec::new();
+    for name in &names {
         let (cert, key) = certs::client_files(&cert_dir, name);
         let cfg = ClientConfig {
-            server_addr: addr,
+            server_addr: server_cfg.listen,
             server_name: "localhost".into(),
             tls: TlsFiles {
                 ca: cert_dir.join(certs::CA_CERT),
@@ -578,16 +562,61 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
             report: args.site_report,
             init_ledger: false,
         };
+        cfg.validate().with_context(|| {
+            format!(
+                "{name}'s configuration is invalid (simulate sets it from --epsilon-budget, \
+                 --delta, --device, --partition and --site-labels)"
+            )
+        })?;
+        site_cfgs.push(cfg);
+    }
+
+    let mp = args.progress.then(MultiProgress::new);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut server = tokio::spawn(run_server(
+        server_cfg,
+        ServerOptions {
+            progress: args.progress,
+            ready: Some(tx),
+            final_grace: Duration::from_secs(15),
+        },
+    ));
+    let addr = rx.await.context("the server failed to start")?;
+
+    let computes = Compute::shared(names.len(), rayon::current_num_threads(), args.schedule)?;
+    info!(
+        schedule = ?args.schedule,
+        threads_per_site = computes.first().map(Compute::threads).unwrap_or(0),
+        "sites share the cores"
+    );
+    // A site that fails ends the run with its message at once, instead of leaving the
+    // server to wait out its deadlines.
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut clients = Vec::new();
+    for (((i, name), compute), mut cfg) in names.iter().enumerate().zip(computes).zip(site_cfgs) {
+        cfg.server_addr = addr;
         // Labels stay with the site: the client uses them only for federated evaluation.
         let data: Dataset = pool.subset(&parts[i]);
-        clients.push(tokio::spawn(fedssl_client::run_client_on(
-            cfg,
-            data,
-            mp.clone(),
-            compute,
-        )));
+        let (mp, failed, name) = (mp.clone(), failed_tx.clone(), name.clone());
+        clients.push(tokio::spawn(async move {
+            let r = fedssl_client::run_client_on(cfg, data, mp, compute).await;
+            if let Err(e) = &r {
+                let _ = failed.send(format!("{name} failed: {e:#}"));
+            }
+            r
+        }));
     }
-    let report = server.await.context("the server task panicked")??;
+    drop(failed_tx);
+    let report = tokio::select! {
+        r = &mut server => r.context("the server task panicked")??,
+        Some(failure) = failed_rx.recv() => {
+            server.abort();
+            for c in &clients {
+                c.abort();
+            }
+            anyhow::bail!("{failure}; the simulation stops (the other sites and the server were shut down)");
+        }
+    };
     let mut client_reports = Vec::new();
     for c in clients {
         client_reports.push(c.await.context("a client task panicked")??);

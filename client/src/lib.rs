@@ -18,6 +18,7 @@ pub mod config;
 pub mod data;
 pub mod dp_sgd;
 pub mod evaluate;
+pub mod failure;
 pub mod federation;
 pub mod ledger;
 pub mod privacy;

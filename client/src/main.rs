@@ -37,10 +37,17 @@ fn main() -> anyhow::Result<()> {
             .build_global()?;
     }
     let rt = tokio::runtime::Runtime::new()?;
-    let report = rt.block_on(fedssl_client::session::run_from_file(
+    match rt.block_on(fedssl_client::session::run_from_file(
         &args.config,
         args.init_ledger,
-    ))?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    )) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::exit(fedssl_client::failure::exit_code(&e).into());
+        }
+    }
 }

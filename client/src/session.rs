@@ -20,6 +20,7 @@ use fedssl_protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, Task};
 
 use crate::compute::Compute;
 use crate::evaluate::{local_collapse, LocalLabels};
+use crate::failure::{connection_failure, CertificateRefused};
 use crate::ledger::{unix_now, LedgerStore};
 use crate::site::{Action, Answered, Fatal, Job, Site, SiteRules, Trained};
 use crate::state::SiteState;
@@ -157,7 +158,10 @@ pub async fn run_client_on(
     loop {
         match s.connect_and_serve(&ep).await {
             Ok(Outcome::Finished) => break,
-            Err(e) if e.downcast_ref::<Fatal>().is_some() => {
+            Err(e)
+                if e.downcast_ref::<Fatal>().is_some()
+                    || e.downcast_ref::<CertificateRefused>().is_some() =>
+            {
                 ep.close(0u32.into(), b"fatal");
                 return Err(e);
             }
@@ -171,7 +175,11 @@ pub async fn run_client_on(
                         s.cfg.server_addr
                     )));
                 }
-                warn!(error = %format!("{e:#}"), retry_in = ?backoff, "connection to the server lost; reconnecting");
+                if s.report.connections == 0 {
+                    warn!(error = %format!("{e:#}"), retry_in = ?backoff, "cannot reach the server yet; retrying");
+                } else {
+                    warn!(error = %format!("{e:#}"), retry_in = ?backoff, "connection to the server lost; reconnecting");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
@@ -220,11 +228,14 @@ impl Session {
 
     async fn connect_and_serve(&mut self, ep: &quinn::Endpoint) -> anyhow::Result<Outcome> {
         let addr: SocketAddr = self.cfg.server_addr;
-        let conn = ep
+        let conn = match ep
             .connect(addr, &self.cfg.server_name)
             .context("invalid server address or name")?
             .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
+        {
+            Ok(c) => c,
+            Err(e) => return Err(connection_failure(&self.cfg, e, false)),
+        };
         self.report.connections += 1;
         let hello = ClientMsg::Hello(Hello {
             protocol_version: fedssl_protocol::PROTOCOL_VERSION,
@@ -241,15 +252,15 @@ impl Session {
                 .sample_count
                 .then_some(self.data.len() as u64),
         });
-        let (resp, _) = io::request(&conn, &hello, self.max(), Duration::from_secs(30))
-            .await
-            .map_err(|e| {
-                // The server refuses bad certificates after `connect` returned Ok; it shows
-                // here, on the first stream.
-                anyhow::Error::new(e).context(
-                    "handshake with the server failed (a refused certificate shows up here)",
-                )
-            })?;
+        // The server checks this site's certificate after `connect` returned: a refusal
+        // shows on the first stream.
+        let resp = match io::request(&conn, &hello, self.max(), Duration::from_secs(30)).await {
+            Ok((resp, _)) => resp,
+            Err(io::NetError::Connection(e)) => return Err(connection_failure(&self.cfg, e, true)),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context("the handshake with the server failed"))
+            }
+        };
         match resp {
             ServerMsg::Welcome(w) => {
                 info!(name = %w.client_name, server_version = %w.software_version, committed_round = w.committed_round, "connected");

@@ -36,9 +36,12 @@ pub async fn write_msg<T: Serialize>(
     max_len: usize,
 ) -> Result<usize, NetError> {
     let frame = encode_message(msg, max_len)?;
-    send.write_all(&frame)
-        .await
-        .map_err(|e| NetError::Write(e.to_string()))?;
+    send.write_all(&frame).await.map_err(|e| match e {
+        // Keep why the connection ended (a refused certificate, a timeout): the caller
+        // tells those apart.
+        quinn::WriteError::ConnectionLost(c) => NetError::Connection(c),
+        e => NetError::Write(e.to_string()),
+    })?;
     send.finish().map_err(|e| NetError::Write(e.to_string()))?;
     Ok(frame.len())
 }
@@ -66,6 +69,9 @@ async fn read_exact(
             expected,
             got: got as u64,
         }),
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => {
+            NetError::Connection(c)
+        }
         quinn::ReadExactError::ReadError(e) => NetError::Read(e.to_string()),
     })
 }
@@ -101,4 +107,38 @@ pub async fn request(
     tokio::time::timeout(timeout, fut)
         .await
         .map_err(|_| NetError::Timeout(timeout))?
+}
+
+/// Why a connection could not be used, as far as the caller can act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// This side's TLS refused the peer (its certificate does not chain to our CA, or is
+    /// not valid for the name we asked for); the reason is rustls'.
+    PeerCertificateRejected(String),
+    /// The peer's TLS refused ours (an unknown, revoked or expired client certificate).
+    OurCertificateRejected(String),
+    /// Nothing answered before the handshake timed out.
+    NoAnswer,
+    /// Anything else (the connection may work on another attempt).
+    Other,
+}
+
+/// The QUIC error codes `0x100..=0x1ff` carry a TLS alert (RFC 9001, section 4.8).
+fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
+    (0x100..=0x1ff).contains(&u64::from(code))
+}
+
+/// Classifies a connection error; `handshake_done` says whether the connection was ever
+/// established (a timeout before it means nothing answered).
+pub fn classify(e: &quinn::ConnectionError, handshake_done: bool) -> Failure {
+    match e {
+        quinn::ConnectionError::TransportError(t) if is_tls_alert(t.code) => {
+            Failure::PeerCertificateRejected(t.reason.clone())
+        }
+        quinn::ConnectionError::ConnectionClosed(c) if is_tls_alert(c.error_code) => {
+            Failure::OurCertificateRejected(String::from_utf8_lossy(&c.reason).trim().to_string())
+        }
+        quinn::ConnectionError::TimedOut if !handshake_done => Failure::NoAnswer,
+        _ => Failure::Other,
+    }
 }
