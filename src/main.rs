@@ -742,7 +742,8 @@ fn main() -> anyhow::Result<()> {
             }
         },
         Cmd::Server { config } => {
-            let cfg: ServerConfig = read_toml(&config, "server config")?;
+            let mut cfg: ServerConfig = read_toml(&config, "server config")?;
+            cfg.resolve_paths(&fedssl_core::config_dir(&config));
             std::fs::create_dir_all(&cfg.run_dir)?;
             fedssl_core::atomic_write(
                 &cfg.run_dir.join("config.toml"),

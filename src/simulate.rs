@@ -537,7 +537,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     for name in &names {
         let (cert, key) = certs::client_files(&cert_dir, name);
         let cfg = ClientConfig {
-            server_addr: server_cfg.listen,
+            server_addr: server_cfg.listen.to_string(),
             server_name: "localhost".into(),
             tls: TlsFiles {
                 ca: cert_dir.join(certs::CA_CERT),
@@ -594,7 +594,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut clients = Vec::new();
     for (((i, name), compute), mut cfg) in names.iter().enumerate().zip(computes).zip(site_cfgs) {
-        cfg.server_addr = addr;
+        cfg.server_addr = addr.to_string();
         // Labels stay with the site: the client uses them only for federated evaluation.
         let data: Dataset = pool.subset(&parts[i]);
         let (mp, failed, name) = (mp.clone(), failed_tx.clone(), name.clone());

@@ -1,7 +1,6 @@
 //! The client's configuration file (`fedssl client --config client.toml`), validated with
 //! errors that name the field.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::bail;
@@ -71,8 +70,9 @@ pub struct Shard {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
-    /// Server UDP address.
-    pub server_addr: SocketAddr,
+    /// The server's UDP address, `host:port`: a name (resolved at every connection
+    /// attempt) or an IP address.
+    pub server_addr: String,
     /// Name in the server's certificate (e.g. its DNS name).
     pub server_name: String,
     /// CA, client certificate and key.
@@ -173,8 +173,28 @@ fn d_attempts() -> u32 {
 }
 
 impl ClientConfig {
+    /// Makes the relative paths (TLS files, state folder, data folder) relative to `base`,
+    /// the config file's folder.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        use fedssl_core::resolve_path;
+        resolve_path(base, &mut self.tls.ca);
+        resolve_path(base, &mut self.tls.cert);
+        resolve_path(base, &mut self.tls.key);
+        resolve_path(base, &mut self.state_dir);
+        if let Some(d) = &mut self.data.dir {
+            resolve_path(base, d);
+        }
+    }
+
     /// Checks ranges, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
+        match self.server_addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => bail!(
+                "server_addr must be HOST:PORT (a name or an IP address and the server's UDP port), got {:?}",
+                self.server_addr
+            ),
+        }
         if self.epsilon_budget.is_nan() || self.epsilon_budget <= 0.0 {
             bail!(
                 "epsilon_budget must be a positive number (or inf to accept training without DP), got {}",

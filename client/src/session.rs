@@ -109,7 +109,11 @@ pub async fn run_client_on(
         idle_timeout: Duration::from_secs_f64(cfg.idle_timeout_secs),
         ..Default::default()
     };
-    let ep = endpoint::client(cfg.server_addr, crypto, settings)?;
+    // The endpoint's address family follows what the name resolves to now, IPv4 first
+    // (and IPv4 when it does not resolve yet: every attempt resolves again).
+    let first = resolve(&cfg.server_addr, Some(false)).await.ok();
+    let family = first.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let ep = endpoint::client(family, crypto, settings)?;
     let local_labels = if cfg.local_eval_labels > 0 {
         let l = LocalLabels::from_data(&data, cfg.local_eval_labels);
         if l.is_none() {
@@ -227,7 +231,8 @@ impl Session {
     }
 
     async fn connect_and_serve(&mut self, ep: &quinn::Endpoint) -> anyhow::Result<Outcome> {
-        let addr: SocketAddr = self.cfg.server_addr;
+        let family = ep.local_addr().map(|a| a.is_ipv6()).ok();
+        let addr = resolve(&self.cfg.server_addr, family).await?;
         let conn = match ep
             .connect(addr, &self.cfg.server_name)
             .context("invalid server address or name")?
@@ -540,7 +545,22 @@ impl Session {
     }
 }
 
-/// Loads a client configuration file and its data, then runs the client.
+/// Resolves `host:port` to one address: of the family `ipv6` (true: IPv6) when it resolves
+/// to one, else the first.
+async fn resolve(server_addr: &str, ipv6: Option<bool>) -> anyhow::Result<SocketAddr> {
+    let all: Vec<SocketAddr> = tokio::net::lookup_host(server_addr)
+        .await
+        .with_context(|| format!("cannot resolve server_addr {server_addr:?}"))?
+        .collect();
+    all.iter()
+        .find(|a| ipv6.is_none_or(|v6| a.is_ipv6() == v6))
+        .or(all.first())
+        .copied()
+        .with_context(|| format!("server_addr {server_addr:?} resolves to no address"))
+}
+
+/// Loads a client configuration file and its data, then runs the client. Relative
+/// paths in the file are relative to its folder.
 /// `init_ledger`: start a new privacy ledger even though the state folder holds site state
 /// (`--init-ledger`).
 pub async fn run_from_file(
@@ -548,6 +568,7 @@ pub async fn run_from_file(
     init_ledger: bool,
 ) -> anyhow::Result<ClientReport> {
     let mut cfg: ClientConfig = fedssl_core::read_toml(path, "client config")?;
+    cfg.resolve_paths(&fedssl_core::config_dir(path));
     cfg.init_ledger = init_ledger;
     cfg.validate()
         .with_context(|| format!("invalid client config {}", path.display()))?;

@@ -38,6 +38,23 @@ pub fn atomic_write(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Makes a relative `path` relative to `base` (the folder of the config file that named
+/// it), so a config works from any working directory; absolute paths stay as they are.
+pub fn resolve_path(base: &std::path::Path, path: &mut std::path::PathBuf) {
+    if path.is_relative() && !path.as_os_str().is_empty() {
+        *path = base.join(&*path);
+    }
+}
+
+/// The folder of a config file, for [`resolve_path`] (the working directory for a bare
+/// file name).
+pub fn config_dir(config: &std::path::Path) -> std::path::PathBuf {
+    match config.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}
+
 /// Reads and parses a TOML file (a server or client config, a plan); `what` names it in
 /// the error, with the file's path.
 pub fn read_toml<T: serde::de::DeserializeOwned>(

@@ -431,6 +431,19 @@ fn d_extensions() -> u32 {
 }
 
 impl ServerConfig {
+    /// Makes the relative paths (run folder, TLS files, evaluation data) relative to
+    /// `base`, the config file's folder.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        use fedssl_core::resolve_path;
+        resolve_path(base, &mut self.run_dir);
+        resolve_path(base, &mut self.tls.ca);
+        resolve_path(base, &mut self.tls.cert);
+        resolve_path(base, &mut self.tls.key);
+        if let Some(d) = self.eval.as_mut().and_then(|e| e.data.as_mut()) {
+            resolve_path(base, d);
+        }
+    }
+
     /// The fewest accepted updates a round needs (see `min_updates`).
     pub fn effective_min_updates(&self) -> usize {
         self.min_updates

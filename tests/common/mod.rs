@@ -64,7 +64,7 @@ pub fn server_config(
 pub fn client_config(run: &Path, certs_dir: &Path, name: &str, addr: SocketAddr) -> ClientConfig {
     let (cert, key) = certs::client_files(certs_dir, name);
     ClientConfig {
-        server_addr: addr,
+        server_addr: addr.to_string(),
         server_name: "localhost".into(),
         tls: TlsFiles {
             ca: certs_dir.join(certs::CA_CERT),
