@@ -9,11 +9,11 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use fedssl_ml::ssl::Objective;
+use fedssl_ml::ssl::ObjectiveKind;
 use fedssl_server::config::PlanConfig;
 
 fn main() -> anyhow::Result<()> {
-    let objective = common::objective_arg(Objective::Byol)?;
+    let objective = common::objective_arg(ObjectiveKind::Byol)?;
     let rgb = std::env::args().nth(2).as_deref() == Some("rgb");
     if !rgb {
         let plan = PlanConfig {

@@ -10,11 +10,11 @@ mod common;
 
 use fedssl_core::federation::Federation;
 use fedssl_ml::data::{sensors, SampleShape};
-use fedssl_ml::ssl::Objective;
+use fedssl_ml::ssl::ObjectiveKind;
 use fedssl_server::config::PlanConfig;
 
 fn main() -> anyhow::Result<()> {
-    let objective = common::objective_arg(Objective::Cpc)?;
+    let objective = common::objective_arg(ObjectiveKind::Cpc)?;
     let plan = PlanConfig {
         objective,
         data: SampleShape::Series {
@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
         },
         batch_size: 128,
         local_epochs: 2,
-        federation: if objective == Objective::Byol {
+        federation: if objective == ObjectiveKind::Byol {
             Federation::FedEma { tau: 0.7 }
         } else {
             Federation::FedAvg

@@ -9,11 +9,11 @@
 mod common;
 
 use fedssl_ml::data::{records, SampleShape};
-use fedssl_ml::ssl::Objective;
+use fedssl_ml::ssl::ObjectiveKind;
 use fedssl_server::config::PlanConfig;
 
 fn main() -> anyhow::Result<()> {
-    let objective = common::objective_arg(Objective::SimClr)?;
+    let objective = common::objective_arg(ObjectiveKind::SimClr)?;
     let plan = PlanConfig {
         objective,
         data: SampleShape::Tabular {

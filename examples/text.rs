@@ -8,11 +8,11 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use fedssl_ml::ssl::Objective;
+use fedssl_ml::ssl::ObjectiveKind;
 use fedssl_server::config::PlanConfig;
 
 fn main() -> anyhow::Result<()> {
-    let objective = common::objective_arg(Objective::Masked)?;
+    let objective = common::objective_arg(ObjectiveKind::Masked)?;
     // The plan file, embedded, so the example and the file cannot drift apart.
     let mut plan: PlanConfig = toml::from_str(include_str!("plans/text-masked.toml"))?;
     plan.objective = objective;

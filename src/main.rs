@@ -419,7 +419,7 @@ struct SimArgs {
     /// Self-supervised objective: simclr, simsiam, vicreg, byol, masked, denoising, cpc,
     /// clip, reorder (default simclr, or the --plan file's).
     #[arg(long)]
-    objective: Option<fedssl_ml::ssl::Objective>,
+    objective: Option<fedssl_ml::ssl::ObjectiveKind>,
     /// Modality of the generated data: image (28×28 shapes), rgb (32×32 colour shapes),
     /// series (6-channel sensor windows of 64 steps), tabular (records of 16 features) or
     /// text (lines of 64 bytes about four topics).
@@ -955,7 +955,7 @@ mod tests {
         let path = file.to_str().unwrap();
         let plan = simulate_plan(&sim_args(&["--plan", path])).unwrap();
         assert_eq!((plan.batch_size, plan.local_epochs, plan.seed), (64, 5, 7));
-        assert_eq!(plan.objective, fedssl_ml::ssl::Objective::Byol);
+        assert_eq!(plan.objective, fedssl_ml::ssl::ObjectiveKind::Byol);
         let plan = simulate_plan(&sim_args(&[
             "--plan",
             path,

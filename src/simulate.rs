@@ -404,7 +404,7 @@ impl SimulateArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     /// The self-supervised objective trained.
-    pub objective: fedssl_ml::ssl::Objective,
+    pub objective: fedssl_ml::ssl::ObjectiveKind,
     /// Rounds committed.
     pub rounds_completed: u64,
     /// Clients.

@@ -27,13 +27,13 @@ use fedssl::simulate::{simulate, SimulateArgs};
 use fedssl_core::federation::Federation;
 use fedssl_ml::data::{records, sensors, topics, Partition, SampleShape};
 use fedssl_ml::model::{BatchNormPlacement, EncoderConfig, Parts, Placement};
-use fedssl_ml::ssl::Objective;
+use fedssl_ml::ssl::ObjectiveKind;
 use fedssl_privacy::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
 use fedssl_server::config::PlanConfig;
 use fedssl_server::evaluate::EvalOptions;
 
 struct Case {
-    objective: Objective,
+    objective: ObjectiveKind,
     shape: SampleShape,
     federation: Federation,
     parts: Parts,
@@ -125,7 +125,7 @@ const RGB: SampleShape = SampleShape::Image {
     width: 32,
 };
 
-fn case(objective: Objective, shape: SampleShape) -> Case {
+fn case(objective: ObjectiveKind, shape: SampleShape) -> Case {
     Case {
         objective,
         shape,
@@ -208,17 +208,17 @@ async fn every_objective_beats_its_random_init_encoder() {
         ..Parts::default()
     };
     let cases = [
-        case(Objective::SimClr, image),
-        case(Objective::SimSiam, image),
-        case(Objective::VicReg, image),
+        case(ObjectiveKind::SimClr, image),
+        case(ObjectiveKind::SimSiam, image),
+        case(ObjectiveKind::VicReg, image),
         Case {
             budget: Budget {
                 rounds: 5,
                 ..budget(image)
             },
-            ..case(Objective::Byol, image)
+            ..case(ObjectiveKind::Byol, image)
         },
-        case(Objective::Masked, image),
+        case(ObjectiveKind::Masked, image),
         Case {
             budget: Budget {
                 rounds: 8,
@@ -226,20 +226,20 @@ async fn every_objective_beats_its_random_init_encoder() {
                 epochs: 3,
                 ..budget(image)
             },
-            ..case(Objective::Denoising, image)
+            ..case(ObjectiveKind::Denoising, image)
         },
         Case {
             parts: Parts {
                 batch_norm: BatchNormPlacement::Local,
                 ..Parts::default()
             },
-            ..case(Objective::SimClr, image)
+            ..case(ObjectiveKind::SimClr, image)
         },
-        case(Objective::Cpc, SERIES),
-        case(Objective::Clip, SERIES),
+        case(ObjectiveKind::Cpc, SERIES),
+        case(ObjectiveKind::Clip, SERIES),
         // Segment order (the jigsaw on images is checked on Fashion-MNIST in
         // tests/real_data.rs: on the generated shapes its gain was 0.8–8.5 points).
-        case(Objective::Reorder, SERIES),
+        case(ObjectiveKind::Reorder, SERIES),
         Case {
             budget: Budget {
                 rounds: 8,
@@ -247,23 +247,23 @@ async fn every_objective_beats_its_random_init_encoder() {
                 epochs: 5,
                 ..budget(SERIES)
             },
-            ..case(Objective::Masked, SERIES)
+            ..case(ObjectiveKind::Masked, SERIES)
         },
         Case {
             federation: Federation::FedEma { tau: 0.7 },
-            ..case(Objective::Byol, SERIES)
+            ..case(ObjectiveKind::Byol, SERIES)
         },
         Case {
             federation: Federation::FedU { threshold: 5.0 },
             parts: global_predictor,
-            ..case(Objective::SimSiam, SERIES)
+            ..case(ObjectiveKind::SimSiam, SERIES)
         },
-        case(Objective::SimClr, TABLE),
-        case(Objective::Denoising, TABLE),
-        case(Objective::Masked, TEXT),
+        case(ObjectiveKind::SimClr, TABLE),
+        case(ObjectiveKind::Denoising, TABLE),
+        case(ObjectiveKind::Masked, TEXT),
         Case {
             encoder: Some(EncoderConfig::Resnet { width: 8 }),
-            ..case(Objective::SimClr, RGB)
+            ..case(ObjectiveKind::SimClr, RGB)
         },
     ];
     let mut failures = Vec::new();
@@ -306,7 +306,7 @@ async fn image_text_alignment_beats_random_init_and_classifies_zero_shot() {
             noise_multiplier: 0.001,
             ..budget(shape)
         },
-        ..case(Objective::Clip, shape)
+        ..case(ObjectiveKind::Clip, shape)
     };
     let s = run_case(&c).await;
     let eval = s.eval.as_ref().unwrap();

@@ -26,7 +26,7 @@ async fn a_round_asked_again_gets_the_same_bytes_or_a_refusal_never_fresh_noise(
     let dir = tempfile::tempdir().unwrap();
     let certs_dir = common::make_certs(dir.path(), &["a"]);
     let plan = PlanConfig {
-        objective: fedssl_ml::ssl::Objective::Masked,
+        objective: fedssl_ml::ssl::ObjectiveKind::Masked,
         batch_size: 16,
         privacy: PrivacyPlan {
             mechanism: PrivacyMechanism::DpSgd,

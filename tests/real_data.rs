@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use fedssl::simulate::{simulate, SimulateArgs};
 use fedssl_ml::data::Partition;
 use fedssl_ml::model::Norm;
-use fedssl_ml::ssl::Objective;
+use fedssl_ml::ssl::ObjectiveKind;
 use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
 use fedssl_server::config::PlanConfig;
 use fedssl_server::evaluate::EvalOptions;
@@ -57,7 +57,7 @@ async fn jigsaw_beats_the_random_init_encoder_on_fashion_mnist() {
         plan: PlanConfig {
             batch_size: 64,
             local_epochs: 2,
-            objective: Objective::Reorder,
+            objective: ObjectiveKind::Reorder,
             norm: Some(Norm::Batch),
             privacy: PrivacyPlan {
                 mechanism: PrivacyMechanism::None,

@@ -221,7 +221,7 @@ pub fn clipped_sum_per_example<B: AutodiffKernels>(
 ) -> anyhow::Result<ClippedSum> {
     let plan = cx.plan;
     let spec = &plan.model;
-    let per = spec.objective.rows_per_record(&plan.params, spec.shape);
+    let per = spec.objective.rows_per_record(spec.shape);
     let records = inputs.rows / per.max(1);
     anyhow::ensure!(units.of_record.len() == records, "one unit per record");
     let lcx = LossContext {
@@ -233,7 +233,6 @@ pub fn clipped_sum_per_example<B: AutodiffKernels>(
     };
     let losses = if units.grouped {
         spec.objective.group_losses(
-            &plan.params,
             plan.temperature,
             &lcx,
             inputs,
@@ -241,8 +240,7 @@ pub fn clipped_sum_per_example<B: AutodiffKernels>(
             units.count,
         )
     } else {
-        spec.objective
-            .record_losses(&plan.params, plan.temperature, &lcx, inputs)
+        spec.objective.record_losses(plan.temperature, &lcx, inputs)
     }
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let loss_values: Vec<f32> = losses
@@ -331,7 +329,7 @@ pub fn clipped_sum_one_at_a_time<B: AutodiffKernels>(
 ) -> anyhow::Result<ClippedSum> {
     let plan = cx.plan;
     let spec = &plan.model;
-    let per = spec.objective.rows_per_record(&plan.params, spec.shape);
+    let per = spec.objective.rows_per_record(spec.shape);
     let records = inputs.rows / per.max(1);
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); units.count];
     for (r, &u) in units.of_record.iter().enumerate() {
@@ -354,7 +352,6 @@ pub fn clipped_sum_one_at_a_time<B: AutodiffKernels>(
             device: cx.device,
         };
         let loss = spec.objective.loss(
-            &plan.params,
             plan.temperature,
             &lcx,
             member_rows(&inputs, m, records, per),
@@ -516,13 +513,17 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
     use fedssl_kernels::Ops;
     use fedssl_ml::data::{records, sensors, synthetic, Dataset, SampleShape};
-    use fedssl_ml::ssl::{Objective, ViewMaker};
+    use fedssl_ml::ssl::{ObjectiveKind, ViewMaker};
     use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
     use fedssl_server::config::PlanConfig;
 
     type A = Autodiff<Flex>;
 
-    fn plan(objective: Objective, shape: SampleShape, encoder: Option<EncoderConfig>) -> RoundPlan {
+    fn plan(
+        objective: ObjectiveKind,
+        shape: SampleShape,
+        encoder: Option<EncoderConfig>,
+    ) -> RoundPlan {
         let cfg = PlanConfig {
             objective,
             data: shape,
@@ -555,11 +556,7 @@ mod tests {
         };
         let views = ViewMaker::for_shape(plan.model.shape, &plan.augment);
         let idx: Vec<usize> = (0..6).collect();
-        let inputs = || {
-            plan.model
-                .objective
-                .inputs(&plan.params, data, &idx, &views, 11)
-        };
+        let inputs = || plan.model.objective.inputs(data, &idx, &views, 11);
         let units = units();
         let ours = clipped_sum_per_example(&model, &cx, inputs(), &units, clip).unwrap();
         let reference =
@@ -616,36 +613,36 @@ mod tests {
             // Convolutions, group norm, a linear decoder on the cells of the feature map.
             (
                 "masked images, ConvNet-S",
-                plan(Objective::Masked, images.shape, None),
+                plan(ObjectiveKind::Masked, images.shape, None),
                 &images,
             ),
             // Two views per record; projector and predictor (linear, group norm); target.
             (
                 "BYOL images, ConvNet-S",
-                plan(Objective::Byol, images.shape, None),
+                plan(ObjectiveKind::Byol, images.shape, None),
                 &images,
             ),
             (
                 "SimSiam records, MLP",
-                plan(Objective::SimSiam, table.shape, None),
+                plan(ObjectiveKind::SimSiam, table.shape, None),
                 &table,
             ),
             (
                 "denoising series, 1-D CNN",
-                plan(Objective::Denoising, series.shape, None),
+                plan(ObjectiveKind::Denoising, series.shape, None),
                 &series,
             ),
             // Shuffled segments, a permutation classifier (per-record cross entropy).
             (
                 "segment order series, 1-D CNN",
-                plan(Objective::Reorder, series.shape, None),
+                plan(ObjectiveKind::Reorder, series.shape, None),
                 &series,
             ),
             // Residual blocks, 1×1 shortcut convolutions, the linear head to 128.
             (
                 "SimSiam colour images, ResNet",
                 plan(
-                    Objective::SimSiam,
+                    ObjectiveKind::SimSiam,
                     rgb.shape,
                     Some(EncoderConfig::Resnet { width: 4 }),
                 ),
@@ -672,7 +669,7 @@ mod tests {
             let norms = clipped_sum_one_at_a_time(
                 &model,
                 &cx,
-                p.model.objective.inputs(&p.params, data, &idx, &views, 11),
+                p.model.objective.inputs(data, &idx, &views, 11),
                 &Units::records(6),
                 1e9,
                 Ops::Burn,
@@ -698,17 +695,17 @@ mod tests {
         for (what, p, data) in [
             (
                 "SimCLR images, ConvNet-S",
-                plan(Objective::SimClr, images.shape, None),
+                plan(ObjectiveKind::SimClr, images.shape, None),
                 &images,
             ),
             (
                 "VICReg records, MLP",
-                plan(Objective::VicReg, table.shape, None),
+                plan(ObjectiveKind::VicReg, table.shape, None),
                 &table,
             ),
             (
                 "cross-modal sensor windows, two 1-D CNNs",
-                plan(Objective::Clip, series.shape, None),
+                plan(ObjectiveKind::Clip, series.shape, None),
                 &series,
             ),
         ] {
@@ -727,7 +724,7 @@ mod tests {
             };
             let views = ViewMaker::for_shape(p.model.shape, &p.augment);
             let idx: Vec<usize> = (0..12).collect();
-            let inputs = || p.model.objective.inputs(&p.params, data, &idx, &views, 11);
+            let inputs = || p.model.objective.inputs(data, &idx, &views, 11);
             let norms = clipped_sum_one_at_a_time(&model, &cx, inputs(), &units(), 1e9, Ops::Burn)
                 .unwrap()
                 .norms;
@@ -761,7 +758,7 @@ mod tests {
     #[test]
     fn one_record_moves_a_grouped_step_by_at_most_twice_the_clip() {
         let images = synthetic::generate(16, 5).unlabeled();
-        let p = plan(Objective::SimClr, images.shape, None);
+        let p = plan(ObjectiveKind::SimClr, images.shape, None);
         let dev = Default::default();
         let model = p.model.init_seeded::<A>(&dev, 3).unwrap();
         let cx = StepInputs {
@@ -777,10 +774,7 @@ mod tests {
                 count: 3,
                 grouped: true,
             };
-            let inputs = p
-                .model
-                .objective
-                .inputs(&p.params, &images, keep, &views, 4);
+            let inputs = p.model.objective.inputs(&images, keep, &views, 4);
             clipped_sum_per_example(&model, &cx, inputs, &units, 0.05).unwrap()
         };
         let all: Vec<usize> = (0..10).collect();
@@ -820,7 +814,7 @@ mod tests {
     #[test]
     fn batch_norm_and_coupled_objectives_are_refused_with_the_reason() {
         let mut cfg = PlanConfig {
-            objective: Objective::Masked,
+            objective: ObjectiveKind::Masked,
             norm: Some(fedssl_ml::model::Norm::Batch),
             ..PlanConfig::default()
         };
@@ -829,7 +823,7 @@ mod tests {
         assert!(e.contains("plan.norm") && e.contains("BatchNorm"), "{e}");
         cfg.norm = None;
         cfg.validate().unwrap();
-        cfg.objective = Objective::Cpc;
+        cfg.objective = ObjectiveKind::Cpc;
         cfg.data = fedssl_ml::data::SampleShape::Series {
             channels: 6,
             length: 64,
@@ -840,7 +834,7 @@ mod tests {
             "cpc: {e}"
         );
         // Cross-modal alignment clips per group, as SimCLR does.
-        cfg.objective = Objective::Clip;
+        cfg.objective = ObjectiveKind::Clip;
         cfg.validate().unwrap();
     }
 }

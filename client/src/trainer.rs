@@ -86,6 +86,14 @@ pub fn steps_per_round(n: usize, plan: &RoundPlan) -> usize {
     (n / bs).max(1) * plan.local_epochs as usize
 }
 
+/// BYOL's settings when the plan trains BYOL (only BYOL keeps a momentum target).
+fn byol_settings(plan: &RoundPlan) -> fedssl_ml::ssl::Byol {
+    match plan.model.objective {
+        fedssl_ml::ssl::Objective::Byol(b) => b,
+        _ => fedssl_ml::ssl::Byol::default(),
+    }
+}
+
 /// Number of trainable parameters of `spec`'s whole model (what DP-SGD noises).
 pub fn trainable_params(spec: &ModelSpec) -> anyhow::Result<usize> {
     let model = init_model::<Flex>(spec, &Default::default(), 0)?;
@@ -120,7 +128,7 @@ pub fn check_data(data: &Dataset, plan: &RoundPlan) -> anyhow::Result<()> {
     }
     plan.model
         .objective
-        .fits(&plan.params, data.shape)
+        .fits(data.shape)
         .map_err(anyhow::Error::msg)?;
     let n = data.len();
     if n < 2 {
@@ -244,10 +252,7 @@ pub fn train_on<B: AutodiffKernels>(
                 &setup,
                 &sampled,
                 labels.as_deref(),
-                |idx| {
-                    spec.objective
-                        .inputs(&plan.params, job.data, idx, &views, step_seed)
-                },
+                |idx| spec.objective.inputs(job.data, idx, &views, step_seed),
             )?;
             let value = stats.mean_loss;
             seen.records += stats.records;
@@ -265,7 +270,7 @@ pub fn train_on<B: AutodiffKernels>(
             model = proximal_step(model, job.global, plan)?;
             steps += 1;
             if let Some(t) = target.take() {
-                let tau = plan.params.byol.momentum(steps, total_steps);
+                let tau = byol_settings(plan).momentum(steps, total_steps);
                 target = Some(ema_update(t, &model, tau));
             }
             if let Some(p) = &job.progress {
@@ -296,9 +301,7 @@ pub fn train_on<B: AutodiffKernels>(
                     continue; // drop a short last batch: too few samples to compare
                 }
                 let step_seed = seed ^ ((epoch as u64) << 32 | b as u64);
-                let inputs = spec
-                    .objective
-                    .inputs(&plan.params, job.data, idx, &views, step_seed);
+                let inputs = spec.objective.inputs(job.data, idx, &views, step_seed);
                 let cx = LossContext {
                     model: &model,
                     target: target.as_ref(),
@@ -306,9 +309,7 @@ pub fn train_on<B: AutodiffKernels>(
                     ops: Ops::Kernels,
                     device: &dev,
                 };
-                let loss = spec
-                    .objective
-                    .loss(&plan.params, plan.temperature, &cx, inputs);
+                let loss = spec.objective.loss(plan.temperature, &cx, inputs);
                 let value = scalar(&loss);
                 if !value.is_finite() {
                     bail!("local training diverged (loss {value}) in epoch {epoch}, batch {b}; lower the learning rate");
@@ -318,7 +319,7 @@ pub fn train_on<B: AutodiffKernels>(
                 model = proximal_step(model, job.global, plan)?;
                 steps += 1;
                 if let Some(t) = target.take() {
-                    let tau = plan.params.byol.momentum(steps, total_steps);
+                    let tau = byol_settings(plan).momentum(steps, total_steps);
                     target = Some(ema_update(t, &model, tau));
                 }
                 loss_sum += value as f64;
@@ -362,10 +363,10 @@ mod tests {
     use fedssl_ml::model::convnet::is_bn_statistic;
     use fedssl_ml::model::{BatchNormPlacement, Parts};
     use fedssl_ml::ssl::pairs::two_views;
-    use fedssl_ml::ssl::{AugmentConfig, Augmenter, Objective};
+    use fedssl_ml::ssl::{AugmentConfig, Augmenter, ObjectiveKind};
     use fedssl_server::config::PlanConfig;
 
-    fn plan_for(objective: Objective, shape: SampleShape, epochs: u32) -> RoundPlan {
+    fn plan_for(objective: ObjectiveKind, shape: SampleShape, epochs: u32) -> RoundPlan {
         PlanConfig {
             local_epochs: epochs,
             batch_size: 32,
@@ -451,24 +452,24 @@ mod tests {
         )
         .unlabeled();
         let cases = [
-            (Objective::SimClr, &images),
-            (Objective::SimSiam, &images),
-            (Objective::VicReg, &images),
-            (Objective::Byol, &images),
-            (Objective::Masked, &images),
-            (Objective::Denoising, &images),
-            (Objective::Masked, &series),
-            (Objective::Cpc, &series),
-            (Objective::Clip, &series),
-            (Objective::SimClr, &table),
-            (Objective::Denoising, &table),
-            (Objective::Clip, &table),
-            (Objective::Masked, &text),
-            (Objective::SimClr, &rgb),
-            (Objective::Masked, &rgb),
+            (ObjectiveKind::SimClr, &images),
+            (ObjectiveKind::SimSiam, &images),
+            (ObjectiveKind::VicReg, &images),
+            (ObjectiveKind::Byol, &images),
+            (ObjectiveKind::Masked, &images),
+            (ObjectiveKind::Denoising, &images),
+            (ObjectiveKind::Masked, &series),
+            (ObjectiveKind::Cpc, &series),
+            (ObjectiveKind::Clip, &series),
+            (ObjectiveKind::SimClr, &table),
+            (ObjectiveKind::Denoising, &table),
+            (ObjectiveKind::Clip, &table),
+            (ObjectiveKind::Masked, &text),
+            (ObjectiveKind::SimClr, &rgb),
+            (ObjectiveKind::Masked, &rgb),
             // The jigsaw needs more than 12 steps to leave chance (ln 24) on 64 shapes;
             // tests/objectives.rs trains it federated and checks its probe.
-            (Objective::Reorder, &series),
+            (ObjectiveKind::Reorder, &series),
         ];
         for (objective, data) in cases {
             let what = format!("{objective} on {}", data.shape);
@@ -485,7 +486,7 @@ mod tests {
             );
             let start = plan.model.initial_global(1).unwrap();
             assert!(out.global.sub(&start).unwrap().l2_norm() > 0.0, "{what}");
-            let heads = objective.heads();
+            let heads = plan.model.objective.heads();
             assert_eq!(out.target.is_some(), heads.target, "{what}");
             let has = |p: &str| out.local.tensors.iter().any(|t| t.name.starts_with(p));
             assert_eq!(has("predictor."), heads.predictor, "{what}");
@@ -500,7 +501,7 @@ mod tests {
     #[test]
     fn byol_target_trails_the_online_network_across_rounds() {
         let data = synthetic::generate(64, 4).unlabeled();
-        let plan = plan_for(Objective::Byol, SampleShape::GRAY_28, 1);
+        let plan = plan_for(ObjectiveKind::Byol, SampleShape::GRAY_28, 1);
         let first = run(&data, &plan, None);
         let t1 = first.target.clone().unwrap();
         let enc = |w: &Weights| w.filtered(|n| n.starts_with("encoder.") && !is_bn_statistic(n));
@@ -524,7 +525,7 @@ mod tests {
     #[test]
     fn declared_parts_decide_what_is_sent() {
         let data = synthetic::generate(32, 4).unlabeled();
-        let mut plan = plan_for(Objective::SimSiam, SampleShape::GRAY_28, 1);
+        let mut plan = plan_for(ObjectiveKind::SimSiam, SampleShape::GRAY_28, 1);
         let names = |plan: &RoundPlan| -> Vec<String> {
             run(&data, plan, None)
                 .global
@@ -556,7 +557,7 @@ mod tests {
     fn the_proximal_step_moves_halfway_to_the_global_model() {
         type B = Autodiff<Flex>;
         let dev = Default::default();
-        let mut plan = plan_for(Objective::SimClr, SampleShape::GRAY_28, 1);
+        let mut plan = plan_for(ObjectiveKind::SimClr, SampleShape::GRAY_28, 1);
         let model = init_model::<B>(&plan.model, &dev, 1).unwrap();
         let global = Weights::global_from_module(&init_model::<B>(&plan.model, &dev, 2).unwrap());
         let before = Weights::from_module(&model);

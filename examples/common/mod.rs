@@ -2,7 +2,7 @@
 //! its report. Each example only chooses its plan.
 
 use fedssl::simulate::{render_report, simulate, SimulateArgs};
-use fedssl_ml::ssl::Objective;
+use fedssl_ml::ssl::ObjectiveKind;
 use fedssl_privacy::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
 use fedssl_server::config::PlanConfig;
 
@@ -24,9 +24,9 @@ pub fn demo_privacy() -> PrivacyPlan {
 }
 
 /// The objective named by the first argument, or `default`.
-pub fn objective_arg(default: Objective) -> anyhow::Result<Objective> {
+pub fn objective_arg(default: ObjectiveKind) -> anyhow::Result<ObjectiveKind> {
     match std::env::args().nth(1) {
-        Some(name) => Objective::parse(&name).map_err(anyhow::Error::msg),
+        Some(name) => ObjectiveKind::parse(&name).map_err(anyhow::Error::msg),
         None => Ok(default),
     }
 }

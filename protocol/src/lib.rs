@@ -14,7 +14,7 @@ pub use messages::*;
 pub use tensors::{ModelPayload, NamedTensor, PayloadError};
 
 /// Version of the wire protocol; a client and a server must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// This build's version, reported in the handshake.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,7 +2,7 @@
 
 use fedssl_core::federation::Federation;
 use fedssl_core::spec::ModelSpec;
-use fedssl_core::spec::{AugmentSettings, Objective, ObjectiveParams};
+use fedssl_core::spec::{AugmentSettings, Objective};
 use serde::{Deserialize, Serialize};
 
 use super::tensors::ModelPayload;
@@ -214,10 +214,9 @@ pub struct RoundPlan {
     pub seed: u64,
     /// Sites holding labels evaluate the task's global model and report the accuracy.
     pub evaluate: bool,
-    /// The model every site trains: data shape, encoder, objective, global and local parts.
+    /// The model every site trains: data shape, encoder, objective with its settings,
+    /// global and local parts.
     pub model: ModelSpec,
-    /// The objectives' settings.
-    pub params: ObjectiveParams,
     /// The augmentations of every modality.
     pub augment: AugmentSettings,
     /// How sites merge the global model into their own.

@@ -6,7 +6,7 @@ use fedssl_ml::data::SampleShape;
 use fedssl_ml::model::{EncoderConfig, ModelSpec, Norm, Parts};
 use fedssl_ml::prelude::*;
 use fedssl_ml::ssl::{
-    AugmentSettings, Byol, Cpc, CrossModal, Denoising, Masked, Objective, ObjectiveParams, Reorder,
+    AugmentSettings, Byol, Cpc, CrossModal, Denoising, Masked, Objective, ObjectiveKind, Reorder,
     VicReg,
 };
 use std::net::SocketAddr;
@@ -44,8 +44,9 @@ pub struct PlanConfig {
     /// Seed of the run.
     pub seed: u64,
     /// Self-supervised objective: `simclr`, `simsiam`, `vicreg`, `byol`, `masked`,
-    /// `denoising`, `cpc`, `clip` or `reorder`.
-    pub objective: Objective,
+    /// `denoising`, `cpc`, `clip` or `reorder`; its settings are the table of the same
+    /// name (`[plan.vicreg]`, `[plan.masked]`, …).
+    pub objective: ObjectiveKind,
     /// The shape of every site's samples (`[plan.data.series] channels = 6, length = 64`,
     /// `[plan.data.tabular] features = 16`, `[plan.data.image] ...`).
     pub data: SampleShape,
@@ -91,7 +92,7 @@ impl Default for PlanConfig {
             clip_norm: None,
             noise_multiplier: None,
             seed: 1,
-            objective: Objective::default(),
+            objective: ObjectiveKind::default(),
             data: SampleShape::GRAY_28,
             encoder: None,
             norm: None,
@@ -125,43 +126,49 @@ impl PlanConfig {
                 .wrapping_add(round),
             evaluate: false,
             model: self.model_spec(),
-            params: self.params(),
             augment: self.augment,
             federation: self.federation,
             proximal_mu: self.strategy.mu(),
         }
     }
 
-    /// The objectives' settings.
-    pub fn params(&self) -> ObjectiveParams {
-        let mut masked = self.masked;
-        if masked.patch == 0 {
-            // One patch per cell of the encoder's last feature map.
-            if let Some([ph, pw]) = self.model_spec().encoder.cell(self.data) {
-                if ph == pw {
-                    masked.patch = ph;
+    /// The plan's objective with its settings (from the table of its name).
+    pub fn objective(&self) -> Objective {
+        match self.objective {
+            ObjectiveKind::SimClr => Objective::SimClr,
+            ObjectiveKind::SimSiam => Objective::SimSiam,
+            ObjectiveKind::VicReg => Objective::VicReg(self.vicreg),
+            ObjectiveKind::Byol => Objective::Byol(self.byol),
+            ObjectiveKind::Masked => {
+                let mut masked = self.masked;
+                if masked.patch == 0 {
+                    // One patch per cell of the encoder's last feature map.
+                    if let Some([ph, pw]) = self.encoder().cell(self.data) {
+                        if ph == pw {
+                            masked.patch = ph;
+                        }
+                    }
                 }
+                Objective::Masked(masked)
             }
+            ObjectiveKind::Denoising => Objective::Denoising(self.denoising),
+            ObjectiveKind::Cpc => Objective::Cpc(self.cpc),
+            ObjectiveKind::Clip => Objective::Clip(self.clip),
+            ObjectiveKind::Reorder => Objective::Reorder(self.reorder),
         }
-        ObjectiveParams {
-            vicreg: self.vicreg,
-            byol: self.byol,
-            masked,
-            denoising: self.denoising,
-            cpc: self.cpc,
-            clip: self.clip,
-            reorder: self.reorder,
-        }
+    }
+
+    fn encoder(&self) -> EncoderConfig {
+        self.encoder
+            .unwrap_or_else(|| EncoderConfig::default_for(self.data))
     }
 
     /// The model every site trains.
     pub fn model_spec(&self) -> ModelSpec {
         ModelSpec {
             shape: self.data,
-            encoder: self
-                .encoder
-                .unwrap_or_else(|| EncoderConfig::default_for(self.data)),
-            objective: self.objective,
+            encoder: self.encoder(),
+            objective: self.objective(),
             parts: self.parts,
             split: self.clip.resolved_split(self.data),
             cpc_steps: self.cpc.steps,
@@ -200,19 +207,26 @@ impl PlanConfig {
             );
         }
         let plan_err = |e: String| anyhow::anyhow!("plan.{e}");
-        self.params().validate().map_err(plan_err)?;
+        // Every table is checked, also those of objectives the plan does not use.
+        for o in fedssl_ml::ssl::ALL_OBJECTIVES {
+            let with_settings = PlanConfig {
+                objective: o,
+                ..self.clone()
+            };
+            with_settings.objective().validate().map_err(plan_err)?;
+        }
         self.federation.validate().map_err(plan_err)?;
         let spec = self.model_spec();
         spec.encoder
             .check(self.data)
             .map_err(|e| anyhow::anyhow!("plan.encoder: {e}"))?;
-        self.objective
-            .fits(&self.params(), self.data)
+        spec.objective
+            .fits(self.data)
             .map_err(|e| anyhow::anyhow!("plan.objective: {e}"))?;
         spec.towers()
             .map_err(|e| anyhow::anyhow!("plan.clip.split: {e}"))?;
         if let Federation::FedU { .. } = self.federation {
-            if !self.objective.uses_predictor()
+            if !spec.objective.uses_predictor()
                 || self.parts.predictor != fedssl_ml::model::Placement::Global
             {
                 bail!("plan.federation: FedU updates a global predictor; use an objective with a predictor (simsiam, byol) and set plan.parts.predictor = \"global\"");
@@ -232,10 +246,10 @@ impl PlanConfig {
             if spec.norm == Norm::Batch {
                 bail!("plan.norm: BatchNorm normalizes each record with statistics of the whole batch, so one record's gradient depends on the others and DP-SGD cannot bound it; use norm = \"group\" (the default under DP-SGD)");
             }
-            self.objective.dp_sgd().map_err(|e| {
+            spec.objective.dp_sgd().map_err(|e| {
                 let usable: Vec<&str> = fedssl_ml::ssl::ALL_OBJECTIVES
                     .iter()
-                    .filter(|o| o.dp_sgd().is_ok())
+                    .filter(|o| o.with_defaults().dp_sgd().is_ok())
                     .map(|o| o.name())
                     .collect();
                 anyhow::anyhow!(
@@ -588,7 +602,7 @@ mod tests {
     #[test]
     fn objective_and_vicreg_coefficients_parse_and_validate() {
         let p: PlanConfig = toml::from_str("objective = \"simsiam\"").unwrap();
-        assert_eq!(p.objective, Objective::SimSiam);
+        assert_eq!(p.objective, ObjectiveKind::SimSiam);
         assert!(p.validate().is_ok());
         let p: PlanConfig =
             toml::from_str("objective = \"vicreg\"\n[vicreg]\ninvariance = 10.0").unwrap();

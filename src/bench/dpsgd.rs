@@ -25,7 +25,7 @@ use fedssl_kernels::Ops;
 use fedssl_ml::data::synthetic;
 use fedssl_ml::model::weights::WeightTensor;
 use fedssl_ml::model::{scalar, Weights};
-use fedssl_ml::ssl::{LossContext, Objective, ViewMaker};
+use fedssl_ml::ssl::{LossContext, ObjectiveKind, ViewMaker};
 use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
 use fedssl_server::config::PlanConfig;
 
@@ -70,7 +70,7 @@ const CLIP: f64 = 1.0;
 pub fn run(cfg: &DpSgdBench) -> anyhow::Result<Table> {
     std::fs::create_dir_all(&cfg.out)?;
     let plan_cfg = PlanConfig {
-        objective: Objective::Denoising,
+        objective: ObjectiveKind::Denoising,
         batch_size: cfg.batch as u32,
         learning_rate: LR,
         privacy: PrivacyPlan {
@@ -87,7 +87,7 @@ pub fn run(cfg: &DpSgdBench) -> anyhow::Result<Table> {
     let data = synthetic::generate(cfg.batch, 3).unlabeled();
     let idx: Vec<usize> = (0..cfg.batch).collect();
     let views = ViewMaker::for_shape(spec.shape, &plan.augment);
-    let inputs = spec.objective.inputs(&plan.params, &data, &idx, &views, 7);
+    let inputs = spec.objective.inputs(&data, &idx, &views, 7);
     let dev = Default::default();
     let model0 = init_model::<B>(spec, &dev, 1)?;
 
@@ -120,8 +120,7 @@ pub fn run(cfg: &DpSgdBench) -> anyhow::Result<Table> {
             ops: Ops::Kernels,
             device: &dev,
         };
-        spec.objective
-            .loss(&plan.params, plan.temperature, &cx, inputs.clone())
+        spec.objective.loss(plan.temperature, &cx, inputs.clone())
     };
     let initial_loss = scalar(&loss_of(&model0)) as f64;
 

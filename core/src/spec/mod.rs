@@ -9,7 +9,7 @@ pub mod shape;
 pub use augment::{AugmentConfig, AugmentSettings, ScarfConfig, SeriesAugmentConfig};
 pub use model::{BatchNormPlacement, EncoderConfig, ModelSpec, Norm, Parts, Placement, REPR_DIM};
 pub use objective::{
-    Byol, Cpc, CrossModal, Denoising, Masked, Objective, ObjectiveParams, Reorder, VicReg,
+    Byol, Cpc, CrossModal, Denoising, Masked, Objective, ObjectiveKind, Reorder, VicReg,
     ALL_OBJECTIVES, MAX_PERMUTATIONS,
 };
 pub use shape::{SampleShape, IMAGE_PIXELS, IMAGE_SIDE};

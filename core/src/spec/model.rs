@@ -69,13 +69,13 @@ impl Parts {
 }
 
 /// Everything needed to build the same model on every site and on the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     /// The samples' shape.
     pub shape: SampleShape,
     /// The encoder.
     pub encoder: EncoderConfig,
-    /// The objective (decides the heads).
+    /// The objective with its settings (decides the heads).
     pub objective: Objective,
     /// Global and local parts.
     pub parts: Parts,

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::shape::SampleShape;
 
-/// The objective of a run: chosen by the server, sent in every round plan.
+/// An objective's name: what a plan's `objective = "…"` says. The settings come from the
+/// plan's table of the same name; [`Objective`] carries both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Objective {
+pub enum ObjectiveKind {
     /// Contrastive, negatives from the batch (NT-Xent at the plan's temperature).
     #[default]
     SimClr,
@@ -37,19 +38,19 @@ pub enum Objective {
 }
 
 /// Every objective, in documentation order.
-pub const ALL_OBJECTIVES: [Objective; 9] = [
-    Objective::SimClr,
-    Objective::SimSiam,
-    Objective::VicReg,
-    Objective::Byol,
-    Objective::Masked,
-    Objective::Denoising,
-    Objective::Cpc,
-    Objective::Clip,
-    Objective::Reorder,
+pub const ALL_OBJECTIVES: [ObjectiveKind; 9] = [
+    ObjectiveKind::SimClr,
+    ObjectiveKind::SimSiam,
+    ObjectiveKind::VicReg,
+    ObjectiveKind::Byol,
+    ObjectiveKind::Masked,
+    ObjectiveKind::Denoising,
+    ObjectiveKind::Cpc,
+    ObjectiveKind::Clip,
+    ObjectiveKind::Reorder,
 ];
 
-impl Objective {
+impl ObjectiveKind {
     /// Parses an objective's name.
     pub fn parse(name: &str) -> Result<Self, String> {
         ALL_OBJECTIVES
@@ -78,9 +79,24 @@ impl Objective {
             Self::Reorder => "reorder",
         }
     }
+
+    /// The objective with its default settings.
+    pub fn with_defaults(self) -> Objective {
+        match self {
+            Self::SimClr => Objective::SimClr,
+            Self::SimSiam => Objective::SimSiam,
+            Self::VicReg => Objective::VicReg(VicReg::default()),
+            Self::Byol => Objective::Byol(Byol::default()),
+            Self::Masked => Objective::Masked(Masked::default()),
+            Self::Denoising => Objective::Denoising(Denoising::default()),
+            Self::Cpc => Objective::Cpc(Cpc::default()),
+            Self::Clip => Objective::Clip(CrossModal::default()),
+            Self::Reorder => Objective::Reorder(Reorder::default()),
+        }
+    }
 }
 
-impl std::str::FromStr for Objective {
+impl std::str::FromStr for ObjectiveKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
@@ -88,42 +104,76 @@ impl std::str::FromStr for Objective {
     }
 }
 
-impl std::fmt::Display for Objective {
+impl std::fmt::Display for ObjectiveKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
 }
 
-/// The settings objectives read.
+/// The objective of a run with its settings: chosen by the server, sent in every round
+/// plan. Each variant carries what its objective reads (SimCLR's temperature is the
+/// plan's, shared with the other contrastive losses).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct ObjectiveParams {
-    /// VICReg's coefficients.
-    pub vicreg: VicReg,
-    /// BYOL's momentum.
-    pub byol: Byol,
-    /// Masked modeling's masks.
-    pub masked: Masked,
-    /// The denoising autoencoder's corruption.
-    pub denoising: Denoising,
-    /// CPC's segments and steps ahead.
-    pub cpc: Cpc,
-    /// Cross-modal alignment's split.
-    pub clip: CrossModal,
-    /// Reordering's pieces and permutations.
-    pub reorder: Reorder,
+pub enum Objective {
+    /// See [`ObjectiveKind::SimClr`].
+    #[default]
+    SimClr,
+    /// See [`ObjectiveKind::SimSiam`].
+    SimSiam,
+    /// See [`ObjectiveKind::VicReg`].
+    VicReg(VicReg),
+    /// See [`ObjectiveKind::Byol`].
+    Byol(Byol),
+    /// See [`ObjectiveKind::Masked`].
+    Masked(Masked),
+    /// See [`ObjectiveKind::Denoising`].
+    Denoising(Denoising),
+    /// See [`ObjectiveKind::Cpc`].
+    Cpc(Cpc),
+    /// See [`ObjectiveKind::Clip`].
+    Clip(CrossModal),
+    /// See [`ObjectiveKind::Reorder`].
+    Reorder(Reorder),
 }
 
-impl ObjectiveParams {
-    /// Checks every setting; errors name the field.
+impl Objective {
+    /// Which objective this is.
+    pub fn kind(&self) -> ObjectiveKind {
+        match self {
+            Self::SimClr => ObjectiveKind::SimClr,
+            Self::SimSiam => ObjectiveKind::SimSiam,
+            Self::VicReg(_) => ObjectiveKind::VicReg,
+            Self::Byol(_) => ObjectiveKind::Byol,
+            Self::Masked(_) => ObjectiveKind::Masked,
+            Self::Denoising(_) => ObjectiveKind::Denoising,
+            Self::Cpc(_) => ObjectiveKind::Cpc,
+            Self::Clip(_) => ObjectiveKind::Clip,
+            Self::Reorder(_) => ObjectiveKind::Reorder,
+        }
+    }
+
+    /// A short name.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Checks the settings; errors name the field.
     pub fn validate(&self) -> Result<(), String> {
-        self.vicreg.validate()?;
-        self.byol.validate()?;
-        self.masked.validate()?;
-        self.denoising.validate()?;
-        self.cpc.validate()?;
-        self.reorder.validate()?;
-        Ok(())
+        match self {
+            Self::SimClr | Self::SimSiam | Self::Clip(_) => Ok(()),
+            Self::VicReg(o) => o.validate(),
+            Self::Byol(o) => o.validate(),
+            Self::Masked(o) => o.validate(),
+            Self::Denoising(o) => o.validate(),
+            Self::Cpc(o) => o.validate(),
+            Self::Reorder(o) => o.validate(),
+        }
+    }
+}
+
+impl std::fmt::Display for Objective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -35,7 +35,7 @@ pub use denoising::Denoising;
 pub use masked::Masked;
 pub use model::{ModelSpecExt, SslModel};
 pub use objective::{
-    DpUnit, Heads, Inputs, LossContext, Objective, ObjectiveParams, PairObjective, PairOutputs,
+    DpUnit, Heads, Inputs, LossContext, Objective, ObjectiveKind, PairObjective, PairOutputs,
     SslObjective, ALL_OBJECTIVES,
 };
 pub use reorder::Reorder;

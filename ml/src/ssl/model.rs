@@ -136,21 +136,21 @@ impl ModelSpecExt for ModelSpec {
 
     fn decoder_input(&self) -> usize {
         match (self.objective, self.shape) {
-            (Objective::Masked, SampleShape::Image { .. }) => self.encoder.feature_channels(),
-            (Objective::Reorder, _) => self.pieces.max(1) * REPR_DIM,
+            (Objective::Masked(_), SampleShape::Image { .. }) => self.encoder.feature_channels(),
+            (Objective::Reorder(_), _) => self.pieces.max(1) * REPR_DIM,
             _ => REPR_DIM,
         }
     }
 
     fn decoder_output(&self) -> Result<usize, String> {
         match (self.objective, self.shape) {
-            (Objective::Reorder, _) if self.classes >= 2 => Ok(self.classes),
-            (Objective::Reorder, _) => Err(format!(
+            (Objective::Reorder(_), _) if self.classes >= 2 => Ok(self.classes),
+            (Objective::Reorder(_), _) => Err(format!(
                 "reordering needs at least 2 permutation classes, got {}",
                 self.classes
             )),
             (_, SampleShape::Text { .. }) => Ok(crate::model::transformer::BYTES),
-            (Objective::Masked, SampleShape::Image { channels, .. }) => {
+            (Objective::Masked(_), SampleShape::Image { channels, .. }) => {
                 let [ph, pw] = self.encoder.cell(self.shape).ok_or_else(|| {
                     format!(
                         "masked image modeling needs {} whose sides divide into the {} encoder's feature grid",

@@ -3,7 +3,8 @@
 //! An objective ([`SslObjective`]) declares the heads it trains next to the encoder
 //! ([`Heads`]) and the modalities it fits, makes the inputs of one batch from local samples
 //! ([`Inputs`], on the CPU), and computes the batch's loss from the model. Adding an
-//! objective is one file implementing the trait plus a variant of [`Objective`].
+//! objective is one file implementing the trait, a variant of [`Objective`] that carries
+//! its settings, and its line in `with_objective!`.
 //!
 //! Pair objectives (SimCLR, SimSiam, VICReg, BYOL) only define a loss on the projections of
 //! two augmented views ([`PairObjective`]); [`pairs`](super::pairs) makes their views and
@@ -18,7 +19,7 @@ use super::views::ViewMaker;
 use crate::data::{Dataset, SampleShape};
 use crate::kernels::{Kernels, Ops};
 use crate::model::ModelSpec;
-pub use fedssl_core::spec::{Objective, ObjectiveParams, ALL_OBJECTIVES};
+pub use fedssl_core::spec::{Objective, ObjectiveKind, ALL_OBJECTIVES};
 
 /// The heads an objective trains next to the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -314,9 +315,10 @@ pub fn group_terms<B: Backend>(
     Ok(Tensor::cat(terms, 0))
 }
 
-/// Calls `$f` on the objective's implementation of [`SslObjective`].
+/// Calls `$body` with `$o` bound to the objective's implementation of [`SslObjective`]:
+/// the registry, one line per objective.
 macro_rules! with_objective {
-    ($obj:expr, $params:expr, $temperature:expr, |$o:ident| $body:expr) => {
+    ($obj:expr, $temperature:expr, |$o:ident| $body:expr) => {
         match $obj {
             Objective::SimClr => {
                 let $o = SimClr {
@@ -328,34 +330,13 @@ macro_rules! with_objective {
                 let $o = SimSiam;
                 $body
             }
-            Objective::VicReg => {
-                let $o = $params.vicreg;
-                $body
-            }
-            Objective::Byol => {
-                let $o = $params.byol;
-                $body
-            }
-            Objective::Masked => {
-                let $o = $params.masked;
-                $body
-            }
-            Objective::Denoising => {
-                let $o = $params.denoising;
-                $body
-            }
-            Objective::Cpc => {
-                let $o = $params.cpc;
-                $body
-            }
-            Objective::Clip => {
-                let $o = $params.clip;
-                $body
-            }
-            Objective::Reorder => {
-                let $o = $params.reorder;
-                $body
-            }
+            Objective::VicReg($o) => $body,
+            Objective::Byol($o) => $body,
+            Objective::Masked($o) => $body,
+            Objective::Denoising($o) => $body,
+            Objective::Cpc($o) => $body,
+            Objective::Clip($o) => $body,
+            Objective::Reorder($o) => $body,
         }
     };
 }
@@ -368,23 +349,15 @@ pub trait ObjectiveExt {
     /// Whether the objective uses a predictor head.
     fn uses_predictor(&self) -> bool;
 
-    /// Whether the objective with `params` can train on samples of `shape`.
-    fn fits(&self, params: &ObjectiveParams, shape: SampleShape) -> Result<(), String>;
+    /// Whether the objective with its settings can train on samples of `shape`.
+    fn fits(&self, shape: SampleShape) -> Result<(), String>;
 
     /// The inputs of one batch.
-    fn inputs(
-        &self,
-        params: &ObjectiveParams,
-        data: &Dataset,
-        idx: &[usize],
-        views: &ViewMaker,
-        seed: u64,
-    ) -> Inputs;
+    fn inputs(&self, data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs;
 
     /// The loss of one batch.
     fn loss<B: Kernels>(
         &self,
-        params: &ObjectiveParams,
         temperature: f64,
         cx: &LossContext<'_, B>,
         inputs: Inputs,
@@ -394,12 +367,11 @@ pub trait ObjectiveExt {
     fn dp_sgd(&self) -> Result<DpUnit, String>;
 
     /// Rows of a batch's inputs per record of `shape`.
-    fn rows_per_record(&self, params: &ObjectiveParams, shape: SampleShape) -> usize;
+    fn rows_per_record(&self, shape: SampleShape) -> usize;
 
     /// DP-SGD's per-record loss terms of one batch.
     fn record_losses<B: Kernels>(
         &self,
-        params: &ObjectiveParams,
         temperature: f64,
         cx: &LossContext<'_, B>,
         inputs: Inputs,
@@ -408,7 +380,6 @@ pub trait ObjectiveExt {
     /// DP-SGD's per-group loss terms of one batch ([`DpUnit::Group`]).
     fn group_losses<B: Kernels>(
         &self,
-        params: &ObjectiveParams,
         temperature: f64,
         cx: &LossContext<'_, B>,
         inputs: Inputs,
@@ -419,75 +390,62 @@ pub trait ObjectiveExt {
 
 impl ObjectiveExt for Objective {
     fn heads(&self) -> Heads {
-        let p = ObjectiveParams::default();
-        with_objective!(*self, p, 1.0, |o| o.heads())
+        with_objective!(*self, 1.0, |o| o.heads())
     }
 
     fn uses_predictor(&self) -> bool {
         self.heads().predictor
     }
 
-    fn fits(&self, params: &ObjectiveParams, shape: SampleShape) -> Result<(), String> {
-        if matches!(shape, SampleShape::Captioned { .. }) && *self != Objective::Clip {
+    fn fits(&self, shape: SampleShape) -> Result<(), String> {
+        if matches!(shape, SampleShape::Captioned { .. }) && self.kind() != ObjectiveKind::Clip {
             return Err(format!(
                 "objective {self} does not read captions; captioned images train with objective = \"clip\" (image–text alignment)"
             ));
         }
-        with_objective!(*self, params, 1.0, |o| o.fits(shape))
-            .map_err(|e| format!("objective {self}: {e}"))
+        with_objective!(*self, 1.0, |o| o.fits(shape)).map_err(|e| format!("objective {self}: {e}"))
     }
 
-    fn inputs(
-        &self,
-        params: &ObjectiveParams,
-        data: &Dataset,
-        idx: &[usize],
-        views: &ViewMaker,
-        seed: u64,
-    ) -> Inputs {
-        with_objective!(*self, params, 1.0, |o| o.inputs(data, idx, views, seed))
+    fn inputs(&self, data: &Dataset, idx: &[usize], views: &ViewMaker, seed: u64) -> Inputs {
+        with_objective!(*self, 1.0, |o| o.inputs(data, idx, views, seed))
     }
 
     fn loss<B: Kernels>(
         &self,
-        params: &ObjectiveParams,
         temperature: f64,
         cx: &LossContext<'_, B>,
         inputs: Inputs,
     ) -> Tensor<B, 1> {
-        with_objective!(*self, params, temperature, |o| o.loss(cx, inputs))
+        with_objective!(*self, temperature, |o| o.loss(cx, inputs))
     }
 
     fn dp_sgd(&self) -> Result<DpUnit, String> {
-        let p = ObjectiveParams::default();
-        with_objective!(*self, p, 1.0, |o| o.dp_sgd())
+        with_objective!(*self, 1.0, |o| o.dp_sgd())
             .map_err(|e| format!("objective {self} cannot be trained with DP-SGD: {e}"))
     }
 
-    fn rows_per_record(&self, params: &ObjectiveParams, shape: SampleShape) -> usize {
-        with_objective!(*self, params, 1.0, |o| o.rows_per_record(shape))
+    fn rows_per_record(&self, shape: SampleShape) -> usize {
+        with_objective!(*self, 1.0, |o| o.rows_per_record(shape))
     }
 
     fn record_losses<B: Kernels>(
         &self,
-        params: &ObjectiveParams,
         temperature: f64,
         cx: &LossContext<'_, B>,
         inputs: Inputs,
     ) -> Result<Tensor<B, 1>, String> {
-        with_objective!(*self, params, temperature, |o| o.record_losses(cx, inputs))
+        with_objective!(*self, temperature, |o| o.record_losses(cx, inputs))
     }
 
     fn group_losses<B: Kernels>(
         &self,
-        params: &ObjectiveParams,
         temperature: f64,
         cx: &LossContext<'_, B>,
         inputs: Inputs,
         group_of: &[u32],
         groups: usize,
     ) -> Result<Tensor<B, 1>, String> {
-        with_objective!(*self, params, temperature, |o| o
+        with_objective!(*self, temperature, |o| o
             .group_losses(cx, inputs, group_of, groups))
     }
 }

@@ -921,7 +921,6 @@ mod tests {
             seed: 0,
             evaluate: false,
             model: Default::default(),
-            params: Default::default(),
             augment: Default::default(),
             federation: Default::default(),
             proximal_mu: 0.0,
