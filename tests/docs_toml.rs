@@ -14,8 +14,7 @@ fn toml_blocks(text: &str) -> Vec<(usize, String)> {
             None if trimmed.starts_with("```toml") => {
                 current = Some((i + 1, line.len() - trimmed.len(), String::new()))
             }
-            Some((start, indent, body)) if trimmed.starts_with("```") => {
-                let _ = indent;
+            Some((start, _, body)) if trimmed.starts_with("```") => {
                 out.push((*start, std::mem::take(body)));
                 current = None;
             }

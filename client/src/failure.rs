@@ -31,6 +31,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// Whether retrying cannot help: a refused certificate or another final error (exit codes
+/// 2 and 3); the session stops at once on these instead of reconnecting.
+pub fn is_final(e: &anyhow::Error) -> bool {
+    matches!(exit_code(e), 2 | 3)
+}
+
 /// Turns a connection error into what the user should do about it; `established` says
 /// whether the QUIC handshake had completed.
 pub fn connection_failure(

@@ -20,7 +20,7 @@ use fedssl_protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, Task};
 
 use crate::compute::Compute;
 use crate::evaluate::{local_collapse, LocalLabels};
-use crate::failure::{connection_failure, CertificateRefused};
+use crate::failure::connection_failure;
 use crate::ledger::{unix_now, LedgerStore};
 use crate::site::{Action, Answered, Fatal, Job, Site, SiteRules, Trained};
 use crate::state::SiteState;
@@ -162,10 +162,7 @@ pub async fn run_client_on(
     loop {
         match s.connect_and_serve(&ep).await {
             Ok(Outcome::Finished) => break,
-            Err(e)
-                if e.downcast_ref::<Fatal>().is_some()
-                    || e.downcast_ref::<CertificateRefused>().is_some() =>
-            {
+            Err(e) if crate::failure::is_final(&e) => {
                 ep.close(0u32.into(), b"fatal");
                 return Err(e);
             }

@@ -208,12 +208,15 @@ impl PlanConfig {
         }
         let plan_err = |e: String| anyhow::anyhow!("plan.{e}");
         // Every table is checked, also those of objectives the plan does not use.
-        for o in fedssl_ml::ssl::ALL_OBJECTIVES {
-            let with_settings = PlanConfig {
-                objective: o,
-                ..self.clone()
-            };
-            with_settings.objective().validate().map_err(plan_err)?;
+        for checked in [
+            self.vicreg.validate(),
+            self.byol.validate(),
+            self.masked.validate(),
+            self.denoising.validate(),
+            self.cpc.validate(),
+            self.reorder.validate(),
+        ] {
+            checked.map_err(plan_err)?;
         }
         self.federation.validate().map_err(plan_err)?;
         let spec = self.model_spec();

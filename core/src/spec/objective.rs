@@ -156,19 +156,6 @@ impl Objective {
     pub fn name(&self) -> &'static str {
         self.kind().name()
     }
-
-    /// Checks the settings; errors name the field.
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            Self::SimClr | Self::SimSiam | Self::Clip(_) => Ok(()),
-            Self::VicReg(o) => o.validate(),
-            Self::Byol(o) => o.validate(),
-            Self::Masked(o) => o.validate(),
-            Self::Denoising(o) => o.validate(),
-            Self::Cpc(o) => o.validate(),
-            Self::Reorder(o) => o.validate(),
-        }
-    }
 }
 
 impl std::fmt::Display for Objective {

@@ -887,13 +887,14 @@ impl Rounds {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use fedssl_ml::model::weights::WeightTensor;
     use fedssl_privacy::plan::{ClientLevelParams, PrivacyMechanism, PrivacyPlan};
     use rand::SeedableRng;
 
-    fn weights(v: [f32; 3]) -> Weights {
+    /// A three-value model named `w`.
+    pub(in crate::engine) fn weights(v: [f32; 3]) -> Weights {
         Weights {
             tensors: vec![WeightTensor {
                 name: "w".into(),

@@ -1,20 +1,10 @@
 //! The engine driven by messages, time and write outcomes: no sockets, no sleeping, no disk.
 
+use super::rounds::tests::weights;
 use super::*;
-use fedssl_ml::model::weights::WeightTensor;
 use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
 use fedssl_protocol::{Hello, Task};
 use rand::SeedableRng;
-
-fn weights(v: [f32; 3]) -> Weights {
-    Weights {
-        tensors: vec![WeightTensor {
-            name: "w".into(),
-            shape: vec![3],
-            values: v.to_vec(),
-        }],
-    }
-}
 
 fn schedule(rounds: u64, min_clients: usize) -> Schedule {
     Schedule {
