@@ -123,6 +123,29 @@ enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The linear probe under FedAvg, median, trimmed mean and Krum when 2 of 10 sites
+    /// send sign-flipped ×10 or random updates, against each rule's clean run, on a real
+    /// IDX dataset over loopback QUIC (12 federations; about 30 min on 2 cores).
+    Byzantine {
+        /// IDX folder (e.g. ../shared/data/fashion-mnist).
+        #[arg(long)]
+        data: PathBuf,
+        /// Sites per run.
+        #[arg(long, default_value_t = 10)]
+        sites: usize,
+        /// Attacking sites among them.
+        #[arg(long, default_value_t = 2)]
+        byzantine: usize,
+        /// Unlabeled training images per site.
+        #[arg(long, default_value_t = 300)]
+        per_site: usize,
+        /// Rounds per run.
+        #[arg(long, default_value_t = 5)]
+        rounds: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Images/s of a SimCLR training step and of forward-only, next to PyTorch.
     Train {
         /// Images per step (each as two views).
@@ -666,6 +689,27 @@ fn main() -> anyhow::Result<()> {
                     };
                     let t = rt.block_on(bench::ssl::run(&cfg))?;
                     (t, if quick { "ssl-quick" } else { "ssl-full" })
+                }
+                BenchCmd::Byzantine {
+                    data,
+                    sites,
+                    byzantine,
+                    per_site,
+                    rounds,
+                    seed,
+                } => {
+                    let cfg = bench::byzantine::ByzantineBench {
+                        data,
+                        sites,
+                        byzantine,
+                        per_site,
+                        rounds,
+                        labeled: 5000,
+                        test: 2000,
+                        out: out.join("byzantine-runs"),
+                        seed,
+                    };
+                    (rt.block_on(bench::byzantine::run(&cfg))?, "byzantine")
                 }
                 BenchCmd::Train {
                     batch,

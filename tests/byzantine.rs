@@ -5,20 +5,18 @@
 //! attackers moved each rule's aggregate from the same rule over the honest sites alone
 //! (for Krum: that it returned an honest site's update unchanged).
 //! The table (with the server's probe, which two short rounds on generated data do not
-//! move beyond its noise) goes to stderr.
+//! move beyond its noise) goes to stderr; `fedssl bench byzantine` measures the probe on
+//! real data with the same attackers (`fedssl::bench::byzantine`).
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use fedssl_core::device::ComputeDevice;
+use fedssl::bench::byzantine::{attacker, Attack};
 use fedssl_ml::data::{synthetic, Dataset};
 use fedssl_ml::model::Weights;
-use fedssl_net::{certs, io, tls::TlsFiles};
+use fedssl_net::{certs, tls::TlsFiles};
 use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
-use fedssl_protocol::{ClientMsg, Hello, ModelPayload, ServerMsg, SiteReport, Upload};
 use fedssl_server::config::ServerEvalConfig;
 use fedssl_server::strategy::config::{StrategyConfig, StrategyKind};
 
@@ -28,106 +26,6 @@ const ROUNDS: u64 = 2;
 
 fn site_data(i: usize) -> Dataset {
     synthetic::generate(240, 100 + i as u64).unlabeled()
-}
-
-/// What a Byzantine site sends instead of its update.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Attack {
-    /// −10 × its honest update.
-    SignFlip,
-    /// A random Gaussian direction scaled to 10 × its honest update's norm (these runs have
-    /// no DP clip bound, so the attacker's norm is tied to the honest scale instead).
-    Random,
-}
-
-/// A site that trains like an honest one and then sends what `attack` says.
-async fn attacker(
-    addr: SocketAddr,
-    certs_dir: &Path,
-    name: &str,
-    data: Dataset,
-    attack: Attack,
-    seed: u64,
-) -> anyhow::Result<()> {
-    use rand::SeedableRng;
-    use rand_distr::Distribution;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let (cert, key) = certs::client_files(certs_dir, name);
-    let files = TlsFiles {
-        ca: certs_dir.join(certs::CA_CERT),
-        cert,
-        key,
-    };
-    let (_ep, conn) = common::raw_connect(addr, &files).await?;
-    let max = fedssl_protocol::DEFAULT_MAX_FRAME;
-    let t = Duration::from_secs(300);
-    let hello = ClientMsg::Hello(Hello {
-        protocol_version: fedssl_protocol::PROTOCOL_VERSION,
-        software_version: fedssl_protocol::SOFTWARE_VERSION.into(),
-        capabilities: vec![],
-        claimed_name: name.into(),
-        num_samples: None,
-    });
-    let (resp, _) = io::request(&conn, &hello, max, t).await?;
-    anyhow::ensure!(matches!(resp, ServerMsg::Welcome(_)), "{resp:?}");
-    let mut after = 0;
-    loop {
-        let (resp, _) =
-            io::request(&conn, &ClientMsg::NextTask { after_round: after }, max, t).await?;
-        match resp {
-            ServerMsg::Task(task) => {
-                let global = task.model.decode(&task.model.declared_spec())?;
-                let (g, plan, d) = (global.clone(), task.plan.clone(), data.clone());
-                let out = tokio::task::spawn_blocking(move || {
-                    fedssl_client::trainer::train(
-                        ComputeDevice::Cpu,
-                        fedssl_client::trainer::TrainJob {
-                            global: &g,
-                            local: None,
-                            target: None,
-                            lambda: None,
-                            data: &d,
-                            plan: &plan,
-                            site_seed: 7,
-                            dp_sgd: None,
-                            progress: None,
-                        },
-                    )
-                })
-                .await??;
-                let mut update = out.global.sub(&global)?;
-                match attack {
-                    Attack::SignFlip => update.scale(-10.0),
-                    Attack::Random => {
-                        let norm = update.l2_norm();
-                        for t in &mut update.tensors {
-                            for v in &mut t.values {
-                                *v = rand_distr::StandardNormal.sample(&mut rng);
-                            }
-                        }
-                        let r = update.l2_norm();
-                        update.scale((10.0 * norm / r) as f32);
-                    }
-                }
-                let up = Upload {
-                    round: task.round,
-                    nonce: task.nonce,
-                    base_model_hash: task.model.hash.clone(),
-                    update: ModelPayload::from_weights(&update),
-                    report: SiteReport::default(),
-                };
-                let (resp, _) =
-                    io::request(&conn, &ClientMsg::Upload(Box::new(up)), max, t).await?;
-                anyhow::ensure!(matches!(resp, ServerMsg::UploadAccepted { .. }), "{resp:?}");
-                after = task.round;
-            }
-            ServerMsg::Wait { retry_after_ms } => {
-                tokio::time::sleep(Duration::from_millis(retry_after_ms.max(50))).await
-            }
-            ServerMsg::Finished { .. } => return Ok(()),
-            other => anyhow::bail!("{other:?}"),
-        }
-    }
 }
 
 fn plan() -> fedssl_server::config::PlanConfig {
@@ -168,11 +66,15 @@ async fn run(strategy: StrategyConfig, attack: Option<Attack>) -> Outcome {
     for (i, n) in names.iter().enumerate() {
         let data = site_data(i);
         if let Some(attack) = attack.filter(|_| i < BYZANTINE) {
-            let (c, n) = (certs_dir.clone(), n.clone());
+            let (cert, key) = certs::client_files(&certs_dir, n);
+            let files = TlsFiles {
+                ca: certs_dir.join(certs::CA_CERT),
+                cert,
+                key,
+            };
+            let n = n.clone();
             tasks.push(tokio::spawn(async move {
-                attacker(addr, &c, &n, data, attack, 1000 + i as u64)
-                    .await
-                    .map(|_| ())
+                attacker(addr, &files, &n, data, attack, 1000 + i as u64).await
             }));
         } else {
             let mut c = common::client_config(dir.path(), &certs_dir, n, addr);

@@ -185,6 +185,19 @@ impl Site {
         ledger: &PrivacyLedger,
         pending: Option<&Upload>,
     ) -> anyhow::Result<Action> {
+        // A plan no honest server sends (a zero batch, a NaN rate, a mask ratio of 1.5) is
+        // declined with the field it breaks, before anything is built from it.
+        if let Err(e) = task.plan.validate() {
+            tracing::warn!(
+                round = task.round,
+                "declining: the server's plan is invalid: {e}"
+            );
+            return Ok(Action::Decline(ClientMsg::Decline {
+                round: task.round,
+                nonce: task.nonce,
+                reason: format!("the server's plan is invalid: plan.{e}"),
+            }));
+        }
         let spec = match &self.spec {
             Some((m, s)) if *m == task.plan.model => s.clone(),
             _ => {
@@ -694,6 +707,48 @@ mod tests {
                 .on_answer(1, ServerMsg::DeclineNoted { round: 1 })
                 .is_ok_and(|a| a == Answered::Declined));
             assert_eq!(s.rounds_declined, vec![1]);
+        }
+
+        #[test]
+        fn a_plan_no_honest_server_sends_is_declined_naming_the_field() {
+            use fedssl_core::spec::{Masked, Objective};
+            let ledger = PrivacyLedger::new(1e-5, 0);
+            let good = plan(PrivacyMechanism::ClientLevel);
+            let cases: Vec<(&str, Box<dyn Fn(&mut RoundPlan)>)> = vec![
+                ("batch_size", Box::new(|p| p.batch_size = 0)),
+                ("local_epochs", Box::new(|p| p.local_epochs = u32::MAX)),
+                ("learning_rate", Box::new(|p| p.learning_rate = f64::NAN)),
+                ("temperature", Box::new(|p| p.temperature = -1.0)),
+                ("strategy.mu", Box::new(|p| p.proximal_mu = f64::INFINITY)),
+                (
+                    "masked.ratio",
+                    Box::new(|p| {
+                        p.model.objective = Objective::Masked(Masked {
+                            ratio: 1.5,
+                            ..Masked::default()
+                        })
+                    }),
+                ),
+                (
+                    "noise_multiplier",
+                    Box::new(|p| p.privacy.client.noise_multiplier = f64::NAN),
+                ),
+            ];
+            for (field, break_it) in cases {
+                let mut p = good.clone();
+                break_it(&mut p);
+                let mut s = site(100.0);
+                match s.on_task(task(1, &p), &data(), &ledger, None).unwrap() {
+                    Action::Decline(ClientMsg::Decline { reason, nonce, .. }) => {
+                        assert_eq!(nonce, 41);
+                        assert!(
+                            reason.contains("plan is invalid") && reason.contains(field),
+                            "{field}: {reason}"
+                        );
+                    }
+                    other => panic!("{field}: {other:?}"),
+                }
+            }
         }
 
         #[test]

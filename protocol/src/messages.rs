@@ -226,7 +226,56 @@ pub struct RoundPlan {
     pub proximal_mu: f64,
 }
 
+/// Largest `local_epochs` a plan may ask for.
+pub const MAX_LOCAL_EPOCHS: u32 = 1000;
+/// Largest `batch_size` a plan may ask for.
+pub const MAX_BATCH_SIZE: u32 = 65_536;
+
 impl RoundPlan {
+    /// Checks every range a site relies on before it trains: epochs, batch, learning rate,
+    /// temperature, FedProx μ, the objective's settings, the federation and the privacy
+    /// plan. The server checks its configuration with it, and a site checks the plan of
+    /// every task, so a plan no honest server sends is refused with the field it breaks.
+    /// Errors name the field as it appears under `[plan]`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.local_epochs == 0 || self.local_epochs > MAX_LOCAL_EPOCHS {
+            return Err(format!(
+                "local_epochs must be in 1..={MAX_LOCAL_EPOCHS}, got {}",
+                self.local_epochs
+            ));
+        }
+        if self.batch_size < 2 || self.batch_size > MAX_BATCH_SIZE {
+            return Err(format!(
+                "batch_size must be in 2..={MAX_BATCH_SIZE} (contrastive learning needs pairs), got {}",
+                self.batch_size
+            ));
+        }
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate < 10.0)
+        {
+            return Err(format!(
+                "learning_rate must be in (0, 10), got {}",
+                self.learning_rate
+            ));
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(format!(
+                "temperature must be positive, got {}",
+                self.temperature
+            ));
+        }
+        if !(self.proximal_mu.is_finite() && self.proximal_mu >= 0.0) {
+            return Err(format!(
+                "strategy.mu (FedProx) must be finite and ≥ 0, got {}",
+                self.proximal_mu
+            ));
+        }
+        self.model.objective.validate()?;
+        self.federation.validate()?;
+        self.privacy.validate()
+    }
+
     /// The self-supervised objective every site trains.
     pub fn objective(&self) -> Objective {
         self.model.objective

@@ -185,30 +185,12 @@ impl PlanConfig {
     /// Checks ranges.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.strategy.validate(self.privacy.mechanism, false)?;
-        if self.local_epochs == 0 || self.local_epochs > 1000 {
-            bail!(
-                "plan.local_epochs must be in 1..=1000, got {}",
-                self.local_epochs
-            );
-        }
-        if self.batch_size < 2 || self.batch_size > 65_536 {
-            bail!(
-                "plan.batch_size must be in 2..=65536 (contrastive learning needs pairs), got {}",
-                self.batch_size
-            );
-        }
-        if !(self.learning_rate.is_finite()
-            && self.learning_rate > 0.0
-            && self.learning_rate < 10.0)
-        {
-            bail!(
-                "plan.learning_rate must be in (0, 10), got {}",
-                self.learning_rate
-            );
-        }
         let plan_err = |e: String| anyhow::anyhow!("plan.{e}");
+        // The ranges every site checks on the plan it receives.
+        self.plan(1).validate().map_err(plan_err)?;
         // Every table is checked, also those of objectives the plan does not use.
         for checked in [
+            self.clip.validate(),
             self.vicreg.validate(),
             self.byol.validate(),
             self.masked.validate(),
@@ -218,7 +200,6 @@ impl PlanConfig {
         ] {
             checked.map_err(plan_err)?;
         }
-        self.federation.validate().map_err(plan_err)?;
         let spec = self.model_spec();
         spec.encoder
             .check(self.data)
@@ -235,16 +216,9 @@ impl PlanConfig {
                 bail!("plan.federation: FedU updates a global predictor; use an objective with a predictor (simsiam, byol) and set plan.parts.predictor = \"global\"");
             }
         }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            bail!(
-                "plan.temperature must be positive, got {}",
-                self.temperature
-            );
-        }
         if self.clip_norm.is_some() || self.noise_multiplier.is_some() {
             bail!("plan.clip_norm and plan.noise_multiplier moved to [plan.privacy]: clip_norm and noise_multiplier there are DP-SGD's (per record); [plan.privacy.client] holds the client-level ones (mechanism = \"client-level\")");
         }
-        self.privacy.validate().map_err(plan_err)?;
         if self.privacy.mechanism.dp_sgd() {
             if spec.norm == Norm::Batch {
                 bail!("plan.norm: BatchNorm normalizes each record with statistics of the whole batch, so one record's gradient depends on the others and DP-SGD cannot bound it; use norm = \"group\" (the default under DP-SGD)");

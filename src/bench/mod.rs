@@ -6,8 +6,10 @@
 //! - [`dp`]: clip + exact Gaussian noise time, against opendp and a local round.
 //! - [`dpsgd`]: a DP-SGD step against Opacus, and against the non-private step.
 //! - [`ssl`]: representation quality on a real dataset, centralized vs federated vs DP.
+//! - [`byzantine`]: the probe under each aggregation rule with 20 % attacking sites.
 
 pub mod aggregate;
+pub mod byzantine;
 pub mod dp;
 pub mod dpsgd;
 pub mod ssl;

@@ -152,6 +152,21 @@ impl Objective {
         }
     }
 
+    /// Checks the settings the variant carries (each table's own `validate`); a site runs
+    /// it on the plan a server sends, so a hostile plan is refused, not trained on.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::SimClr | Self::SimSiam => Ok(()),
+            Self::VicReg(o) => o.validate(),
+            Self::Byol(o) => o.validate(),
+            Self::Masked(o) => o.validate(),
+            Self::Denoising(o) => o.validate(),
+            Self::Cpc(o) => o.validate(),
+            Self::Clip(o) => o.validate(),
+            Self::Reorder(o) => o.validate(),
+        }
+    }
+
     /// A short name.
     pub fn name(&self) -> &'static str {
         self.kind().name()
@@ -395,6 +410,19 @@ impl Default for CrossModal {
 }
 
 impl CrossModal {
+    /// The temperature must be finite and positive (the split is checked against the
+    /// data by [`Objective::fits`]).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.temperature.is_finite() && self.temperature > 0.0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "clip.temperature = {} must be finite and positive",
+                self.temperature
+            ))
+        }
+    }
+
     /// The first tower's channels or features for samples of `shape`.
     pub fn resolved_split(&self, shape: SampleShape) -> usize {
         let total = match shape {
