@@ -4,15 +4,12 @@
 pub mod bench;
 pub mod simulate;
 
-/// Logs to stderr through `tracing` (`RUST_LOG` filters; default: info, quinn quiet), and
-/// tunes the allocator for training: what every `fedssl` entry point does first.
-pub fn init() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn,quinn_proto=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+pub use fedssl_client::logging::{progress, LogFormat};
+
+/// Logs to stderr through `tracing` in `format` (`RUST_LOG` filters; default: info, quinn
+/// quiet), above the progress bars, and tunes the allocator for training: what every
+/// `fedssl` entry point does first.
+pub fn init(format: LogFormat) {
+    fedssl_client::logging::init(format);
     fedssl_kernels::tune_allocator();
 }

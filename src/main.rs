@@ -28,6 +28,10 @@ struct Cli {
     /// Compute threads for training, evaluation and benchmarks (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Log lines on stderr: `text` for people (coloured only on a terminal; NO_COLOR turns
+    /// colours off) or `json`, one object per line, for log collectors.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: fedssl::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -595,8 +599,8 @@ fn eval_options(finetune_steps: usize, seed: u64) -> EvalOptions {
 }
 
 fn main() -> anyhow::Result<()> {
-    fedssl::init();
     let cli = Cli::parse();
+    fedssl::init(cli.log_format);
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -796,7 +800,7 @@ fn main() -> anyhow::Result<()> {
             let report = rt.block_on(fedssl_server::run_server(
                 cfg,
                 fedssl_server::ServerOptions {
-                    progress: true,
+                    progress: Some(fedssl::progress()),
                     ..Default::default()
                 },
             ))?;
@@ -809,7 +813,11 @@ fn main() -> anyhow::Result<()> {
         Cmd::Client {
             config,
             init_ledger,
-        } => match rt.block_on(fedssl_client::session::run_from_file(&config, init_ledger)) {
+        } => match rt.block_on(fedssl_client::session::run_from_file(
+            &config,
+            init_ledger,
+            Some(fedssl::progress()),
+        )) {
             Ok(report) => println!("{}", serde_json::to_string_pretty(&report)?),
             Err(e) => {
                 eprintln!("Error: {e:#}");

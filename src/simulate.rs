@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use indicatif::MultiProgress;
 use serde::Serialize;
 use tracing::info;
 
@@ -571,12 +570,12 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         site_cfgs.push(cfg);
     }
 
-    let mp = args.progress.then(MultiProgress::new);
+    let mp = args.progress.then(crate::progress);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut server = tokio::spawn(run_server(
         server_cfg,
         ServerOptions {
-            progress: args.progress,
+            progress: mp.clone(),
             ready: Some(tx),
             final_grace: Duration::from_secs(15),
         },

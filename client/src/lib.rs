@@ -21,6 +21,7 @@ pub mod evaluate;
 pub mod failure;
 pub mod federation;
 pub mod ledger;
+pub mod logging;
 pub mod privacy;
 pub mod session;
 pub mod site;

@@ -20,17 +20,16 @@ struct Args {
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Log lines on stderr: `text` for people (coloured only on a terminal; NO_COLOR turns
+    /// colours off) or `json`, one object per line, for log collectors.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: fedssl_client::logging::LogFormat,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
-        )
-        .init();
-    fedssl_kernels::tune_allocator();
     let args = Args::parse();
+    fedssl_client::logging::init(args.log_format);
+    fedssl_kernels::tune_allocator();
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -40,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     match rt.block_on(fedssl_client::session::run_from_file(
         &args.config,
         args.init_ledger,
+        Some(fedssl_client::logging::progress()),
     )) {
         Ok(report) => {
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -563,6 +563,7 @@ async fn resolve(server_addr: &str, ipv6: Option<bool>) -> anyhow::Result<Socket
 pub async fn run_from_file(
     path: &std::path::Path,
     init_ledger: bool,
+    progress: Option<MultiProgress>,
 ) -> anyhow::Result<ClientReport> {
     let mut cfg: ClientConfig = fedssl_core::read_toml(path, "client config")?;
     cfg.resolve_paths(&fedssl_core::config_dir(path));
@@ -571,5 +572,5 @@ pub async fn run_from_file(
         .with_context(|| format!("invalid client config {}", path.display()))?;
     let data = crate::data::load(&cfg.data)?;
     info!(samples = data.len(), "local data loaded");
-    run_client(cfg, data, Some(MultiProgress::new())).await
+    run_client(cfg, data, progress).await
 }

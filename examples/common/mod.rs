@@ -34,7 +34,7 @@ pub fn objective_arg(default: ObjectiveKind) -> anyhow::Result<ObjectiveKind> {
 /// Runs `plan` with 3 clients for `rounds` rounds on `samples` generated samples, writes
 /// `runs/example-<name>-<time>/` and prints the report.
 pub fn run(name: &str, plan: PlanConfig, rounds: u64, samples: usize) -> anyhow::Result<()> {
-    fedssl::init();
+    fedssl::init(fedssl::LogFormat::Text);
     plan.validate()?;
     let run_dir = fedssl::simulate::fresh_run_dir(&format!("example-{name}"));
     let mut args = SimulateArgs::new(plan, run_dir.clone());

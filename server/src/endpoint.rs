@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -29,8 +29,9 @@ use crate::store::{Store, UpdateStatus};
 
 /// How the server process is run.
 pub struct ServerOptions {
-    /// Show a progress bar over rounds.
-    pub progress: bool,
+    /// Where to draw a progress bar over rounds (`None`: no bar). Log lines must be printed
+    /// through the same `MultiProgress` so they do not land inside the bar.
+    pub progress: Option<MultiProgress>,
     /// Receives the bound address once the server listens.
     pub ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     /// After the last round, how long to wait for clients to fetch the final model.
@@ -40,7 +41,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
-            progress: false,
+            progress: None,
             ready: None,
             final_grace: Duration::from_secs(10),
         }
@@ -203,8 +204,8 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
         next_req: AtomicU64::new(0),
     });
     let accept = tokio::spawn(accept_loop(conns, ep.clone()));
-    let bar = opts.progress.then(|| {
-        let b = ProgressBar::new(cfg.rounds);
+    let bar = opts.progress.as_ref().map(|mp| {
+        let b = mp.add(ProgressBar::new(cfg.rounds));
         b.set_style(
             ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} rounds {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())

@@ -338,7 +338,7 @@ async fn federation(
     let server = tokio::spawn(fedssl_server::run_server(
         server_cfg,
         fedssl_server::ServerOptions {
-            progress: false,
+            progress: None,
             ready: Some(tx),
             final_grace: Duration::from_secs(5),
         },

@@ -106,7 +106,7 @@ pub async fn start_server(
     let h = tokio::spawn(fedssl_server::run_server(
         cfg,
         fedssl_server::ServerOptions {
-            progress: false,
+            progress: None,
             ready: Some(tx),
             final_grace: Duration::from_secs(5),
         },

@@ -609,7 +609,7 @@ impl Engine {
     fn accepted(&mut self, name: &str, round: u64, a: Accepted, report: &SiteReport) -> ServerMsg {
         if !a.duplicate {
             Counters::inc(&self.counters.updates_accepted);
-            tracing::info!(%name, round, norm = format!("{:.3}", a.norm), loss = ?report.mean_loss, epsilon = ?report.epsilon, "update accepted");
+            tracing::info!(%name, round, norm = format!("{:.3}", a.norm), loss = report.mean_loss.map(|l| format!("{l:.4}")).unwrap_or("-".into()), epsilon = report.epsilon.map(|e| format!("{e:.3}")).unwrap_or("-".into()), "update accepted");
         }
         ServerMsg::UploadAccepted {
             round,
