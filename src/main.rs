@@ -57,6 +57,16 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// What a run directory's state says (read-only; safe while the server runs): rounds,
+    /// the open round, the latest model with its path and hash, sites, failures.
+    Status {
+        /// The server's run_dir, or a simulate --run-dir.
+        #[arg(long)]
+        run_dir: PathBuf,
+        /// `text` for people, `json` for scripts.
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatusFormat,
+    },
     /// Run a client.
     Client {
         /// Client configuration (TOML).
@@ -105,6 +115,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+/// Output of `fedssl status`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StatusFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -768,6 +785,19 @@ fn main() -> anyhow::Result<()> {
             println!("{}", table.render());
             let (json, csv) = table.write(&out, stem)?;
             println!("written: {} and {}", json.display(), csv.display());
+        }
+        Cmd::Status { run_dir, format } => {
+            let s = fedssl_server::status::read(&run_dir)?;
+            match format {
+                StatusFormat::Text => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0);
+                    print!("{}", s.render(now));
+                }
+                StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+            }
         }
         Cmd::Certs { cmd } => match cmd {
             CertCmd::Init {

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod evaluate;
 pub mod metrics;
 pub mod round_eval;
+pub mod status;
 pub mod store;
 pub mod strategy;
 pub mod validate;

@@ -148,18 +148,20 @@ pub fn read(dir: &Path) -> anyhow::Result<RunStatus> {
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
         )
         .optional()?
-        .map(|(round, selected, started_at)| -> anyhow::Result<OpenRound> {
-            Ok(OpenRound {
-                round: round as u64,
-                selected: serde_json::from_str(&selected).unwrap_or_default(),
-                accepted: db.query_row(
-                    "SELECT COUNT(*) FROM accepted_updates WHERE round = ?1",
-                    [round],
-                    |r| r.get::<_, i64>(0),
-                )? as u64,
-                started_at,
-            })
-        })
+        .map(
+            |(round, selected, started_at)| -> anyhow::Result<OpenRound> {
+                Ok(OpenRound {
+                    round: round as u64,
+                    selected: serde_json::from_str(&selected).unwrap_or_default(),
+                    accepted: db.query_row(
+                        "SELECT COUNT(*) FROM accepted_updates WHERE round = ?1",
+                        [round],
+                        |r| r.get::<_, i64>(0),
+                    )? as u64,
+                    started_at,
+                })
+            },
+        )
         .transpose()?;
     let latest_model = db
         .query_row(
@@ -240,7 +242,7 @@ pub fn epsilon_meaning(cfg: &ServerConfig) -> String {
     }
     let unit = mechanism.unit().name();
     format!(
-        "ε per {unit} as each site reports it (add-or-remove one {unit}, δ = {:e}, RDP accountant, {})",
+        "ε per {unit} (add-or-remove one {unit}, δ = {:e}, RDP accountant, {}); each site's ledger holds its own, the server sees a site's ε only if the site opts in to report it",
         cfg.delta,
         mechanism.name()
     )
