@@ -714,25 +714,22 @@ mod tests {
             use fedssl_core::spec::{Masked, Objective};
             let ledger = PrivacyLedger::new(1e-5, 0);
             let good = plan(PrivacyMechanism::ClientLevel);
-            let cases: Vec<(&str, Box<dyn Fn(&mut RoundPlan)>)> = vec![
-                ("batch_size", Box::new(|p| p.batch_size = 0)),
-                ("local_epochs", Box::new(|p| p.local_epochs = u32::MAX)),
-                ("learning_rate", Box::new(|p| p.learning_rate = f64::NAN)),
-                ("temperature", Box::new(|p| p.temperature = -1.0)),
-                ("strategy.mu", Box::new(|p| p.proximal_mu = f64::INFINITY)),
-                (
-                    "masked.ratio",
-                    Box::new(|p| {
-                        p.model.objective = Objective::Masked(Masked {
-                            ratio: 1.5,
-                            ..Masked::default()
-                        })
-                    }),
-                ),
-                (
-                    "noise_multiplier",
-                    Box::new(|p| p.privacy.client.noise_multiplier = f64::NAN),
-                ),
+            type Break = fn(&mut RoundPlan);
+            let cases: Vec<(&str, Break)> = vec![
+                ("batch_size", |p| p.batch_size = 0),
+                ("local_epochs", |p| p.local_epochs = u32::MAX),
+                ("learning_rate", |p| p.learning_rate = f64::NAN),
+                ("temperature", |p| p.temperature = -1.0),
+                ("strategy.mu", |p| p.proximal_mu = f64::INFINITY),
+                ("masked.ratio", |p| {
+                    p.model.objective = Objective::Masked(Masked {
+                        ratio: 1.5,
+                        ..Masked::default()
+                    })
+                }),
+                ("noise_multiplier", |p| {
+                    p.privacy.client.noise_multiplier = f64::NAN
+                }),
             ];
             for (field, break_it) in cases {
                 let mut p = good.clone();

@@ -227,7 +227,7 @@ pub fn read(dir: &Path) -> anyhow::Result<RunStatus> {
         rounds_committed,
         open_round,
         latest_model,
-        epsilon_meaning: cfg.as_ref().map(|c| epsilon_meaning(c)),
+        epsilon_meaning: cfg.as_ref().map(epsilon_meaning),
         rounds,
         sites,
         failures,
