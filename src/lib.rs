@@ -2,6 +2,7 @@
 //! human-readable report, and the benchmarks. The command line lives in `main.rs`.
 
 pub mod bench;
+pub mod init;
 pub mod simulate;
 
 pub use fedssl_client::logging::{progress, LogFormat};

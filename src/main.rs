@@ -46,6 +46,12 @@ enum Cmd {
         #[arg(long, global = true, default_value = "bench-results")]
         out: PathBuf,
     },
+    /// Write commented configuration templates (and, for a deployment, the certificates),
+    /// one folder per party.
+    Init {
+        #[command(subcommand)]
+        cmd: InitCmd,
+    },
     /// Create or extend a deployment's certificates.
     Certs {
         #[command(subcommand)]
@@ -365,6 +371,54 @@ fn privacy_command(cmd: PrivacyCmd) -> anyhow::Result<String> {
 }
 
 #[derive(Subcommand)]
+enum InitCmd {
+    /// A CA, the server's folder and one folder per site, each with its config and
+    /// certificates: copy each folder to its machine.
+    Deployment {
+        /// New or empty output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Site names, comma separated (certificate common names).
+        #[arg(long, value_delimiter = ',', required = true)]
+        sites: Vec<String>,
+        /// Names or IPs the sites reach the server by (the first goes into the sites'
+        /// server_addr and server_name; localhost and 127.0.0.1 are always added).
+        #[arg(long = "server-name", num_args = 1..)]
+        server_name: Vec<String>,
+        /// The server's UDP port.
+        #[arg(long, default_value_t = 4433)]
+        port: u16,
+    },
+    /// Only server.toml (certificates: `fedssl certs init`).
+    Server {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Sites a round waits for.
+        #[arg(long, default_value_t = 3)]
+        min_clients: usize,
+        /// UDP port.
+        #[arg(long, default_value_t = 4433)]
+        port: u16,
+    },
+    /// Only client.toml for one site.
+    Client {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The site's name (its certificate's common name).
+        #[arg(long)]
+        name: String,
+        /// The server's HOST:PORT.
+        #[arg(long)]
+        server_addr: String,
+        /// A name in the server's certificate (default: the host of --server-addr).
+        #[arg(long)]
+        server_name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum CertCmd {
     /// Create a CA, a server certificate and client certificates.
     Init {
@@ -391,6 +445,10 @@ enum CertCmd {
 
 #[derive(clap::Args)]
 struct SimArgs {
+    /// Serve the server's Prometheus /metrics and /healthz on this TCP address during the
+    /// run (e.g. 127.0.0.1:9100).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Simulated clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
@@ -662,6 +720,7 @@ fn main() -> anyhow::Result<()> {
                 eval,
                 progress: true,
                 schedule: a.schedule,
+                metrics_listen: a.metrics_listen,
                 central_dp: a.central_noise_multiplier.map(|z| {
                     fedssl_server::config::CentralDpConfig {
                         noise_multiplier: z,
@@ -799,6 +858,61 @@ fn main() -> anyhow::Result<()> {
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
             }
         }
+        Cmd::Init { cmd } => match cmd {
+            InitCmd::Deployment {
+                out,
+                sites,
+                server_name,
+                port,
+            } => {
+                let dirs = fedssl::init::deployment(
+                    &out,
+                    &fedssl::init::Deployment {
+                        sites,
+                        server_names: server_name,
+                        port,
+                    },
+                )?;
+                println!("deployment written to {}:", out.display());
+                println!("  {}  the CA: keep ca.key offline; `fedssl certs add-client --dir {}` issues more", dirs[0].display(), dirs[0].display());
+                println!(
+                    "  {}  copy to the server, then: fedssl server --config server.toml",
+                    dirs[1].display()
+                );
+                for d in &dirs[2..] {
+                    println!(
+                        "  {}  copy to the site, then: fedssl client --config client.toml",
+                        d.display()
+                    );
+                }
+            }
+            InitCmd::Server {
+                out,
+                min_clients,
+                port,
+            } => {
+                let p = fedssl::init::server(&out, min_clients, port)?;
+                println!("{} written; put ca.pem, server.pem and server.key beside it (fedssl certs init)", p.display());
+            }
+            InitCmd::Client {
+                out,
+                name,
+                server_addr,
+                server_name,
+            } => {
+                let host = server_name.unwrap_or_else(|| {
+                    server_addr
+                        .rsplit_once(':')
+                        .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+                        .unwrap_or_else(|| server_addr.clone())
+                });
+                let p = fedssl::init::client(&out, &name, &server_addr, &host)?;
+                println!(
+                    "{} written; put ca.pem, client-{name}.pem and client-{name}.key beside it",
+                    p.display()
+                );
+            }
+        },
         Cmd::Certs { cmd } => match cmd {
             CertCmd::Init {
                 out,

@@ -67,6 +67,9 @@ pub struct SimulateArgs {
     pub schedule: Schedule,
     /// Central DP at the server (DP-FedAvg), if any.
     pub central_dp: Option<fedssl_server::config::CentralDpConfig>,
+    /// Serve the server's Prometheus `/metrics` and `/healthz` here during the run.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `summary.json`'s `privacy`: the mechanism, whose privacy it protects and how, and the
@@ -394,6 +397,7 @@ impl SimulateArgs {
             progress: true,
             schedule: Schedule::Serial,
             central_dp: None,
+            metrics_listen: None,
             plan,
         }
     }
@@ -527,6 +531,9 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
         central_dp: args.central_dp,
         min_updates: None,
         max_round_extensions: 1,
+        metrics: args
+            .metrics_listen
+            .map(|listen| fedssl_server::config::MetricsConfig { listen }),
     };
     write_effective_config(run, &args, &server_cfg)?;
 

@@ -38,6 +38,7 @@ async fn three_clients_two_rounds_learn_and_persist() {
         progress: false,
         schedule: fedssl_client::Schedule::Split,
         central_dp: None,
+        metrics_listen: None,
     })
     .await
     .unwrap();

@@ -193,6 +193,7 @@ async fn run_case(c: &Case) -> fedssl::simulate::Summary {
         progress: false,
         schedule: fedssl_client::Schedule::Serial,
         central_dp: None,
+        metrics_listen: None,
     })
     .await
     .unwrap();

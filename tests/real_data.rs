@@ -76,6 +76,7 @@ async fn jigsaw_beats_the_random_init_encoder_on_fashion_mnist() {
         progress: false,
         schedule: fedssl_client::Schedule::Serial,
         central_dp: None,
+        metrics_listen: None,
     })
     .await
     .unwrap();

@@ -300,6 +300,19 @@ pub struct ServerConfig {
     /// `round_deadline_secs` (topped up with connected sites not yet selected) before it fails.
     #[serde(default = "d_extensions")]
     pub max_round_extensions: u32,
+    /// Prometheus `/metrics` and `/healthz` over HTTP (`[metrics] listen = "127.0.0.1:9100"`);
+    /// absent: none.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The HTTP listener for Prometheus and health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// TCP address of the HTTP listener. It has no authentication: bind it to loopback or
+    /// a monitoring network, not to the sites' network.
+    pub listen: SocketAddr,
 }
 
 /// `[central_dp]` in server.toml: DP-FedAvg (McMahan et al. 2018). Each round the server

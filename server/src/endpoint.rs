@@ -26,6 +26,7 @@ use crate::engine::{Durable, Effect, Engine, Peer, RequestId, Schedule};
 use crate::metrics::{append_jsonl, CounterSnapshot, Counters, RoundMetrics};
 use crate::round_eval::EvalSet;
 use crate::store::{Store, UpdateStatus};
+use crate::telemetry::Telemetry;
 
 /// How the server process is run.
 pub struct ServerOptions {
@@ -193,6 +194,27 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     let ep = endpoint::server(cfg.listen, crypto, settings)?;
     let addr = ep.local_addr()?;
     info!(%addr, rounds = cfg.rounds, min_clients = cfg.min_clients, strategy = cfg.plan.strategy.name.name(), min_updates = cfg.effective_min_updates(), "server listening (QUIC, mutual TLS 1.3)");
+    let telemetry = match cfg.metrics {
+        Some(m) => {
+            let unit = cfg.plan.privacy.mechanism.unit().name();
+            let t = Arc::new(Telemetry::new(
+                counters.clone(),
+                ep.clone(),
+                engine.committed(),
+                cfg.rounds,
+                [
+                    ("unit", unit.to_string()),
+                    ("neighbour", format!("add-or-remove one {unit}")),
+                    // Each site reports ε at the δ its own ledger pinned.
+                    ("delta", "site ledger".to_string()),
+                    ("accountant", "rdp".to_string()),
+                ],
+            )?);
+            let (_, task) = crate::telemetry::serve(m.listen, t.clone()).await?;
+            Some((t, task))
+        }
+        None => None,
+    };
     if let Some(tx) = opts.ready {
         let _ = tx.send(addr);
     }
@@ -222,6 +244,7 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
         cfg.rounds,
         cfg.run_dir.join("metrics.jsonl"),
         bar.clone(),
+        telemetry.as_ref().map(|(t, _)| t.clone()),
     ));
     let mut driver = Driver {
         cfg: &cfg,
@@ -246,6 +269,9 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     } = driver;
     drop(evals);
     let rounds = evaluator.await.context("the evaluation task panicked")??;
+    if let Some((_, task)) = telemetry {
+        task.abort();
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -476,6 +502,7 @@ async fn eval_worker(
     rounds: u64,
     metrics_path: std::path::PathBuf,
     bar: Option<ProgressBar>,
+    telemetry: Option<Arc<Telemetry>>,
 ) -> anyhow::Result<Vec<RoundMetrics>> {
     let mut out = vec![];
     while let Some((mut m, model)) = rx.recv().await {
@@ -489,6 +516,9 @@ async fn eval_worker(
             }
         }
         append_jsonl(&metrics_path, &m)?;
+        if let Some(t) = &telemetry {
+            t.round_committed(&m);
+        }
         info!(
             round,
             accepted = m.clients_accepted,

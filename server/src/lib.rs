@@ -24,6 +24,7 @@ pub mod round_eval;
 pub mod status;
 pub mod store;
 pub mod strategy;
+pub mod telemetry;
 pub mod validate;
 
 pub use endpoint::{run_server, ServerOptions, ServerReport};

@@ -332,6 +332,7 @@ async fn federation(
         central_dp: None,
         min_updates: None,
         max_round_extensions: 1,
+        metrics: None,
     };
     server_cfg.validate()?;
     let (tx, rx) = tokio::sync::oneshot::channel();

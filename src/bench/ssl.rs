@@ -379,6 +379,7 @@ pub async fn run(cfg: &SslBench) -> anyhow::Result<Table> {
             progress: true,
             schedule: fedssl_client::Schedule::Serial,
             central_dp: None,
+            metrics_listen: None,
         })
         .await?;
         let steps = local_steps(

@@ -58,6 +58,7 @@ pub fn server_config(
         central_dp: None,
         min_updates: None,
         max_round_extensions: 1,
+        metrics: None,
     }
 }
 
