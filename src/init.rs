@@ -31,7 +31,7 @@ pub struct Deployment {
 pub fn server_toml(min_clients: usize, port: u16) -> String {
     format!(
         r#"# fedssl server configuration: `fedssl server --config server.toml`.
-# Relative paths are relative to this file's folder. Full reference: docs/ and README.md.
+# Relative paths are relative to this file's folder. Full reference: docs/deploy.md.
 
 listen = "0.0.0.0:{port}"        # UDP address for QUIC; open this port in the firewall
 run_dir = "run"                  # database, every global model version, metrics.jsonl

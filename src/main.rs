@@ -456,7 +456,7 @@ struct SimArgs {
     #[arg(long, default_value_t = 8)]
     rounds: u64,
     /// Data instead of the generated set: an MNIST-style IDX folder (images), or a CSV file
-    /// (tabular records; a CSV file or folder of them for time series, see README).
+    /// (tabular records; a CSV file or folder of them for time series, see docs/objectives.md).
     #[arg(long)]
     data: Option<PathBuf>,
     /// `iid` or `dirichlet:ALPHA`.

@@ -25,15 +25,16 @@ fn every_example_plan_is_valid() {
     assert!(seen >= 3, "expected the example plans in {}", dir.display());
 }
 
-/// The server and client TOML files shown in the README parse into the configs the binaries
+/// The server and client TOML files shown in the deployment guide (docs/deploy.md) parse into the configs the binaries
 /// read, and their plan validates: the deployment guide cannot drift from the code.
 #[test]
 fn the_readme_config_files_parse() {
     use fedssl_client::config::ClientConfig;
     use fedssl_server::config::ServerConfig;
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/deploy.md"),
+    )
+    .unwrap();
     let mut blocks = Vec::new();
     let mut current: Option<Vec<&str>> = None;
     for line in readme.lines() {
@@ -48,7 +49,7 @@ fn the_readme_config_files_parse() {
     let server = blocks
         .iter()
         .find(|b| b.contains("listen ="))
-        .expect("a server.toml block in the README");
+        .expect("a server.toml block in docs/deploy.md");
     let cfg: ServerConfig = toml::from_str(server).unwrap_or_else(|e| panic!("server.toml: {e}"));
     cfg.validate().unwrap();
     cfg.plan.validate().unwrap();
@@ -56,7 +57,7 @@ fn the_readme_config_files_parse() {
     let client = blocks
         .iter()
         .find(|b| b.contains("server_addr ="))
-        .expect("a client.toml block in the README");
+        .expect("a client.toml block in docs/deploy.md");
     let cfg: ClientConfig = toml::from_str(client).unwrap_or_else(|e| panic!("client.toml: {e}"));
     cfg.validate().unwrap();
     assert_eq!(
