@@ -152,7 +152,7 @@ enum BenchCmd {
     },
     /// The linear probe under FedAvg, median, trimmed mean and Krum when 2 of 10 sites
     /// send sign-flipped ×10 or random updates, against each rule's clean run, on a real
-    /// IDX dataset over loopback QUIC (12 federations; about 30 min on 2 cores).
+    /// IDX dataset over loopback QUIC (12 federations; 7–10 min measured on 2 cores).
     Byzantine {
         /// IDX folder (e.g. ../shared/data/fashion-mnist).
         #[arg(long)]

@@ -245,7 +245,7 @@ impl PrivacySummary {
         Self {
             mechanism: mech.name().into(),
             unit: unit.name().into(),
-            neighbour: format!("add-or-remove one {unit}"),
+            neighbour: unit.neighbour().into(),
             epsilon: if mech.is_private() {
                 max_eps(unit)
             } else {

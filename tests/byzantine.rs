@@ -15,7 +15,7 @@ use std::time::Duration;
 use fedssl::bench::byzantine::{attacker, Attack};
 use fedssl_ml::data::{synthetic, Dataset};
 use fedssl_ml::model::Weights;
-use fedssl_net::{certs, tls::TlsFiles};
+use fedssl_net::certs;
 use fedssl_privacy::plan::{PrivacyMechanism, PrivacyPlan};
 use fedssl_server::config::ServerEvalConfig;
 use fedssl_server::strategy::config::{StrategyConfig, StrategyKind};
@@ -66,12 +66,7 @@ async fn run(strategy: StrategyConfig, attack: Option<Attack>) -> Outcome {
     for (i, n) in names.iter().enumerate() {
         let data = site_data(i);
         if let Some(attack) = attack.filter(|_| i < BYZANTINE) {
-            let (cert, key) = certs::client_files(&certs_dir, n);
-            let files = TlsFiles {
-                ca: certs_dir.join(certs::CA_CERT),
-                cert,
-                key,
-            };
+            let files = certs::client_tls(&certs_dir, n);
             let n = n.clone();
             tasks.push(tokio::spawn(async move {
                 attacker(addr, &files, &n, data, attack, 1000 + i as u64).await

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use fedssl::simulate::{simulate, SimulateArgs};
+use fedssl::simulate::simulate;
 use fedssl_server::metrics::RoundMetrics;
 
 /// A plain HTTP/1.1 GET; returns (status line, body).
@@ -51,12 +51,7 @@ async fn metrics_are_scraped_during_a_run_and_match_metrics_jsonl() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let mut a = SimulateArgs::new(common::tiny_plan(), run.clone());
-    a.clients = 3;
-    a.rounds = 2;
-    a.train_samples = 96;
-    a.eval = None;
-    a.progress = false;
+    let mut a = common::tiny_simulation(run.clone(), 2);
     a.site_report = fedssl_client::config::ReportConfig::ALL;
     a.metrics_listen = Some(addr);
     let job = tokio::spawn(simulate(a));

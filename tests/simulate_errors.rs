@@ -9,13 +9,7 @@ use std::time::{Duration, Instant};
 use fedssl::simulate::{simulate, SimulateArgs};
 
 fn args(run: std::path::PathBuf) -> SimulateArgs {
-    let mut a = SimulateArgs::new(common::tiny_plan(), run);
-    a.clients = 3;
-    a.rounds = 1;
-    a.train_samples = 96;
-    a.eval = None;
-    a.progress = false;
-    a
+    common::tiny_simulation(run, 1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

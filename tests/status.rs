@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use fedssl::simulate::{simulate, SimulateArgs};
+use fedssl::simulate::simulate;
 use fedssl_ml::model::Weights;
 
 fn status(dir: &std::path::Path, format: &str) -> std::process::Output {
@@ -20,13 +20,9 @@ fn status(dir: &std::path::Path, format: &str) -> std::process::Output {
 async fn status_reports_rounds_sites_and_the_latest_model_with_its_hash() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut a = SimulateArgs::new(common::tiny_plan(), run.clone());
-    a.clients = 3;
-    a.rounds = 2;
-    a.train_samples = 96;
-    a.eval = None;
-    a.progress = false;
-    let summary = simulate(a).await.unwrap();
+    let summary = simulate(common::tiny_simulation(run.clone(), 2))
+        .await
+        .unwrap();
     let db = run.join("server/fedssl.db");
     let before = std::fs::read(&db).unwrap();
 

@@ -362,8 +362,11 @@ impl Session {
                 info!(
                     round,
                     epsilon = format!(
-                        "{:.3} per {} (δ = {:e}, RDP, add-or-remove one {})",
-                        prepared.epsilon, prepared.unit, self.ledger.ledger.delta, prepared.unit
+                        "{:.3} per {} (δ = {:e}, RDP, {})",
+                        prepared.epsilon,
+                        prepared.unit,
+                        self.ledger.ledger.delta,
+                        prepared.unit.neighbour()
                     ),
                     secs = format!("{:.1}", started.elapsed().as_secs_f64()),
                     "local round done"

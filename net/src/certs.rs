@@ -26,6 +26,25 @@ pub fn client_files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The server's TLS files in a folder written by [`init`].
+pub fn server_tls(dir: &Path) -> crate::tls::TlsFiles {
+    crate::tls::TlsFiles {
+        ca: dir.join(CA_CERT),
+        cert: dir.join(SERVER_CERT),
+        key: dir.join(SERVER_KEY),
+    }
+}
+
+/// Client `name`'s TLS files in a folder written by [`init`].
+pub fn client_tls(dir: &Path, name: &str) -> crate::tls::TlsFiles {
+    let (cert, key) = client_files(dir, name);
+    crate::tls::TlsFiles {
+        ca: dir.join(CA_CERT),
+        cert,
+        key,
+    }
+}
+
 /// Checks that a client name is usable as a certificate name and a file name.
 pub fn validate_client_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty() || name.len() > 64 {

@@ -31,6 +31,15 @@ impl Unit {
             Unit::Site => "site",
         }
     }
+
+    /// The neighbour relation every ε of this unit is stated under: datasets that differ
+    /// by adding or removing one record (one site).
+    pub fn neighbour(&self) -> &'static str {
+        match self {
+            Unit::Record => "add-or-remove one record",
+            Unit::Site => "add-or-remove one site",
+        }
+    }
 }
 
 impl std::fmt::Display for Unit {

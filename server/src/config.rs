@@ -306,6 +306,34 @@ pub struct ServerConfig {
     pub metrics: Option<MetricsConfig>,
 }
 
+impl ServerConfig {
+    /// A server on `listen` with `run_dir` and `tls`, every other field at the default a
+    /// config file gets when it leaves the key out.
+    pub fn new(listen: SocketAddr, run_dir: PathBuf, tls: TlsFiles) -> Self {
+        Self {
+            listen,
+            run_dir,
+            tls,
+            rounds: d_rounds(),
+            min_clients: d_min_clients(),
+            sample_fraction: d_fraction(),
+            round_deadline_secs: d_deadline(),
+            wait_for_clients_secs: d_wait(),
+            idle_timeout_secs: d_idle(),
+            max_frame_bytes: d_frame(),
+            max_connections: d_conns(),
+            plan: PlanConfig::default(),
+            delta: d_delta(),
+            eval: None,
+            federated_eval_every: 0,
+            central_dp: None,
+            min_updates: None,
+            max_round_extensions: d_extensions(),
+            metrics: None,
+        }
+    }
+}
+
 /// The HTTP listener for Prometheus and health checks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

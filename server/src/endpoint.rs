@@ -196,15 +196,15 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     info!(%addr, rounds = cfg.rounds, min_clients = cfg.min_clients, strategy = cfg.plan.strategy.name.name(), min_updates = cfg.effective_min_updates(), "server listening (QUIC, mutual TLS 1.3)");
     let telemetry = match cfg.metrics {
         Some(m) => {
-            let unit = cfg.plan.privacy.mechanism.unit().name();
+            let unit = cfg.plan.privacy.mechanism.unit();
             let t = Arc::new(Telemetry::new(
                 counters.clone(),
                 ep.clone(),
                 engine.committed(),
                 cfg.rounds,
                 [
-                    ("unit", unit.to_string()),
-                    ("neighbour", format!("add-or-remove one {unit}")),
+                    ("unit", unit.name().to_string()),
+                    ("neighbour", unit.neighbour().to_string()),
                     // Each site reports ε at the δ its own ledger pinned.
                     ("delta", "site ledger".to_string()),
                     ("accountant", "rdp".to_string()),

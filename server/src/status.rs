@@ -240,9 +240,11 @@ pub fn epsilon_meaning(cfg: &ServerConfig) -> String {
     if !mechanism.is_private() {
         return "no DP in this plan (ε is infinite)".into();
     }
-    let unit = mechanism.unit().name();
+    let unit = mechanism.unit();
     format!(
-        "ε per {unit} (add-or-remove one {unit}, δ = {:e}, RDP accountant, {}); each site's ledger holds its own, the server sees a site's ε only if the site opts in to report it",
+        "ε per {} ({}, δ = {:e}, RDP accountant, {}); each site's ledger holds its own, the server sees a site's ε only if the site opts in to report it",
+        unit.name(),
+        unit.neighbour(),
         cfg.delta,
         mechanism.name()
     )

@@ -310,29 +310,16 @@ async fn federation(
     let certs_dir = dir.join("certs");
     certs::init(&certs_dir, &["localhost".to_string()], &names)?;
     let server_cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        run_dir: dir.join("server"),
-        tls: TlsFiles {
-            ca: certs_dir.join(certs::CA_CERT),
-            cert: certs_dir.join(certs::SERVER_CERT),
-            key: certs_dir.join(certs::SERVER_KEY),
-        },
         rounds: cfg.rounds,
         min_clients: cfg.sites,
-        sample_fraction: 1.0,
         round_deadline_secs: 7200.0,
         wait_for_clients_secs: 120.0,
-        idle_timeout_secs: 30.0,
-        max_frame_bytes: fedssl_protocol::DEFAULT_MAX_FRAME,
-        max_connections: 1024,
         plan,
-        delta: 1e-5,
-        eval: None,
-        federated_eval_every: 0,
-        central_dp: None,
-        min_updates: None,
-        max_round_extensions: 1,
-        metrics: None,
+        ..ServerConfig::new(
+            "127.0.0.1:0".parse()?,
+            dir.join("server"),
+            certs::server_tls(&certs_dir),
+        )
     };
     server_cfg.validate()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -347,12 +334,7 @@ async fn federation(
     let addr = rx.await.context("the server failed to start")?;
     let mut sites = Vec::new();
     for (i, (name, data)) in names.iter().zip(shards).enumerate() {
-        let (cert, key) = certs::client_files(&certs_dir, name);
-        let files = TlsFiles {
-            ca: certs_dir.join(certs::CA_CERT),
-            cert,
-            key,
-        };
+        let files = certs::client_tls(&certs_dir, name);
         let (name, data) = (name.clone(), data.clone());
         match attack.filter(|_| i < cfg.byzantine) {
             Some(attack) => {

@@ -36,42 +36,26 @@ pub fn server_config(
     min_clients: usize,
 ) -> ServerConfig {
     ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        run_dir: run.join("server"),
-        tls: TlsFiles {
-            ca: certs_dir.join(certs::CA_CERT),
-            cert: certs_dir.join(certs::SERVER_CERT),
-            key: certs_dir.join(certs::SERVER_KEY),
-        },
         rounds,
         min_clients,
-        sample_fraction: 1.0,
         round_deadline_secs: 120.0,
         wait_for_clients_secs: 120.0,
         idle_timeout_secs: 5.0,
-        max_frame_bytes: fedssl_protocol::DEFAULT_MAX_FRAME,
         max_connections: 64,
         plan: tiny_plan(),
-        delta: 1e-5,
-        eval: None,
-        federated_eval_every: 0,
-        central_dp: None,
-        min_updates: None,
-        max_round_extensions: 1,
-        metrics: None,
+        ..ServerConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            run.join("server"),
+            certs::server_tls(certs_dir),
+        )
     }
 }
 
 pub fn client_config(run: &Path, certs_dir: &Path, name: &str, addr: SocketAddr) -> ClientConfig {
-    let (cert, key) = certs::client_files(certs_dir, name);
     ClientConfig {
         server_addr: addr.to_string(),
         server_name: "localhost".into(),
-        tls: TlsFiles {
-            ca: certs_dir.join(certs::CA_CERT),
-            cert,
-            key,
-        },
+        tls: certs::client_tls(certs_dir, name),
         state_dir: run.join("clients").join(name),
         data: ClientData {
             dir: None,
@@ -124,4 +108,16 @@ pub async fn raw_connect(
     let ep = fedssl_net::endpoint::client(addr, crypto, Default::default())?;
     let conn = ep.connect(addr, "localhost")?.await?;
     Ok((ep, conn))
+}
+
+/// A small `simulate` run: 3 sites on 96 generated images with the tiny plan, `rounds`
+/// rounds, no final evaluation, no progress bars.
+pub fn tiny_simulation(run: PathBuf, rounds: u64) -> fedssl::simulate::SimulateArgs {
+    let mut a = fedssl::simulate::SimulateArgs::new(tiny_plan(), run);
+    a.clients = 3;
+    a.rounds = rounds;
+    a.train_samples = 96;
+    a.eval = None;
+    a.progress = false;
+    a
 }
