@@ -4,7 +4,8 @@
 //! `init deployment --out DIR --sites a,b` writes
 //! - `DIR/ca/`: the CA (`ca.key` stays on the admin machine) and every issued certificate,
 //!   where `fedssl certs add-client --dir DIR/ca` issues more;
-//! - `DIR/server/`: `server.toml`, `ca.pem`, `server.pem`, `server.key`;
+//! - `DIR/server/`: `server.toml`, `ca.pem`, `server.pem`, `server.key`, `crl.pem` (a copy
+//!   of the CA's revocation list: copy it again after each `certs revoke`);
 //! - `DIR/sites/NAME/`: `client.toml`, `ca.pem`, `client-NAME.pem`, `client-NAME.key`.
 //!
 //! Each folder is complete: copy it to its machine and start the program there with
@@ -25,6 +26,8 @@ pub struct Deployment {
     pub server_names: Vec<String>,
     /// UDP port the server listens on.
     pub port: u16,
+    /// The CA's deployment name, certificate validity and key passphrase.
+    pub ca: certs::CaOptions,
 }
 
 /// The server's template. `min_clients` is how many sites a round waits for.
@@ -46,6 +49,7 @@ round_deadline_secs = 900        # a round closes with what arrived by then
 ca = "ca.pem"
 cert = "server.pem"
 key = "server.key"
+crl = "crl.pem"                  # revoked sites (fedssl certs revoke); reloaded when it changes
 
 [plan]                           # what every site trains, sent with each round's task
 local_epochs = 1
@@ -136,7 +140,7 @@ pub fn deployment(out: &Path, d: &Deployment) -> anyhow::Result<Vec<PathBuf>> {
         out.display()
     );
     let ca = out.join("ca");
-    certs::init(&ca, &d.server_names, &d.sites)?;
+    certs::init_with(&ca, &d.server_names, &d.sites, &d.ca)?;
     let server_name = d
         .server_names
         .first()
@@ -144,7 +148,12 @@ pub fn deployment(out: &Path, d: &Deployment) -> anyhow::Result<Vec<PathBuf>> {
         .unwrap_or_else(|| "localhost".into());
     let server = out.join("server");
     std::fs::create_dir_all(&server)?;
-    for f in [certs::CA_CERT, certs::SERVER_CERT, certs::SERVER_KEY] {
+    for f in [
+        certs::CA_CERT,
+        certs::SERVER_CERT,
+        certs::SERVER_KEY,
+        certs::CRL,
+    ] {
         hand_out(&ca, f, &server)?;
     }
     write_new(

@@ -1,7 +1,7 @@
 //! The `fedssl` command line.
 
 use fedssl_ml::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -72,6 +72,26 @@ enum Cmd {
         /// `text` for people, `json` for scripts.
         #[arg(long, value_enum, default_value = "text")]
         format: StatusFormat,
+    },
+    /// Pause a running server (over its run directory's admin socket): the open round
+    /// runs to its end, then no round opens until `resume`. A restart stays paused.
+    Pause {
+        /// The server's run_dir, or a simulate --run-dir.
+        #[arg(long)]
+        run_dir: PathBuf,
+    },
+    /// Resume a paused server.
+    Resume {
+        /// The server's run_dir, or a simulate --run-dir.
+        #[arg(long)]
+        run_dir: PathBuf,
+    },
+    /// Stop a running server now. Every acknowledged update is already durable; starting
+    /// the server again resumes the open round.
+    Stop {
+        /// The server's run_dir, or a simulate --run-dir.
+        #[arg(long)]
+        run_dir: PathBuf,
     },
     /// Run a client.
     Client {
@@ -388,6 +408,8 @@ enum InitCmd {
         /// The server's UDP port.
         #[arg(long, default_value_t = 4433)]
         port: u16,
+        #[command(flatten)]
+        ca: CaArgs,
     },
     /// Only server.toml (certificates: `fedssl certs init`).
     Server {
@@ -420,7 +442,8 @@ enum InitCmd {
 
 #[derive(Subcommand)]
 enum CertCmd {
-    /// Create a CA, a server certificate and client certificates.
+    /// Create a CA named after the deployment, a server certificate, client certificates
+    /// and an empty revocation list (crl.pem).
     Init {
         /// Output folder.
         #[arg(long)]
@@ -431,6 +454,8 @@ enum CertCmd {
         /// Client names, comma separated.
         #[arg(long, value_delimiter = ',')]
         clients: Vec<String>,
+        #[command(flatten)]
+        ca: CaArgs,
     },
     /// Issue one more client certificate with an existing CA.
     AddClient {
@@ -440,7 +465,95 @@ enum CertCmd {
         /// Client name.
         #[arg(long)]
         name: String,
+        /// Days the certificate stays valid.
+        #[arg(long, default_value_t = 365)]
+        validity_days: u32,
+        /// File whose first line is the CA key's passphrase (or set FEDSSL_CA_PASSPHRASE).
+        #[arg(long)]
+        ca_passphrase_file: Option<PathBuf>,
     },
+    /// Revoke a site's certificate: adds it to the CA folder's crl.pem. Copy that file to
+    /// the server's tls.crl path; a running server reloads it within seconds, refuses the
+    /// site and closes its open connections.
+    Revoke {
+        /// Folder holding ca.pem, ca.key and the site's certificate.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The site's name.
+        #[arg(long)]
+        name: String,
+        /// File whose first line is the CA key's passphrase (or set FEDSSL_CA_PASSPHRASE).
+        #[arg(long)]
+        ca_passphrase_file: Option<PathBuf>,
+    },
+    /// List a folder's certificates: role, name, serial, expiry, revoked or not.
+    List {
+        /// A certificate folder (the CA's, the server's or a site's).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+/// How a new CA issues.
+#[derive(clap::Args)]
+struct CaArgs {
+    /// The deployment's name: the CA is called "fedssl CA for NAME".
+    #[arg(long = "deployment", default_value = "fedssl")]
+    deployment: String,
+    /// Days the server's and the sites' certificates stay valid (the CA: at least 10 years).
+    #[arg(long, default_value_t = 365)]
+    validity_days: u32,
+    /// Encrypt ca.key with the passphrase on this file's first line (or set
+    /// FEDSSL_CA_PASSPHRASE); every later add-client and revoke then needs it.
+    #[arg(long)]
+    ca_passphrase_file: Option<PathBuf>,
+}
+
+impl CaArgs {
+    fn options(&self) -> anyhow::Result<fedssl_net::certs::CaOptions> {
+        Ok(fedssl_net::certs::CaOptions {
+            deployment: self.deployment.clone(),
+            validity_days: self.validity_days,
+            passphrase: ca_passphrase(self.ca_passphrase_file.as_deref())?,
+        })
+    }
+}
+
+/// Sends an operator's command to the server running on `run_dir` and prints its answer.
+fn admin_command(
+    rt: &tokio::runtime::Runtime,
+    run_dir: &Path,
+    cmd: fedssl_server::admin::Command,
+) -> anyhow::Result<()> {
+    let a = rt.block_on(fedssl_server::admin::send(run_dir, cmd))?;
+    let open = a
+        .open_round
+        .map(|r| format!(", round {r} open"))
+        .unwrap_or_default();
+    anyhow::ensure!(a.ok, "the server refused: {}", a.message);
+    println!(
+        "{} ({} rounds committed{open})",
+        a.message, a.rounds_committed
+    );
+    Ok(())
+}
+
+/// The CA key's passphrase: the first line of `file`, else `FEDSSL_CA_PASSPHRASE`, else none.
+fn ca_passphrase(file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the passphrase file {}", f.display()))?;
+        let line = text.lines().next().unwrap_or("").to_string();
+        anyhow::ensure!(
+            !line.is_empty(),
+            "{} is empty: its first line is the passphrase",
+            f.display()
+        );
+        return Ok(Some(line));
+    }
+    Ok(std::env::var(fedssl_net::certs::PASSPHRASE_ENV)
+        .ok()
+        .filter(|p| !p.is_empty()))
 }
 
 #[derive(clap::Args)]
@@ -858,12 +971,20 @@ fn main() -> anyhow::Result<()> {
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
             }
         }
+        Cmd::Pause { run_dir } => {
+            admin_command(&rt, &run_dir, fedssl_server::admin::Command::Pause)?
+        }
+        Cmd::Resume { run_dir } => {
+            admin_command(&rt, &run_dir, fedssl_server::admin::Command::Resume)?
+        }
+        Cmd::Stop { run_dir } => admin_command(&rt, &run_dir, fedssl_server::admin::Command::Stop)?,
         Cmd::Init { cmd } => match cmd {
             InitCmd::Deployment {
                 out,
                 sites,
                 server_name,
                 port,
+                ca,
             } => {
                 let dirs = fedssl::init::deployment(
                     &out,
@@ -871,10 +992,11 @@ fn main() -> anyhow::Result<()> {
                         sites,
                         server_names: server_name,
                         port,
+                        ca: ca.options()?,
                     },
                 )?;
                 println!("deployment written to {}:", out.display());
-                println!("  {}  the CA: keep ca.key offline; `fedssl certs add-client --dir {}` issues more", dirs[0].display(), dirs[0].display());
+                println!("  {}  the CA: keep ca.key offline; `fedssl certs add-client --dir {}` issues more, `certs revoke` shuts a site out", dirs[0].display(), dirs[0].display());
                 println!(
                     "  {}  copy to the server, then: fedssl server --config server.toml",
                     dirs[1].display()
@@ -892,7 +1014,7 @@ fn main() -> anyhow::Result<()> {
                 port,
             } => {
                 let p = fedssl::init::server(&out, min_clients, port)?;
-                println!("{} written; put ca.pem, server.pem and server.key beside it (fedssl certs init)", p.display());
+                println!("{} written; put ca.pem, server.pem, server.key and crl.pem beside it (fedssl certs init)", p.display());
             }
             InitCmd::Client {
                 out,
@@ -913,26 +1035,91 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         },
-        Cmd::Certs { cmd } => match cmd {
-            CertCmd::Init {
-                out,
-                server_name,
-                clients,
-            } => {
-                fedssl_net::certs::init(&out, &server_name, &clients)?;
-                println!(
-                    "certificates written to {} (private keys mode 0600)",
-                    out.display()
+        Cmd::Certs { cmd } => {
+            match cmd {
+                CertCmd::Init {
+                    out,
+                    server_name,
+                    clients,
+                    ca,
+                } => {
+                    let opts = ca.options()?;
+                    fedssl_net::certs::init_with(&out, &server_name, &clients, &opts)?;
+                    println!(
+                    "certificates for deployment `{}` written to {} (valid {} days; private keys mode 0600{}); crl.pem revokes none yet",
+                    opts.deployment,
+                    out.display(),
+                    opts.validity_days,
+                    if opts.passphrase.is_some() { ", ca.key encrypted" } else { "" }
                 );
+                }
+                CertCmd::AddClient {
+                    dir,
+                    name,
+                    validity_days,
+                    ca_passphrase_file,
+                } => {
+                    let pass = ca_passphrase(ca_passphrase_file.as_deref())?;
+                    fedssl_net::certs::add_client(&dir, &name, validity_days, pass.as_deref())?;
+                    println!(
+                        "issued client certificate for `{name}` in {} (valid {validity_days} days)",
+                        dir.display()
+                    );
+                }
+                CertCmd::Revoke {
+                    dir,
+                    name,
+                    ca_passphrase_file,
+                } => {
+                    let pass = ca_passphrase(ca_passphrase_file.as_deref())?;
+                    let r = fedssl_net::certs::revoke(&dir, &name, pass.as_deref())?;
+                    let crl = dir.join(fedssl_net::certs::CRL);
+                    if r.already {
+                        println!("`{name}` (serial {}) was already revoked; {} re-signed as CRL number {}", r.serial, crl.display(), r.crl_number);
+                    } else {
+                        println!("revoked `{name}` (serial {}); {} now revokes {} certificate(s), CRL number {}", r.serial, crl.display(), r.revoked, r.crl_number);
+                    }
+                    println!("copy it to the server's tls.crl path: a running server reloads it within 2 s and closes the site's connections");
+                }
+                CertCmd::List { dir } => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0);
+                    let rows = fedssl_net::certs::list(&dir)?;
+                    anyhow::ensure!(
+                        !rows.is_empty(),
+                        "{} holds no certificate (*.pem)",
+                        dir.display()
+                    );
+                    println!(
+                        "{:<7} {:<32} {:<12} {:<22} status",
+                        "role", "name", "expires", "serial"
+                    );
+                    for (c, revoked) in rows {
+                        let days = c.days_left(now);
+                        let status = if revoked {
+                            "REVOKED".to_string()
+                        } else if c.is_expired(now) {
+                            "EXPIRED".to_string()
+                        } else if days < fedssl_net::certs::EXPIRY_WARNING_DAYS {
+                            format!("expires in {days} days: renew")
+                        } else {
+                            format!("valid, {days} days left")
+                        };
+                        let serial = fedssl_net::certs::hex_serial(&c.serial);
+                        let short = serial.get(..20).unwrap_or(&serial);
+                        println!(
+                            "{:<7} {:<32} {:<12} {:<22} {status}",
+                            c.role,
+                            c.common_name,
+                            fedssl_net::certs::date(c.not_after),
+                            format!("{short}…")
+                        );
+                    }
+                }
             }
-            CertCmd::AddClient { dir, name } => {
-                fedssl_net::certs::add_client(&dir, &name)?;
-                println!(
-                    "issued client certificate for `{name}` in {}",
-                    dir.display()
-                );
-            }
-        },
+        }
         Cmd::Server { config } => {
             let mut cfg: ServerConfig = read_toml(&config, "server config")?;
             cfg.resolve_paths(&fedssl_core::config_dir(&config));
@@ -948,10 +1135,17 @@ fn main() -> anyhow::Result<()> {
                     ..Default::default()
                 },
             ))?;
-            println!(
-                "server done: {} rounds committed, final model {}",
-                report.rounds_completed, report.final_hash
-            );
+            if report.stopped_by_operator {
+                println!(
+                    "server stopped by the operator after {} committed rounds (model {}); start it again with the same config to continue",
+                    report.rounds_completed, report.final_hash
+                );
+            } else {
+                println!(
+                    "server done: {} rounds committed, final model {}",
+                    report.rounds_completed, report.final_hash
+                );
+            }
         }
         Cmd::Privacy { cmd } => println!("{}", privacy_command(cmd)?),
         Cmd::Client {

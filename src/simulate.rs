@@ -502,10 +502,11 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     let server_cfg = ServerConfig {
         listen: "127.0.0.1:0".parse()?,
         run_dir: run.join("server"),
+        // The CA folder's revocation list: `fedssl certs revoke --dir RUN/certs --name
+        // site-N` shuts a site out of a running simulation.
         tls: TlsFiles {
-            ca: cert_dir.join(certs::CA_CERT),
-            cert: cert_dir.join(certs::SERVER_CERT),
-            key: cert_dir.join(certs::SERVER_KEY),
+            crl: Some(cert_dir.join(certs::CRL)).filter(|p| p.exists()),
+            ..certs::server_tls(&cert_dir)
         },
         rounds: args.rounds,
         min_clients: args.clients,
@@ -541,15 +542,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     // run with ends the run now, naming the flag, instead of after the wait for clients.
     let mut site_cfgs = Vec::new();
     for name in &names {
-        let (cert, key) = certs::client_files(&cert_dir, name);
         let cfg = ClientConfig {
             server_addr: server_cfg.listen.to_string(),
             server_name: "localhost".into(),
-            tls: TlsFiles {
-                ca: cert_dir.join(certs::CA_CERT),
-                cert,
-                key,
-            },
+            tls: certs::client_tls(&cert_dir, name),
             state_dir: run.join("clients").join(name),
             data: ClientData {
                 dir: args.data.clone(),
@@ -614,7 +610,21 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<Summary> {
     }
     drop(failed_tx);
     let report = tokio::select! {
-        r = &mut server => r.context("the server task panicked")??,
+        r = &mut server => {
+            let report = r.context("the server task panicked")??;
+            if report.stopped_by_operator {
+                for c in &clients {
+                    c.abort();
+                }
+                anyhow::bail!(
+                    "stopped by the operator (fedssl stop) after {} of {} rounds; {} keeps every committed model",
+                    report.rounds_completed,
+                    args.rounds,
+                    run.display()
+                );
+            }
+            report
+        }
         Some(failure) = failed_rx.recv() => {
             server.abort();
             for c in &clients {

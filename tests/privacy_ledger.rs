@@ -67,6 +67,7 @@ async fn a_round_asked_again_gets_the_same_bytes_or_a_refusal_never_fresh_noise(
         ca: certs_dir.join(certs::CA_CERT),
         cert: certs_dir.join(certs::SERVER_CERT),
         key: certs_dir.join(certs::SERVER_KEY),
+        crl: None,
     };
     let ep = endpoint::server(
         "127.0.0.1:0".parse().unwrap(),

@@ -23,6 +23,7 @@ async fn a_client_that_vanishes_mid_round_does_not_block_past_the_deadline() {
         ca: certs_dir.join(certs::CA_CERT),
         cert: gc,
         key: gk,
+        crl: None,
     };
     let ghost = tokio::spawn(async move {
         let (ep, conn) = common::raw_connect(addr, &files).await.unwrap();

@@ -9,15 +9,7 @@ use fedssl_net::io;
 use fedssl_net::tls::TlsFiles;
 use fedssl_protocol::{ClientMsg, ErrorCode, Hello, ServerMsg};
 
-fn hello(name: &str) -> ClientMsg {
-    ClientMsg::Hello(Hello {
-        protocol_version: fedssl_protocol::PROTOCOL_VERSION,
-        software_version: "test".into(),
-        capabilities: vec![],
-        claimed_name: name.into(),
-        num_samples: Some(10),
-    })
-}
+use common::hello;
 
 async fn raw_exchange(conn: &quinn::Connection, bytes: &[u8]) -> Option<ServerMsg> {
     let (mut send, mut recv) = conn.open_bi().await.ok()?;
@@ -49,6 +41,7 @@ async fn foreign_ca_forged_names_and_bad_frames_are_refused_and_the_server_keeps
         ca: certs_dir.join(certs::CA_CERT),
         cert: oc,
         key: ok,
+        crl: None,
     };
     let refused = match common::raw_connect(addr, &foreign).await {
         Err(_) => true,
@@ -67,6 +60,7 @@ async fn foreign_ca_forged_names_and_bad_frames_are_refused_and_the_server_keeps
         ca: certs_dir.join(certs::CA_CERT),
         cert: ac,
         key: ak,
+        crl: None,
     };
     let (_ep, conn) = common::raw_connect(addr, &files_a).await.unwrap();
     let (resp, _) = io::request(&conn, &hello("b"), 1 << 20, Duration::from_secs(10))

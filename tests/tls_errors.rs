@@ -3,31 +3,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fedssl_client::failure::exit_code;
 use fedssl_net::certs;
-
-/// Runs the `fedssl client` binary on `cfg` and returns its exit code, stderr and time.
-fn run_binary(
-    dir: &std::path::Path,
-    cfg: &fedssl_client::config::ClientConfig,
-) -> (i32, String, Duration) {
-    let path = dir.join("client.toml");
-    std::fs::write(&path, toml::to_string(cfg).unwrap()).unwrap();
-    let started = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedssl"))
-        .args(["client", "--config"])
-        .arg(&path)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        started.elapsed(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wrong_ca_refused_certificate_and_silent_server_fail_fast_and_say_what_to_fix() {
@@ -41,7 +20,7 @@ async fn wrong_ca_refused_certificate_and_silent_server_fail_fast_and_say_what_t
     // 1. The site holds another deployment's CA: the server's certificate is not trusted.
     let mut cfg = common::client_config(dir.path(), &certs_dir, "a", addr);
     cfg.tls.ca = other.join(certs::CA_CERT);
-    let (code, err, took) = run_binary(dir.path(), &cfg);
+    let (code, err, took) = common::run_client_binary(dir.path(), &cfg);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("tls.ca") && err.contains("does not trust"),
@@ -55,7 +34,7 @@ async fn wrong_ca_refused_certificate_and_silent_server_fail_fast_and_say_what_t
     cfg.tls.cert = cert;
     cfg.tls.key = key;
     cfg.state_dir = dir.path().join("clients/a2");
-    let (code, err, took) = run_binary(dir.path(), &cfg);
+    let (code, err, took) = common::run_client_binary(dir.path(), &cfg);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("refused this site's certificate") && err.contains("tls.cert"),

@@ -180,6 +180,9 @@ impl ClientConfig {
         resolve_path(base, &mut self.tls.ca);
         resolve_path(base, &mut self.tls.cert);
         resolve_path(base, &mut self.tls.key);
+        if let Some(c) = &mut self.tls.crl {
+            resolve_path(base, c);
+        }
         resolve_path(base, &mut self.state_dir);
         if let Some(d) = &mut self.data.dir {
             resolve_path(base, d);

@@ -105,6 +105,7 @@ pub async fn run_client_on(
     let ledger = LedgerStore::open(&state, cfg.delta, cfg.init_ledger)
         .map_err(|e| anyhow::Error::new(Fatal(e.to_string())))?;
     let crypto = tls::client_crypto(&cfg.tls)?;
+    fedssl_net::certs::warn_expiring(&[&cfg.tls.cert]);
     let settings = endpoint::TransportSettings {
         idle_timeout: Duration::from_secs_f64(cfg.idle_timeout_secs),
         ..Default::default()

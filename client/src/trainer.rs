@@ -73,10 +73,17 @@ pub struct TrainJob<'a> {
 pub fn train(device: ComputeDevice, job: TrainJob<'_>) -> anyhow::Result<TrainOutcome> {
     match device {
         ComputeDevice::Cpu => train_on::<Autodiff<Flex>>(Default::default(), job),
+        #[cfg(feature = "cuda")]
         ComputeDevice::Cuda(i) => {
             let dev = burn::backend::cuda::CudaDevice::new(i);
             train_on::<Autodiff<burn::backend::Cuda>>(dev, job)
         }
+        // `device::resolve` maps CUDA to the CPU in a build without the `cuda` feature.
+        #[cfg(not(feature = "cuda"))]
+        ComputeDevice::Cuda(i) => anyhow::bail!(
+            "device cuda:{i}: this fedssl build has no CUDA support; rebuild with \
+             `cargo build --release --features cuda`"
+        ),
     }
 }
 

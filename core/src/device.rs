@@ -51,6 +51,13 @@ pub fn cuda_driver_present() -> bool {
 pub fn resolve(requested: ComputeDevice) -> ComputeDevice {
     match requested {
         ComputeDevice::Cpu => ComputeDevice::Cpu,
+        ComputeDevice::Cuda(i) if !cfg!(feature = "cuda") => {
+            tracing::warn!(
+                "device cuda:{i} requested, but this fedssl build has no CUDA support (rebuild \
+                 with `cargo build --release --features cuda`): training on the CPU instead"
+            );
+            ComputeDevice::Cpu
+        }
         ComputeDevice::Cuda(i) => {
             if cuda_driver_present() {
                 ComputeDevice::Cuda(i)
@@ -78,7 +85,7 @@ mod tests {
         );
         assert!("tpu".parse::<ComputeDevice>().is_err());
         assert!("cuda:x".parse::<ComputeDevice>().is_err());
-        if !cuda_driver_present() {
+        if !cfg!(feature = "cuda") || !cuda_driver_present() {
             assert_eq!(resolve(ComputeDevice::Cuda(0)), ComputeDevice::Cpu);
         }
     }

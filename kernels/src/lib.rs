@@ -242,6 +242,7 @@ pub(crate) fn compose_stack<B: Kernels>(
     })
 }
 
+#[cfg(feature = "cuda")]
 impl Kernels for burn::backend::Cuda {}
 
 /// An autodiff backend with [`Kernels`] whose inner backend (what `.valid()` models run on)

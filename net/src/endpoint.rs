@@ -54,18 +54,27 @@ fn udp_socket(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
     Ok(sock.into())
 }
 
+/// The QUIC server configuration for `crypto` (also what a running endpoint is given
+/// when its TLS settings change, e.g. a reloaded revocation list).
+pub fn server_config(
+    crypto: rustls::ServerConfig,
+    s: TransportSettings,
+) -> anyhow::Result<quinn::ServerConfig> {
+    let qc = QuicServerConfig::try_from(crypto).context("TLS config unusable for QUIC")?;
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qc));
+    sc.transport_config(Arc::new(transport(s)?));
+    Ok(sc)
+}
+
 /// A server endpoint listening on `addr`.
 pub fn server(
     addr: SocketAddr,
     crypto: rustls::ServerConfig,
     s: TransportSettings,
 ) -> anyhow::Result<quinn::Endpoint> {
-    let qc = QuicServerConfig::try_from(crypto).context("TLS config unusable for QUIC")?;
-    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qc));
-    sc.transport_config(Arc::new(transport(s)?));
     let ep = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
-        Some(sc),
+        Some(server_config(crypto, s)?),
         udp_socket(addr)?,
         Arc::new(quinn::TokioRuntime),
     )?;

@@ -128,6 +128,20 @@ fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
     (0x100..=0x1ff).contains(&u64::from(code))
 }
 
+/// What a TLS alert about a certificate means (RFC 8446, section 6.2).
+fn alert_meaning(alert: u64) -> Option<&'static str> {
+    Some(match alert {
+        42 => "bad certificate",
+        43 => "unsupported certificate",
+        44 => "the certificate was revoked",
+        45 => "the certificate has expired (or is not valid yet)",
+        46 => "certificate unknown",
+        48 => "the certificate is not from the CA the peer trusts",
+        116 => "a certificate is required",
+        _ => return None,
+    })
+}
+
 /// Classifies a connection error; `handshake_done` says whether the connection was ever
 /// established (a timeout before it means nothing answered).
 pub fn classify(e: &quinn::ConnectionError, handshake_done: bool) -> Failure {
@@ -136,7 +150,17 @@ pub fn classify(e: &quinn::ConnectionError, handshake_done: bool) -> Failure {
             Failure::PeerCertificateRejected(t.reason.clone())
         }
         quinn::ConnectionError::ConnectionClosed(c) if is_tls_alert(c.error_code) => {
-            Failure::OurCertificateRejected(String::from_utf8_lossy(&c.reason).trim().to_string())
+            let said = String::from_utf8_lossy(&c.reason).trim().to_string();
+            let alert = u64::from(c.error_code) - 0x100;
+            Failure::OurCertificateRejected(match alert_meaning(alert) {
+                Some(m) if said.is_empty() => format!("TLS alert {alert}: {m}"),
+                Some(m) => format!("TLS alert {alert}: {m}; {said}"),
+                None => said,
+            })
+        }
+        // A server closes a revoked site's open connection with this reason.
+        quinn::ConnectionError::ApplicationClosed(c) if &c.reason[..] == b"certificate revoked" => {
+            Failure::OurCertificateRejected("the certificate was revoked".into())
         }
         quinn::ConnectionError::TimedOut if !handshake_done => Failure::NoAnswer,
         _ => Failure::Other,

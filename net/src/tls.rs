@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
 use super::ALPN;
@@ -20,6 +20,11 @@ pub struct TlsFiles {
     pub cert: std::path::PathBuf,
     /// This side's private key (PEM).
     pub key: std::path::PathBuf,
+    /// The deployment CA's certificate revocation list (PEM, `fedssl certs revoke` writes
+    /// it). On the server, a site whose certificate it lists is refused, and the server
+    /// reloads the file when it changes; on a client, a revoked server is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<std::path::PathBuf>,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -52,13 +57,41 @@ fn roots(ca: &Path) -> anyhow::Result<rustls::RootCertStore> {
     Ok(roots)
 }
 
-/// Server side: requires a client certificate chained to the CA.
+/// The revocation lists in a PEM file (`tls.crl`).
+pub fn load_crls(path: &Path) -> anyhow::Result<Vec<CertificateRevocationListDer<'static>>> {
+    let crls: Vec<_> = CertificateRevocationListDer::pem_file_iter(path)
+        .with_context(|| {
+            format!(
+                "cannot read the revocation list tls.crl ({})",
+                path.display()
+            )
+        })?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("tls.crl ({}) is not a valid PEM CRL file", path.display()))?;
+    if crls.is_empty() {
+        bail!(
+            "tls.crl ({}) holds no revocation list (X509 CRL); `fedssl certs init` writes one",
+            path.display()
+        );
+    }
+    Ok(crls)
+}
+
+/// Server side: requires a client certificate chained to the CA and not revoked by
+/// `files.crl`.
 pub fn server_crypto(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     let p = provider();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), p.clone())
-            .build()
-            .context("cannot build the client-certificate verifier")?;
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), p.clone());
+    if let Some(crl) = &files.crl {
+        builder = builder.with_crls(load_crls(crl)?);
+    }
+    let verifier = builder.build().with_context(|| {
+        format!(
+            "cannot build the client-certificate verifier (is tls.crl signed by tls.ca, {}?)",
+            files.ca.display()
+        )
+    })?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(p)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -71,9 +104,20 @@ pub fn server_crypto(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
 
 /// Client side: trusts only the deployment CA and presents the client certificate.
 pub fn client_crypto(files: &TlsFiles) -> anyhow::Result<rustls::ClientConfig> {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+    let p = provider();
+    let mut builder = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(&files.ca)?),
+        p.clone(),
+    );
+    if let Some(crl) = &files.crl {
+        builder = builder.with_crls(load_crls(crl)?);
+    }
+    let verifier = builder
+        .build()
+        .context("cannot build the server-certificate verifier")?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(p)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots(&files.ca)?)
+        .with_webpki_verifier(verifier)
         .with_client_auth_cert(load_certs(&files.cert)?, load_key(&files.key)?)
         .context("client certificate and key do not match")?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
@@ -101,6 +145,27 @@ pub fn peer_name(conn: &quinn::Connection) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("the peer certificate's common name is not text: {e}"))?;
     super::certs::validate_client_name(cn)?;
     Ok(cn.to_string())
+}
+
+/// Reads the peer's verified leaf certificate with `f`.
+fn with_peer_leaf<T>(
+    conn: &quinn::Connection,
+    f: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> T,
+) -> Option<T> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
+    Some(f(&cert))
+}
+
+/// The serial number of the peer's verified leaf certificate (to match against a CRL).
+pub fn peer_serial(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    with_peer_leaf(conn, |c| c.raw_serial().to_vec())
+}
+
+/// Unix second at which the peer's verified leaf certificate expires.
+pub fn peer_not_after(conn: &quinn::Connection) -> Option<i64> {
+    with_peer_leaf(conn, |c| c.validity().not_after.timestamp())
 }
 
 /// The common name of the first certificate in a PEM file (what a client claims to be).

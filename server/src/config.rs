@@ -471,6 +471,9 @@ impl ServerConfig {
         resolve_path(base, &mut self.tls.ca);
         resolve_path(base, &mut self.tls.cert);
         resolve_path(base, &mut self.tls.key);
+        if let Some(c) = &mut self.tls.crl {
+            resolve_path(base, c);
+        }
         if let Some(d) = self.eval.as_mut().and_then(|e| e.data.as_mut()) {
             resolve_path(base, d);
         }

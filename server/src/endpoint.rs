@@ -62,6 +62,8 @@ pub struct ServerReport {
     pub counters: CounterSnapshot,
     /// Metrics of the rounds run by this process.
     pub rounds: Vec<RoundMetrics>,
+    /// The operator stopped the server (`fedssl stop`) before the last round.
+    pub stopped_by_operator: bool,
 }
 
 /// Loads the last committed model, or creates and persists a seeded initial one.
@@ -114,6 +116,8 @@ struct Conns {
     counters: Arc<Counters>,
     inputs: mpsc::Sender<Input>,
     next_req: AtomicU64,
+    /// Authenticated connections, for closing those of a site revoked meanwhile.
+    live: Arc<crate::revocation::Live>,
 }
 
 /// The engine built from the store: the last committed model, the server optimizer's and
@@ -171,9 +175,16 @@ fn build_engine(cfg: &ServerConfig, store: &mut Store) -> anyhow::Result<Engine>
 /// Runs the server until every round is committed.
 pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Result<ServerReport> {
     cfg.validate().context("invalid server configuration")?;
+    std::fs::create_dir_all(&cfg.run_dir)
+        .with_context(|| format!("cannot create run directory {}", cfg.run_dir.display()))?;
+    let admin = crate::admin::bind(&cfg.run_dir).await?;
     let mut store = Store::open(&cfg.run_dir)?;
     let counters = Arc::new(Counters::default());
-    let engine = build_engine(&cfg, &mut store)?.with_counters(counters.clone());
+    let mut engine = build_engine(&cfg, &mut store)?.with_counters(counters.clone());
+    if store.is_paused()? {
+        engine.set_paused(unix_now(), true);
+        warn!("the run is paused (fedssl pause): no round opens until `fedssl resume`");
+    }
     let eval_set = match &cfg.eval {
         Some(e) => {
             let (e, seed, spec) = (e.clone(), cfg.plan.seed, cfg.plan.model_spec());
@@ -193,6 +204,14 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     };
     let ep = endpoint::server(cfg.listen, crypto, settings)?;
     let addr = ep.local_addr()?;
+    fedssl_net::certs::warn_expiring(&[&cfg.tls.cert, &cfg.tls.ca]);
+    let live = Arc::new(crate::revocation::Live::default());
+    let crl_watch = tokio::spawn(crate::revocation::watch_crl(
+        cfg.tls.clone(),
+        settings,
+        ep.clone(),
+        live.clone(),
+    ));
     info!(%addr, rounds = cfg.rounds, min_clients = cfg.min_clients, strategy = cfg.plan.strategy.name.name(), min_updates = cfg.effective_min_updates(), "server listening (QUIC, mutual TLS 1.3)");
     let telemetry = match cfg.metrics {
         Some(m) => {
@@ -224,8 +243,11 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
         counters: counters.clone(),
         inputs,
         next_req: AtomicU64::new(0),
+        live,
     });
     let accept = tokio::spawn(accept_loop(conns, ep.clone()));
+    let (control, control_rx) = mpsc::channel(16);
+    let admin_task = admin.map(|l| tokio::spawn(crate::admin::serve(l, control)));
     let bar = opts.progress.as_ref().map(|mp| {
         let b = mp.add(ProgressBar::new(cfg.rounds));
         b.set_style(
@@ -254,17 +276,28 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
         replies: HashMap::new(),
         open: None,
         stop: None,
+        stopped_by_operator: false,
         evals,
         bar: bar.clone(),
     };
-    let driven = driver.run(rx, opts.final_grace).await;
-    ep.close(0u32.into(), b"server done");
+    let driven = driver.run(rx, control_rx, opts.final_grace).await;
+    if driver.stopped_by_operator {
+        ep.close(0u32.into(), b"server stopped by the operator");
+    } else {
+        ep.close(0u32.into(), b"server done");
+    }
     accept.abort();
+    if let Some(t) = admin_task {
+        t.abort();
+        let _ = std::fs::remove_file(cfg.run_dir.join(crate::admin::SOCKET));
+    }
+    crl_watch.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
     let Driver {
         engine,
         evals,
         stop,
+        stopped_by_operator,
         ..
     } = driver;
     drop(evals);
@@ -285,6 +318,7 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
         final_hash: engine.global_hash().to_string(),
         counters: counters.snapshot(),
         rounds,
+        stopped_by_operator,
     })
 }
 
@@ -299,6 +333,8 @@ struct Driver<'a> {
     open: Option<(u64, f64, CounterSnapshot)>,
     /// Why the engine stopped the run, if it did.
     stop: Option<String>,
+    /// The operator stopped the server (`fedssl stop`).
+    stopped_by_operator: bool,
     evals: mpsc::UnboundedSender<(RoundMetrics, Weights)>,
     bar: Option<ProgressBar>,
 }
@@ -307,6 +343,7 @@ impl Driver<'_> {
     async fn run(
         &mut self,
         mut rx: mpsc::Receiver<Input>,
+        mut control: mpsc::Receiver<crate::admin::Request>,
         final_grace: Duration,
     ) -> anyhow::Result<()> {
         if let Some(st) = self.engine.book().round_state() {
@@ -355,8 +392,61 @@ impl Driver<'_> {
                     }
                     None => return Ok(()),
                 },
+                Some((cmd, reply)) = control.recv() => {
+                    let answer = self.control(cmd);
+                    let _ = reply.send(answer);
+                    if self.stopped_by_operator {
+                        return Ok(());
+                    }
+                }
                 _ = sleep => {}
             }
+        }
+    }
+
+    /// Carries out an operator's command (see [`crate::admin`]).
+    fn control(&mut self, cmd: crate::admin::Command) -> crate::admin::Answer {
+        use crate::admin::Command;
+        let now = unix_now();
+        let outcome = match cmd {
+            Command::Pause | Command::Resume => {
+                let pause = cmd == Command::Pause;
+                match self.store.set_paused(pause) {
+                    Ok(()) => {
+                        self.engine.set_paused(now, pause);
+                        Ok(if pause {
+                            "paused: the open round (if any) runs to its end; no new round opens until `fedssl resume` (a restart stays paused)"
+                        } else {
+                            "resumed: the next round opens once enough sites are connected"
+                        })
+                    }
+                    Err(e) => Err(format!("cannot record it: {e:#}")),
+                }
+            }
+            Command::Stop => {
+                self.stopped_by_operator = true;
+                Ok("stopping: every acknowledged update is durable; start the server again to resume the open round")
+            }
+        };
+        let open_round = self.engine.book().open_round();
+        let (ok, message) = match outcome {
+            Ok(m) => (true, m.to_string()),
+            Err(m) => (false, m),
+        };
+        if ok {
+            warn!(command = ?cmd, committed = self.engine.committed(), open_round = ?open_round, "operator command");
+        } else {
+            tracing::error!(command = ?cmd, error = %message, "operator command failed");
+        }
+        if let Err(e) = self.execute() {
+            tracing::error!(error = %format!("{e:#}"), "after the operator command");
+        }
+        crate::admin::Answer {
+            ok,
+            message,
+            rounds_committed: self.engine.committed(),
+            open_round,
+            paused: self.engine.is_paused(),
         }
     }
 
@@ -585,6 +675,7 @@ async fn handle_connection(conns: Arc<Conns>, incoming: quinn::Incoming) {
     };
     Counters::inc(&conns.counters.connections);
     debug!(%remote, %name, "connection authenticated");
+    conns.live.add(&conn, &name);
     let peer = Peer {
         conn: conn.stable_id() as u64,
         name,
@@ -598,6 +689,7 @@ async fn handle_connection(conns: Arc<Conns>, incoming: quinn::Incoming) {
             recv,
         ));
     }
+    conns.live.remove(&conn);
     debug!(name = %peer.name, reason = ?conn.close_reason(), "connection closed");
     let _ = conns.inputs.send(Input::Disconnected(peer)).await;
 }

@@ -11,15 +11,19 @@
 //! - [`metrics`]: counters and the per-round `metrics.jsonl`.
 //! - [`endpoint`]: the thin async shell: one driver task executes the engine's effects;
 //!   connection tasks (QUIC + mTLS) forward requests to it.
+//! - [`revocation`]: the revocation list's reload and the closing of revoked sites.
+//! - [`admin`]: the run directory's admin socket (`fedssl pause`, `resume`, `stop`).
 //! - [`evaluate`]: full evaluation of an encoder (probe, kNN, baselines, label efficiency).
 //! - [`round_eval`]: the per-round evaluation on a labeled set the server holds.
 
+pub mod admin;
 pub mod central_dp;
 pub mod config;
 pub mod endpoint;
 pub mod engine;
 pub mod evaluate;
 pub mod metrics;
+pub mod revocation;
 pub mod round_eval;
 pub mod status;
 pub mod store;

@@ -20,6 +20,8 @@ pub struct RunStatus {
     pub rounds_committed: u64,
     /// The round now open, if any: its number and the sites selected for it.
     pub open_round: Option<OpenRound>,
+    /// Since when (Unix seconds) the operator has the run paused (`fedssl pause`), if so.
+    pub paused_since: Option<i64>,
     /// The latest global model.
     pub latest_model: Option<ModelVersion>,
     /// What each ε figure means: unit, neighbour relation, δ and accountant (from the
@@ -226,6 +228,7 @@ pub fn read(dir: &Path) -> anyhow::Result<RunStatus> {
         rounds_planned: cfg.as_ref().map(|c| c.rounds),
         rounds_committed,
         open_round,
+        paused_since: crate::store::paused(&db)?,
         latest_model,
         epsilon_meaning: cfg.as_ref().map(epsilon_meaning),
         rounds,
@@ -284,6 +287,13 @@ impl RunStatus {
             None => {
                 let _ = writeln!(o, "open       no round open");
             }
+        }
+        if let Some(t) = self.paused_since {
+            let _ = writeln!(
+                o,
+                "paused     since {} (fedssl pause): no new round opens until `fedssl resume`",
+                age(now, t)
+            );
         }
         match &self.latest_model {
             Some(m) => {

@@ -110,9 +110,27 @@ impl Store {
              CREATE TABLE IF NOT EXISTS round_failures (
                 round INTEGER NOT NULL, at INTEGER NOT NULL, reason TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS server_opt (
-                round INTEGER PRIMARY KEY, state BLOB NOT NULL);",
+                round INTEGER PRIMARY KEY, state BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS control (
+                key TEXT PRIMARY KEY, value TEXT NOT NULL, at INTEGER NOT NULL);",
         )?;
         Ok(Self { db, models_dir })
+    }
+
+    /// Records that the operator paused (`true`) or resumed the run; a restarted server
+    /// keeps the state.
+    pub fn set_paused(&self, paused: bool) -> anyhow::Result<()> {
+        self.db.execute(
+            "INSERT INTO control (key, value, at) VALUES ('paused', ?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, at = excluded.at",
+            rusqlite::params![if paused { "1" } else { "0" }, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Whether the operator left the run paused.
+    pub fn is_paused(&self) -> anyhow::Result<bool> {
+        Ok(paused(&self.db)?.is_some())
     }
 
     /// The latest committed model: `(version, weights)`. Its file's hash is checked.
@@ -509,5 +527,21 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+}
+
+/// Since when (Unix seconds) the run is paused, if it is; a database from before the
+/// `control` table reads as not paused.
+pub fn paused(db: &Connection) -> anyhow::Result<Option<i64>> {
+    let row = db.query_row(
+        "SELECT value, at FROM control WHERE key = 'paused'",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+    );
+    match row {
+        Ok((v, at)) => Ok((v == "1").then_some(at)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }

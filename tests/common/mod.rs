@@ -121,3 +121,46 @@ pub fn tiny_simulation(run: PathBuf, rounds: u64) -> fedssl::simulate::SimulateA
     a.progress = false;
     a
 }
+
+/// A Hello from site `name` (protocol version of this build).
+pub fn hello(name: &str) -> fedssl_protocol::ClientMsg {
+    fedssl_protocol::ClientMsg::Hello(fedssl_protocol::Hello {
+        protocol_version: fedssl_protocol::PROTOCOL_VERSION,
+        software_version: "test".into(),
+        capabilities: vec![],
+        claimed_name: name.into(),
+        num_samples: Some(10),
+    })
+}
+
+/// Whether site `name`, connecting with `files`, gets past the TLS handshake and is
+/// welcomed (under TLS 1.3 a client may finish its side of the handshake before the server
+/// refuses its certificate, so this asks for an answer).
+pub async fn welcomed(addr: SocketAddr, files: &TlsFiles, name: &str) -> bool {
+    let Ok((_ep, conn)) = raw_connect(addr, files).await else {
+        return false;
+    };
+    matches!(
+        fedssl_net::io::request(&conn, &hello(name), 1 << 20, Duration::from_secs(10)).await,
+        Ok((fedssl_protocol::ServerMsg::Welcome(_), _))
+    )
+}
+
+/// Runs the `fedssl client` binary on `cfg` (written to `dir/client.toml`) and returns its
+/// exit code, stderr and how long it ran.
+pub fn run_client_binary(dir: &Path, cfg: &ClientConfig) -> (i32, String, Duration) {
+    let path = dir.join("client.toml");
+    std::fs::write(&path, toml::to_string(cfg).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedssl"))
+        .args(["client", "--config"])
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        started.elapsed(),
+    )
+}

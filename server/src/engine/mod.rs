@@ -216,6 +216,8 @@ pub struct Engine {
     storing: HashSet<String>,
     /// Since when the engine waits for `min_clients` (no round open).
     waiting_since: f64,
+    /// The operator paused the run: the open round finishes, no new one opens.
+    paused: bool,
 }
 
 impl Engine {
@@ -246,7 +248,24 @@ impl Engine {
             busy: false,
             storing: HashSet::new(),
             waiting_since: now,
+            paused: false,
         }
+    }
+
+    /// Pauses or resumes the run at `now`. Paused, the open round (if any) runs to its end
+    /// as usual, and no round opens after it; sites asking for work are told to wait.
+    /// Resuming restarts the wait for `min_clients` from `now`.
+    pub fn set_paused(&mut self, now: f64, paused: bool) {
+        if self.paused && !paused {
+            self.waiting_since = now;
+        }
+        self.paused = paused;
+        self.advance(now);
+    }
+
+    /// Whether the run is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// Counts into `counters` (shared with the shell, which counts bytes and frames).
@@ -352,6 +371,7 @@ impl Engine {
         if !self.book.is_finished() && !self.busy {
             match self.book.poll_timeout() {
                 Some(d) => take(d),
+                None if self.paused => {}
                 None => take(self.waiting_since + self.schedule.wait_for_clients_secs),
             }
         }
@@ -664,7 +684,9 @@ impl Engine {
     fn advance(&mut self, now: f64) {
         if !self.book.is_finished() && !self.busy {
             if self.book.open_round().is_none() {
-                self.maybe_open(now);
+                if !self.paused {
+                    self.maybe_open(now);
+                }
             } else if self.durable {
                 match self.book.handle_timeout(now) {
                     Step::Wait => {}

@@ -468,3 +468,41 @@ fn a_restarted_engine_resumes_the_round_and_does_not_ask_acknowledged_sites_agai
     assert_eq!(r.e.global(), &want);
     assert_eq!(r.e.global_hash(), want.hash());
 }
+
+#[test]
+fn a_paused_run_finishes_its_open_round_then_opens_none_until_resumed() {
+    let wait = schedule(3, 2).wait_for_clients_secs;
+    let mut s = Shell::new(engine(3, 2));
+    let (a, b) = (peer("a", 1), peer("b", 2));
+    s.ask(0.0, &a, hello("a"));
+    s.ask(0.0, &b, hello("b"));
+    let (ta, tb) = (s.task(1.0, &a, 0), s.task(1.0, &b, 0));
+    // Paused while round 1 is open: the round still completes with both updates.
+    s.e.set_paused(2.0, true);
+    s.pump(2.0);
+    assert!(s.e.is_paused());
+    s.ask(3.0, &a, upload(&ta, [0.2, 0.0, 0.0]));
+    s.ask(3.0, &b, upload(&tb, [0.0, 0.4, 0.0]));
+    assert_eq!(s.e.committed(), 1);
+    // No round 2, however long the pause: no deadline, no stop for missing sites, and a
+    // site asking for work is held in its long poll.
+    assert_eq!(s.e.poll_timeout(), None);
+    let poll = s.send(4.0, &a, ClientMsg::NextTask { after_round: 1 });
+    s.tick(4.0 + 10.0 * wait);
+    assert!(s.stops.is_empty(), "{:?}", s.stops);
+    assert_eq!(s.e.book().open_round(), None);
+    assert!(matches!(
+        s.replies.remove(&poll),
+        Some(ServerMsg::Wait { .. })
+    ));
+    assert!(!s
+        .writes
+        .iter()
+        .any(|w| matches!(w, Durable::RoundOpened(st) if st.round == 2)));
+    // Resumed: round 2 opens at once with the connected sites.
+    let t = 5.0 + 10.0 * wait;
+    s.e.set_paused(t, false);
+    s.pump(t);
+    assert_eq!(s.e.book().open_round(), Some(2));
+    assert_eq!(s.task(t, &a, 1).round, 2);
+}
