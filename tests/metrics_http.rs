@@ -3,29 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use fedssl::simulate::simulate;
 use fedssl_server::metrics::RoundMetrics;
-
-/// A plain HTTP/1.1 GET; returns (status line, body).
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(String, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    Ok((
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    ))
-}
 
 /// The value of the sample whose name and labels start with `key` (e.g.
 /// `fedssl_updates_total{outcome="accepted"`).
@@ -60,7 +42,7 @@ async fn metrics_are_scraped_during_a_run_and_match_metrics_jsonl() {
     // server exits right after the last one, so the final state may never be scraped).
     let (mut best, mut k, mut saw_clients, mut health) = (String::new(), 0u64, false, None);
     while !job.is_finished() {
-        if let Ok((status, body)) = get(addr, "/metrics") {
+        if let Ok((status, body)) = common::http_get(addr, "/metrics") {
             assert!(status.contains("200"), "{status}");
             saw_clients |= sample(&body, "fedssl_connected_clients").unwrap_or(0.0) >= 3.0;
             let n = sample(&body, "fedssl_rounds_committed_total").unwrap_or(0.0) as u64;
@@ -68,7 +50,7 @@ async fn metrics_are_scraped_during_a_run_and_match_metrics_jsonl() {
                 (best, k) = (body, n);
             }
             if health.is_none() {
-                health = get(addr, "/healthz").ok();
+                health = common::http_get(addr, "/healthz").ok();
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

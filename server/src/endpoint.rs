@@ -216,19 +216,22 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     let telemetry = match cfg.metrics {
         Some(m) => {
             let unit = cfg.plan.privacy.mechanism.unit();
-            let t = Arc::new(Telemetry::new(
-                counters.clone(),
-                ep.clone(),
-                engine.committed(),
-                cfg.rounds,
-                [
-                    ("unit", unit.name().to_string()),
-                    ("neighbour", unit.neighbour().to_string()),
-                    // Each site reports ε at the δ its own ledger pinned.
-                    ("delta", "site ledger".to_string()),
-                    ("accountant", "rdp".to_string()),
-                ],
-            )?);
+            let t = Arc::new(
+                Telemetry::new(
+                    counters.clone(),
+                    ep.clone(),
+                    engine.committed(),
+                    cfg.rounds,
+                    [
+                        ("unit", unit.name().to_string()),
+                        ("neighbour", unit.neighbour().to_string()),
+                        // Each site reports ε at the δ its own ledger pinned.
+                        ("delta", "site ledger".to_string()),
+                        ("accountant", "rdp".to_string()),
+                    ],
+                )?
+                .with_dashboard(cfg.run_dir.clone()),
+            );
             let (_, task) = crate::telemetry::serve(m.listen, t.clone()).await?;
             Some((t, task))
         }
@@ -307,6 +310,16 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    // The dashboard's page and plots as files beside the run.
+    let run_dir = cfg.run_dir.clone();
+    match tokio::task::spawn_blocking(move || crate::dashboard::write_files(&run_dir)).await {
+        Ok(Ok(())) => info!(
+            page = %cfg.run_dir.join("dashboard.html").display(),
+            "dashboard and plots (plots/*.svg) written"
+        ),
+        Ok(Err(e)) => warn!(error = %format!("{e:#}"), "cannot write the dashboard files"),
+        Err(e) => warn!(error = %e, "the dashboard task panicked"),
     }
     driven?;
     if let Some(reason) = stop {

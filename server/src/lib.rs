@@ -13,12 +13,14 @@
 //!   connection tasks (QUIC + mTLS) forward requests to it.
 //! - [`revocation`]: the revocation list's reload and the closing of revoked sites.
 //! - [`admin`]: the run directory's admin socket (`fedssl pause`, `resume`, `stop`).
+//! - [`dashboard`]: the operator's HTML page and SVG plots (live, and written at the end).
 //! - [`evaluate`]: full evaluation of an encoder (probe, kNN, baselines, label efficiency).
 //! - [`round_eval`]: the per-round evaluation on a labeled set the server holds.
 
 pub mod admin;
 pub mod central_dp;
 pub mod config;
+pub mod dashboard;
 pub mod endpoint;
 pub mod engine;
 pub mod evaluate;

@@ -116,7 +116,7 @@ pub fn locate(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// The server configuration stored with a run: `config.toml` in the server's run
 /// directory, or the `[server]` table of a simulate run's `config.toml` one folder up.
-fn stored_config(run_dir: &Path) -> Option<ServerConfig> {
+pub fn stored_config(run_dir: &Path) -> Option<ServerConfig> {
     let read = |p: PathBuf| std::fs::read_to_string(p).ok();
     if let Some(text) = read(run_dir.join("config.toml")) {
         if let Ok(c) = toml::from_str::<ServerConfig>(&text) {
@@ -253,7 +253,8 @@ pub fn epsilon_meaning(cfg: &ServerConfig) -> String {
     )
 }
 
-fn age(now: i64, t: i64) -> String {
+/// How long before `now` the Unix second `t` was, for people: "12 s ago", "5 min ago".
+pub fn age(now: i64, t: i64) -> String {
     let s = (now - t).max(0);
     match s {
         0..=119 => format!("{s} s ago"),

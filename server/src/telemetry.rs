@@ -1,4 +1,5 @@
-//! Prometheus `/metrics` and `/healthz` over HTTP (axum), fed by the server's counters.
+//! Prometheus `/metrics`, `/healthz` and the dashboard (`/`, `/plots/NAME.svg`, see
+//! [`crate::dashboard`]) over HTTP (axum), fed by the server's counters and run directory.
 //!
 //! The server's counters stay plain atomics ([`Counters`]); at each scrape they are copied
 //! into this server's own Prometheus recorder (`metrics-exporter-prometheus`, a local
@@ -34,6 +35,8 @@ pub struct Telemetry {
     /// Rounds committed and the last round's largest reported ε; held while a commit is
     /// recorded and while a scrape renders, so one scrape shows one state.
     committed: Mutex<(u64, Option<f64>)>,
+    /// The run directory the dashboard reads.
+    run_dir: Option<std::path::PathBuf>,
 }
 
 impl Telemetry {
@@ -61,6 +64,7 @@ impl Telemetry {
             rounds_planned,
             epsilon_labels,
             committed: Mutex::new((rounds_committed, None)),
+            run_dir: None,
         };
         metrics::with_local_recorder(&t.recorder, || {
             metrics::describe_counter!(
@@ -108,6 +112,13 @@ impl Telemetry {
             metrics::describe_gauge!("fedssl_max_epsilon", "Largest ε a site reported in the last committed round (only sites that opted in to report it); labels give its unit, neighbour relation, δ and accountant.");
         });
         Ok(t)
+    }
+
+    /// Records a committed round.
+    /// Serves the dashboard of the run in `run_dir` at `/`.
+    pub fn with_dashboard(mut self, run_dir: std::path::PathBuf) -> Self {
+        self.run_dir = Some(run_dir);
+        self
     }
 
     /// Records a committed round.
@@ -191,7 +202,47 @@ async fn health(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
     )
 }
 
-/// Serves `/metrics` and `/healthz` on `listen` until the task is dropped. Returns the
+/// The dashboard page, or one of its plots (`what`: `None` for the page).
+async fn dashboard(t: Arc<Telemetry>, what: Option<String>) -> axum::response::Response {
+    let Some(run_dir) = t.run_dir.clone() else {
+        return (StatusCode::NOT_FOUND, "no dashboard for this server\n").into_response();
+    };
+    let plot = match what.as_deref().map(|n| n.strip_suffix(".svg").unwrap_or(n)) {
+        None => None,
+        Some(n) => match crate::dashboard::Plot::from_name(n) {
+            Some(p) => Some(p),
+            None => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    "no such plot: loss.svg, probe.svg or epsilon.svg\n",
+                )
+                    .into_response()
+            }
+        },
+    };
+    let built = tokio::task::spawn_blocking(move || -> anyhow::Result<(&'static str, String)> {
+        let v = crate::dashboard::load(&run_dir)?;
+        Ok(match plot {
+            None => (
+                "text/html; charset=utf-8",
+                crate::dashboard::page(&v, crate::endpoint::unix_now() as i64, true),
+            ),
+            Some(p) => ("image/svg+xml", crate::dashboard::plot_svg(p, &v.rounds)),
+        })
+    })
+    .await;
+    match built {
+        Ok(Ok((kind, body))) => ([(header::CONTENT_TYPE, kind)], body).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the run's state cannot be read yet: {e:#}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and the dashboard on `listen` until the task is dropped. Returns the
 /// bound address (`listen` may ask for port 0) and the serving task.
 pub async fn serve(
     listen: SocketAddr,
@@ -200,12 +251,25 @@ pub async fn serve(
     let app = axum::Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(health))
+        .route(
+            "/",
+            get(|State(t): State<Arc<Telemetry>>| dashboard(t, None)),
+        )
+        .route(
+            "/plots/{name}",
+            get(
+                |State(t): State<Arc<Telemetry>>,
+                 axum::extract::Path(name): axum::extract::Path<String>| {
+                    dashboard(t, Some(name))
+                },
+            ),
+        )
         .with_state(t);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen for metrics on {listen} ([metrics] listen)"))?;
     let addr = listener.local_addr()?;
-    info!(%addr, "metrics at http://{addr}/metrics, health at /healthz");
+    info!(%addr, "dashboard at http://{addr}/, metrics at /metrics, health at /healthz");
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             warn!(error = %e, "the metrics listener stopped");
