@@ -115,8 +115,9 @@ enum Cmd {
         /// Encoder file (safetensors, e.g. a server checkpoint).
         #[arg(long)]
         model: PathBuf,
-        /// The run's `[plan]` as a TOML file (data shape, encoder, objective); omitted =
-        /// ConvNet-S on 28×28 images with SimCLR.
+        /// The run's `[plan]` as a TOML file (data shape, encoder, objective). Omitted: the
+        /// model the checkpoint describes (every server checkpoint carries its spec), or for a
+        /// file without one, ConvNet-S on 28×28 images with SimCLR.
         #[arg(long)]
         plan: Option<PathBuf>,
         /// Data: an IDX folder (images) or a CSV file / folder (tabular, series); omitted =
@@ -517,6 +518,49 @@ impl CaArgs {
             passphrase: ca_passphrase(self.ca_passphrase_file.as_deref())?,
         })
     }
+}
+
+/// The model a checkpoint holds: the spec in its metadata (what every server checkpoint
+/// carries), checked against `--plan` when both are given; `--plan` alone for a file that
+/// does not describe itself; else the default model, with a warning.
+fn checkpoint_spec(
+    model: &Path,
+    plan: Option<&Path>,
+) -> anyhow::Result<fedssl_ml::model::ModelSpec> {
+    let meta = fedssl_core::weights::read_metadata(model)?;
+    let own = match meta.get("fedssl.spec") {
+        Some(text) => Some(
+            serde_json::from_str::<fedssl_ml::model::ModelSpec>(text).with_context(|| {
+                format!("{}: its fedssl.spec metadata cannot be read (written by another version?); pass --plan", model.display())
+            })?,
+        ),
+        None => None,
+    };
+    let given = match plan {
+        Some(p) => Some(read_toml::<PlanConfig>(p, "plan")?.model_spec()),
+        None => None,
+    };
+    Ok(match (given, own) {
+        (Some(g), Some(o)) if g != o => anyhow::bail!(
+            "--plan describes another model ({} on {:?}, objective {}) than {} holds ({} on {:?}, objective {}); drop --plan to use the checkpoint's own description",
+            g.encoder.name(),
+            g.shape,
+            g.objective,
+            model.display(),
+            o.encoder.name(),
+            o.shape,
+            o.objective
+        ),
+        (Some(g), _) => g,
+        (None, Some(o)) => {
+            tracing::info!(encoder = o.encoder.name(), objective = %o.objective, version = meta.get("fedssl.version").map(String::as_str).unwrap_or("?"), round = meta.get("fedssl.round").map(String::as_str).unwrap_or("?"), "model as the checkpoint describes it");
+            o
+        }
+        (None, None) => {
+            tracing::warn!(file = %model.display(), "the checkpoint does not describe its model (not written by a fedssl server); assuming ConvNet-S on 28×28 images with SimCLR: pass --plan if it is another");
+            fedssl_ml::model::ModelSpec::default()
+        }
+    })
 }
 
 /// Sends an operator's command to the server running on `run_dir` and prints its answer.
@@ -1173,10 +1217,7 @@ fn main() -> anyhow::Result<()> {
             seed,
         } => {
             let w = fedssl_ml::model::Weights::load(&model)?;
-            let spec = match &plan {
-                Some(path) => read_toml::<PlanConfig>(path, "plan")?.model_spec(),
-                None => fedssl_ml::model::ModelSpec::default(),
-            };
+            let spec = checkpoint_spec(&model, plan.as_deref())?;
             let splits = fedssl_ml::data::load_splits(data.as_deref(), spec.shape, seed)?;
             let test = match &test_data {
                 Some(path) => {

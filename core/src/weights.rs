@@ -241,6 +241,18 @@ impl Weights {
 
     /// Writes a safetensors file atomically: temporary file, fsync, rename, fsync of the folder.
     pub fn save(&self, path: &Path) -> Result<(), WeightsError> {
+        self.save_described(path, &std::collections::BTreeMap::new())
+    }
+
+    /// [`Weights::save`] with `describe` added to the file's safetensors metadata (e.g. the
+    /// model spec, the plan and the software version, so the file describes itself; read
+    /// it back with [`read_metadata`]). Keys starting with `fedssl.order` or `fedssl.hash`
+    /// are the format's own and cannot be set.
+    pub fn save_described(
+        &self,
+        path: &Path,
+        describe: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), WeightsError> {
         let io = |source| WeightsError::Io {
             path: path.display().to_string(),
             source,
@@ -268,7 +280,10 @@ impl Weights {
                 reason: e.to_string(),
             })?;
         let order: Vec<String> = self.tensors.iter().map(|t| t.name.clone()).collect();
-        let mut meta = HashMap::new();
+        let mut meta: HashMap<String, String> = describe
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         meta.insert("fedssl.order".to_string(), order.join(","));
         meta.insert("fedssl.hash".to_string(), self.hash());
         let data = safetensors::serialize(views, Some(meta)).map_err(|e| WeightsError::Format {
@@ -320,6 +335,20 @@ impl Weights {
         }
         Ok(Weights { tensors })
     }
+}
+
+/// The safetensors metadata of the file at `path` (what [`Weights::save_described`] wrote).
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>, WeightsError> {
+    let data = std::fs::read(path).map_err(|source| WeightsError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&data).map_err(|e| WeightsError::Format {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(meta.metadata().clone().unwrap_or_default())
 }
 
 #[cfg(test)]

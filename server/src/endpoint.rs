@@ -89,6 +89,30 @@ fn initial_state(
     Ok((0, w))
 }
 
+/// What every checkpoint of this server says about itself (safetensors metadata): the
+/// model spec (`fedssl.spec`, JSON: what `probe` and `export` build), the plan
+/// (`fedssl.plan`, TOML), the software and protocol versions.
+pub fn checkpoint_metadata(
+    cfg: &ServerConfig,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("fedssl.format".into(), "fedssl-checkpoint-1".into());
+    m.insert(
+        "fedssl.spec".into(),
+        serde_json::to_string(&cfg.plan.model_spec())?,
+    );
+    m.insert("fedssl.plan".into(), toml::to_string(&cfg.plan)?);
+    m.insert(
+        "fedssl.version".into(),
+        fedssl_protocol::SOFTWARE_VERSION.to_string(),
+    );
+    m.insert(
+        "fedssl.protocol".into(),
+        fedssl_protocol::PROTOCOL_VERSION.to_string(),
+    );
+    Ok(m)
+}
+
 /// Seconds since the Unix epoch: the engine's clock (deadlines survive a restart).
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -179,6 +203,7 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
         .with_context(|| format!("cannot create run directory {}", cfg.run_dir.display()))?;
     let admin = crate::admin::bind(&cfg.run_dir).await?;
     let mut store = Store::open(&cfg.run_dir)?;
+    store.describe_models(checkpoint_metadata(&cfg)?);
     let counters = Arc::new(Counters::default());
     let mut engine = build_engine(&cfg, &mut store)?.with_counters(counters.clone());
     if store.is_paused()? {

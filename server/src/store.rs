@@ -38,6 +38,8 @@ fn bincode_cfg() -> bincode::config::Configuration {
 pub struct Store {
     db: Connection,
     models_dir: PathBuf,
+    /// Written into every model file's metadata (see [`Store::describe_models`]).
+    describe: std::collections::BTreeMap<String, String>,
 }
 
 /// `(round, client, status, reason)` of one recorded update.
@@ -114,7 +116,11 @@ impl Store {
              CREATE TABLE IF NOT EXISTS control (
                 key TEXT PRIMARY KEY, value TEXT NOT NULL, at INTEGER NOT NULL);",
         )?;
-        Ok(Self { db, models_dir })
+        Ok(Self {
+            db,
+            models_dir,
+            describe: Default::default(),
+        })
     }
 
     /// Records that the operator paused (`true`) or resumed the run; a restarted server
@@ -157,10 +163,24 @@ impl Store {
         Ok(Some((version as u64, w)))
     }
 
+    /// Makes every model file written from now on describe itself: `describe` (the spec,
+    /// the plan, the software version) goes into its safetensors metadata, with
+    /// `fedssl.round` set to the file's version.
+    pub fn describe_models(&mut self, describe: std::collections::BTreeMap<String, String>) {
+        self.describe = describe;
+    }
+
+    fn save_model(&self, w: &Weights, version: u64) -> anyhow::Result<PathBuf> {
+        let path = self.model_path(version);
+        let mut meta = self.describe.clone();
+        meta.insert("fedssl.round".into(), version.to_string());
+        w.save_described(&path, &meta)?;
+        Ok(path)
+    }
+
     /// Saves the initial model as version 0.
     pub fn save_initial(&mut self, w: &Weights) -> anyhow::Result<()> {
-        let path = self.model_path(0);
-        w.save(&path)?;
+        let path = self.save_model(w, 0)?;
         self.db.execute(
             "INSERT OR REPLACE INTO models (version, hash, path, created_at) VALUES (0, ?1, ?2, ?3)",
             params![w.hash(), path.display().to_string(), now()],
@@ -415,8 +435,7 @@ impl Store {
         model: &Weights,
         opt: Option<&OptState>,
     ) -> anyhow::Result<()> {
-        let path = self.model_path(m.round);
-        model.save(&path)?;
+        let path = self.save_model(model, m.round)?;
         let tx = self.db.transaction()?;
         tx.execute(
             "INSERT OR REPLACE INTO models (version, hash, path, created_at) VALUES (?1, ?2, ?3, ?4)",
