@@ -2,6 +2,7 @@
 //! human-readable report, and the benchmarks. The command line lives in `main.rs`.
 
 pub mod bench;
+pub mod export;
 pub mod init;
 pub mod simulate;
 

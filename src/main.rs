@@ -93,6 +93,32 @@ enum Cmd {
         #[arg(long)]
         run_dir: PathBuf,
     },
+    /// Write a checkpoint's encoder for another framework: `--format torch` gives a PyTorch
+    /// state dict (safetensors), a module defining the network, and reference features.
+    Export {
+        /// Encoder file (a server checkpoint describes its model; else pass --plan).
+        #[arg(long)]
+        model: PathBuf,
+        /// Target format.
+        #[arg(long, value_enum, default_value = "torch")]
+        format: ExportFormat,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The run's `[plan]` (only for a checkpoint that does not describe itself).
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Data to calibrate BatchNorm on (default: the modality's generated set); the
+        /// reference inputs come from its test split.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Samples BatchNorm is calibrated on.
+        #[arg(long, default_value_t = 2048)]
+        calibration_samples: usize,
+        /// Seed of the data subsets.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Run a client.
     Client {
         /// Client configuration (TOML).
@@ -518,49 +544,6 @@ impl CaArgs {
             passphrase: ca_passphrase(self.ca_passphrase_file.as_deref())?,
         })
     }
-}
-
-/// The model a checkpoint holds: the spec in its metadata (what every server checkpoint
-/// carries), checked against `--plan` when both are given; `--plan` alone for a file that
-/// does not describe itself; else the default model, with a warning.
-fn checkpoint_spec(
-    model: &Path,
-    plan: Option<&Path>,
-) -> anyhow::Result<fedssl_ml::model::ModelSpec> {
-    let meta = fedssl_core::weights::read_metadata(model)?;
-    let own = match meta.get("fedssl.spec") {
-        Some(text) => Some(
-            serde_json::from_str::<fedssl_ml::model::ModelSpec>(text).with_context(|| {
-                format!("{}: its fedssl.spec metadata cannot be read (written by another version?); pass --plan", model.display())
-            })?,
-        ),
-        None => None,
-    };
-    let given = match plan {
-        Some(p) => Some(read_toml::<PlanConfig>(p, "plan")?.model_spec()),
-        None => None,
-    };
-    Ok(match (given, own) {
-        (Some(g), Some(o)) if g != o => anyhow::bail!(
-            "--plan describes another model ({} on {:?}, objective {}) than {} holds ({} on {:?}, objective {}); drop --plan to use the checkpoint's own description",
-            g.encoder.name(),
-            g.shape,
-            g.objective,
-            model.display(),
-            o.encoder.name(),
-            o.shape,
-            o.objective
-        ),
-        (Some(g), _) => g,
-        (None, Some(o)) => {
-            tracing::info!(encoder = o.encoder.name(), objective = %o.objective, version = meta.get("fedssl.version").map(String::as_str).unwrap_or("?"), round = meta.get("fedssl.round").map(String::as_str).unwrap_or("?"), "model as the checkpoint describes it");
-            o
-        }
-        (None, None) => {
-            tracing::warn!(file = %model.display(), "the checkpoint does not describe its model (not written by a fedssl server); assuming ConvNet-S on 28×28 images with SimCLR: pass --plan if it is another");
-            fedssl_ml::model::ModelSpec::default()
-        }
-    })
 }
 
 /// Sends an operator's command to the server running on `run_dir` and prints its answer.
@@ -1015,6 +998,35 @@ fn main() -> anyhow::Result<()> {
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
             }
         }
+        Cmd::Export {
+            model,
+            format: ExportFormat::Torch,
+            out,
+            plan,
+            data,
+            calibration_samples,
+            seed,
+        } => {
+            let e = fedssl::export::export_torch(
+                &model,
+                plan.as_deref(),
+                data.as_deref(),
+                calibration_samples,
+                &out,
+                seed,
+            )?;
+            println!(
+                "wrote {}: encoder.safetensors ({} tensors, {} parameters{}), fedssl_encoder.py, reference.safetensors, README.md",
+                e.out.display(),
+                e.tensors,
+                e.parameters,
+                if e.calibrated_on > 0 {
+                    format!(", BatchNorm calibrated on {} samples", e.calibrated_on)
+                } else {
+                    String::new()
+                }
+            );
+        }
         Cmd::Pause { run_dir } => {
             admin_command(&rt, &run_dir, fedssl_server::admin::Command::Pause)?
         }
@@ -1217,7 +1229,7 @@ fn main() -> anyhow::Result<()> {
             seed,
         } => {
             let w = fedssl_ml::model::Weights::load(&model)?;
-            let spec = checkpoint_spec(&model, plan.as_deref())?;
+            let spec = fedssl::export::checkpoint_spec(&model, plan.as_deref())?;
             let splits = fedssl_ml::data::load_splits(data.as_deref(), spec.shape, seed)?;
             let test = match &test_data {
                 Some(path) => {
@@ -1244,6 +1256,13 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `export --format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// PyTorch: state dict (safetensors) + module + reference features.
+    Torch,
 }
 
 /// `--modality`.

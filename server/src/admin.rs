@@ -78,7 +78,16 @@ pub async fn bind(run_dir: &Path) -> anyhow::Result<Option<tokio::net::UnixListe
         return Ok(None);
     }
     if path.exists() {
-        if tokio::net::UnixStream::connect(&path).await.is_ok() {
+        // A server that is going away (its process or task ending) may answer for a moment:
+        // only a socket that keeps answering belongs to a live server.
+        let mut answers = 0;
+        for _ in 0..3 {
+            if tokio::net::UnixStream::connect(&path).await.is_ok() {
+                answers += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if answers == 3 {
             anyhow::bail!(
                 "another fedssl server is running on {} (its admin socket answered); stop it \
                  first (`fedssl stop --run-dir {}`) or choose another run_dir",

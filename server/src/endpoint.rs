@@ -121,6 +121,17 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Aborts its task when dropped, also when the server's future is dropped midway (an
+/// embedding program aborts it): the admin socket must stop answering with the server, or a
+/// restart on the same run directory would take it for a live server.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What the connection tasks tell the driver.
 enum Input {
     /// A request, and where its answer goes.
@@ -231,12 +242,12 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     let addr = ep.local_addr()?;
     fedssl_net::certs::warn_expiring(&[&cfg.tls.cert, &cfg.tls.ca]);
     let live = Arc::new(crate::revocation::Live::default());
-    let crl_watch = tokio::spawn(crate::revocation::watch_crl(
+    let crl_watch = AbortOnDrop(tokio::spawn(crate::revocation::watch_crl(
         cfg.tls.clone(),
         settings,
         ep.clone(),
         live.clone(),
-    ));
+    )));
     info!(%addr, rounds = cfg.rounds, min_clients = cfg.min_clients, strategy = cfg.plan.strategy.name.name(), min_updates = cfg.effective_min_updates(), "server listening (QUIC, mutual TLS 1.3)");
     let telemetry = match cfg.metrics {
         Some(m) => {
@@ -275,7 +286,7 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
     });
     let accept = tokio::spawn(accept_loop(conns, ep.clone()));
     let (control, control_rx) = mpsc::channel(16);
-    let admin_task = admin.map(|l| tokio::spawn(crate::admin::serve(l, control)));
+    let admin_task = admin.map(|l| AbortOnDrop(tokio::spawn(crate::admin::serve(l, control))));
     let bar = opts.progress.as_ref().map(|mp| {
         let b = mp.add(ProgressBar::new(cfg.rounds));
         b.set_style(
@@ -315,11 +326,11 @@ pub async fn run_server(cfg: ServerConfig, opts: ServerOptions) -> anyhow::Resul
         ep.close(0u32.into(), b"server done");
     }
     accept.abort();
-    if let Some(t) = admin_task {
-        t.abort();
+    if admin_task.is_some() {
+        drop(admin_task);
         let _ = std::fs::remove_file(cfg.run_dir.join(crate::admin::SOCKET));
     }
-    crl_watch.abort();
+    drop(crl_watch);
     let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
     let Driver {
         engine,

@@ -110,6 +110,11 @@ pub trait ModuleWeights {
 
 impl ModuleWeights for Weights {
     fn from_module<B: Backend, M: Module<B>>(module: &M) -> Self {
+        // burn's `RunningState` (BatchNorm statistics) keeps each thread's last update apart
+        // until it is synced, and `visit` reads the value without syncing: the statistics
+        // would miss the last training or calibration batch. `into_record` syncs them, and
+        // a clone shares their state, so this brings `module`'s own up to date.
+        let _ = module.clone().into_record();
         let mut c = Collector {
             path: Vec::new(),
             out: Vec::new(),
