@@ -43,7 +43,11 @@ impl WeightsSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     /// A module parameter has no tensor of that name, or shapes differ.
-    #[error("weights do not fit the model: {0}")]
+    #[error(
+        "weights do not fit the model: {0}. The file holds another model (data shape, encoder, \
+         objective or normalization) than the one being built: use the run's own plan (a \
+         checkpoint written by a fedssl server describes its model; otherwise pass --plan)"
+    )]
     Mismatch(String),
     /// File I/O failed.
     #[error("{path}: {source}")]
