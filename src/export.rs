@@ -26,7 +26,15 @@ use fedssl_server::config::PlanConfig;
 /// carries), checked against `plan` when both are given; `plan` alone for a file that does
 /// not describe itself; else the default model, with a warning.
 pub fn checkpoint_spec(model: &Path, plan: Option<&Path>) -> anyhow::Result<ModelSpec> {
-    let meta = fedssl_core::weights::read_metadata(model)?;
+    spec_from(&fedssl_core::weights::read_metadata(model)?, model, plan)
+}
+
+/// [`checkpoint_spec`] from the metadata `meta` already read from `model`.
+fn spec_from(
+    meta: &std::collections::HashMap<String, String>,
+    model: &Path,
+    plan: Option<&Path>,
+) -> anyhow::Result<ModelSpec> {
     let own = match meta.get("fedssl.spec") {
         Some(text) => Some(serde_json::from_str::<ModelSpec>(text).with_context(|| {
             format!(
@@ -392,7 +400,8 @@ pub fn export_torch(
     out: &Path,
     seed: u64,
 ) -> anyhow::Result<Exported> {
-    let spec = checkpoint_spec(model, plan)?;
+    let meta = fedssl_core::weights::read_metadata(model)?;
+    let spec = spec_from(&meta, model, plan)?;
     anyhow::ensure!(
         !matches!(spec.objective, fedssl_ml::ssl::Objective::Clip(_)),
         "export --format torch writes single-tower encoders; this checkpoint is cross-modal ({})",
@@ -447,7 +456,6 @@ pub fn export_torch(
         .filter(|t| !t.name.contains("running_") && !t.name.ends_with("num_batches_tracked"))
         .map(|t| t.shape.iter().product::<usize>())
         .sum();
-    let meta = fedssl_core::weights::read_metadata(model).unwrap_or_default();
     let readme = format!(
         "# fedssl encoder for PyTorch\n\nFrom `{}` (fedssl {}, round {}): encoder {}, objective {}, \
          input {:?}, {} parameters.\n\n```python\nimport fedssl_encoder\nmodel = fedssl_encoder.load()  \

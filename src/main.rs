@@ -989,10 +989,7 @@ fn main() -> anyhow::Result<()> {
             let s = fedssl_server::status::read(&run_dir)?;
             match format {
                 StatusFormat::Text => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs() as i64)
-                        .unwrap_or(0);
+                    let now = fedssl_server::endpoint::unix_now() as i64;
                     print!("{}", s.render(now));
                 }
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
@@ -1138,10 +1135,7 @@ fn main() -> anyhow::Result<()> {
                     println!("copy it to the server's tls.crl path: a running server reloads it within 2 s and closes the site's connections");
                 }
                 CertCmd::List { dir } => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs() as i64)
-                        .unwrap_or(0);
+                    let now = fedssl_server::endpoint::unix_now() as i64;
                     let rows = fedssl_net::certs::list(&dir)?;
                     anyhow::ensure!(
                         !rows.is_empty(),
